@@ -1,0 +1,26 @@
+# Verbs for day-to-day work; .ci/run is the source of truth for CI.
+PY ?= .venv/bin/python
+
+.PHONY: develop annotate test test-pure bench lint typecheck
+
+develop:
+	python3 -m venv .venv
+	$(PY) -m pip install -q -c requirements/cython.txt -e '.[test,bench]'
+
+annotate:
+	FASTRENDER_DEBUG=1 $(PY) setup.py build_ext --inplace --cython-always
+
+test:
+	$(PY) -m pytest
+
+test-pure:
+	FASTRENDER_NO_EXTENSIONS=1 $(PY) -m pytest tests -k "fastrender or render" -p no:cacheprovider
+
+bench:
+	$(PY) -m pytest bench --benchmark-enable --benchmark-group-by=group --benchmark-disable-gc
+
+lint:
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+typecheck:
+	$(PY) -m mypy

@@ -1,0 +1,1 @@
+"""Benchmarks: the pytest-benchmark suite and the ``python -m bench`` load tester."""

@@ -1,0 +1,83 @@
+"""``python -m gateway``: one argparse front, each command a function elsewhere.
+
+The parser is the contract's command line (spec/gateway.md); each handler
+lives in the module that owns the work and is imported only when its command
+runs, so ``render`` and ``check`` start fast and never pull in aiohttp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from gateway import constants
+
+__all__ = ("build_parser", "main")
+
+# command -> "module:function"; each takes the parsed namespace, returns an exit code.
+_HANDLERS = {
+    "serve": "gateway.serve:run",
+    "check": "gateway.check:run",
+    "render": "gateway.render:run",
+    "sources": "gateway.sources.cli:run",
+    "test-postback": "gateway.testpostback:run",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gateway", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="TOML config (default: the shipped example)")
+    serve.add_argument("--host", default=constants.DEFAULT_HOST)
+    serve.add_argument("--port", type=int, default=constants.DEFAULT_PORT)
+    serve.add_argument("--db", help=f"SQLite file (default: ./{constants.DEFAULT_DB})")
+
+    check = commands.add_parser("check", help="validate a config; exit 1 if invalid")
+    check.add_argument("file")
+
+    render = commands.add_parser("render", help="render one postback template")
+    render.add_argument("template")
+    render.add_argument(
+        "--set", dest="values", action="append", default=[], metavar="NAME=VALUE",
+        help="a token value, e.g. --set externalid=abc or --set tName:zoneid=42",
+    )
+    render.add_argument("--dialect", default="clickflare", choices=("clickflare", "binom"))
+
+    sources = commands.add_parser("sources", help="the traffic-source catalog")
+    sources.add_argument("--json", action="store_true")
+    sources_commands = sources.add_subparsers(dest="sources_command", metavar="SUBCOMMAND")
+    show = sources_commands.add_parser("show", help="one preset in full")
+    show.add_argument("name")
+    show.add_argument("--json", action="store_true")
+    show.add_argument("--campaign", help="campaign id, to print the click URL")
+    show.add_argument("--base-url", help="the gateway's public base URL")
+    classify = sources_commands.add_parser("classify", help="judge an answer as the dispatcher does")
+    classify.add_argument("name")
+    classify.add_argument("--status", type=int, required=True)
+    classify.add_argument("--body", default="")
+    classify.add_argument("--json", action="store_true")
+
+    test = commands.add_parser("test-postback", help="render a rule, send it once, show the answer")
+    test.add_argument("--config")
+    test.add_argument("--source", help="traffic source name")
+    test.add_argument("--campaign", help="campaign id")
+    test.add_argument("--set", dest="values", action="append", default=[], metavar="NAME=VALUE")
+    test.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module_name, _, function = _HANDLERS[args.command].partition(":")
+    handler = getattr(importlib.import_module(module_name), function)
+    try:
+        return int(handler(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 0
