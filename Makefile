@@ -8,7 +8,7 @@ develop:
 	$(PY) -m pip install -q -c requirements/cython.txt -e '.[test,bench]'
 
 annotate:
-	FASTRENDER_DEBUG=1 $(PY) setup.py build_ext --inplace --cython-always
+	FASTRENDER_DEBUG=1 FASTRENDER_CYTHON_ALWAYS=1 $(PY) setup.py build_ext --inplace
 
 test:
 	$(PY) -m pytest
