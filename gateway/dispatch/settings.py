@@ -1,0 +1,35 @@
+"""Delivery settings: the ``[delivery]`` table of the config."""
+
+from __future__ import annotations
+
+import msgspec
+
+from gateway import constants
+
+__all__ = ("DeliverySettings",)
+
+
+class DeliverySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: Connections in the shared pool, and per destination host.
+    max_connections: int = 512
+    max_connections_per_host: int = 32
+    #: Optional requests per second per host (None: unlimited).
+    rate_per_host: float | None = None
+    timeout: float = 10.0
+    #: Body bytes kept for the delivery log; nothing past this is read.
+    body_prefix_bytes: int = 512
+    max_attempts: int = 1 + len(constants.RETRY_SCHEDULE)
+    schedule: list[float] = msgspec.field(default_factory=lambda: list(constants.RETRY_SCHEDULE))
+    jitter: float = constants.RETRY_JITTER
+    #: Retry-After is honoured but clamped to this (seconds).
+    max_retry_after: float = 3600.0
+    #: Circuit breaker: consecutive failures that open it, and the pause before a probe.
+    breaker_failures: int = 5
+    breaker_pause: float = 30.0
+    #: SSRF guard: loopback/private targets only when explicitly allowed.
+    allow_private_targets: bool = False
+    allowed_networks: list[str] = msgspec.field(default_factory=list)
+    #: curl --resolve: "host[:port]" -> "address:port".
+    resolve: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Finished deliveries older than this many days are purged.
+    retention_days: float = 30.0

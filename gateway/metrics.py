@@ -1,0 +1,79 @@
+"""Prometheus metrics, one registry per gateway (tests run several in a process).
+
+Labels carry traffic-source names and status classes only, never URLs, so no
+account secret can reach a label.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ("CONTENT_TYPE_LATEST", "Metrics", "status_class")
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_E2E_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        self.clicks = Counter("gateway_clicks", "Clicks recorded", ["traffic_source"], registry=r)
+        self.ingested = Counter(
+            "gateway_conversions_ingested", "Conversions accepted", ["traffic_source"], registry=r
+        )
+        self.duplicates = Counter(
+            "gateway_conversions_duplicate", "Duplicate conversions", ["traffic_source"], registry=r
+        )
+        self.unattributed = Counter(
+            "gateway_conversions_unattributed", "Conversions with no click", registry=r
+        )
+        self.rejected_input = Counter(
+            "gateway_requests_rejected", "Requests answered 4xx", ["code"], registry=r
+        )
+        self.queued = Counter(
+            "gateway_deliveries_queued", "Deliveries queued", ["traffic_source"], registry=r
+        )
+        self.delivered = Counter(
+            "gateway_deliveries_delivered", "Deliveries delivered",
+            ["traffic_source", "status_class"], registry=r,
+        )
+        self.failed = Counter(
+            "gateway_deliveries_failed", "Deliveries failed (dead letter)",
+            ["traffic_source", "status_class"], registry=r,
+        )
+        self.expired = Counter(
+            "gateway_deliveries_expired", "Deliveries not sent: click too old",
+            ["traffic_source"], registry=r,
+        )
+        self.retries = Counter(
+            "gateway_delivery_retries", "Attempts scheduled for a retry",
+            ["traffic_source", "status_class"], registry=r,
+        )
+        self.queue_depth = Gauge(
+            "gateway_delivery_queue_depth", "Deliveries queued or in flight", registry=r
+        )
+        self.ingest_latency = Histogram(
+            "gateway_ingest_seconds", "Request received to answer (after commit)",
+            ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.commit_batch = Histogram(
+            "gateway_commit_batch_size", "Items per group commit",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=r,
+        )
+        self.delivery_latency = Histogram(
+            "gateway_delivery_attempt_seconds", "One HTTP attempt", ["traffic_source"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.end_to_end = Histogram(
+            "gateway_delivery_end_to_end_seconds", "Conversion committed to postback answered 2xx",
+            ["traffic_source"], buckets=_E2E_BUCKETS, registry=r,
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def status_class(status: int | None) -> str:
+    """``2xx``.. ``5xx``, or ``error`` for no HTTP answer at all."""
+    return "error" if status is None else f"{status // 100}xx"
