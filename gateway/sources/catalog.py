@@ -20,6 +20,7 @@ from importlib import resources
 import msgspec
 
 __all__ = (
+    "Example",
     "MissingParams",
     "Param",
     "Preset",
@@ -38,6 +39,15 @@ class Param(msgspec.Struct, frozen=True, kw_only=True):
     description: str = ""
 
 
+class Example(msgspec.Struct, frozen=True, kw_only=True):
+    """A real answer quoted from the network's docs, with the verdict it must get."""
+
+    status: int
+    body: str = ""
+    outcome: str
+    source: str = ""
+
+
 class Preset(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     title: str
@@ -53,6 +63,8 @@ class Preset(msgspec.Struct, frozen=True, kw_only=True):
     currency: str = ""
     notes: str = ""
     docs: list[str] = []
+    #: real answers and their expected verdicts: the rule's own regression test
+    examples: list[Example] = []
 
 
 class UnknownPreset(ValueError):
