@@ -1,0 +1,151 @@
+"""The SQLite store against a real file: intake writes and the delivery side."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.store.base import Attempt, Click, Conversion, DeliveryFilter, NewDelivery
+from gateway.store.sqlite import SQLiteStore
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    s = SQLiteStore(tmp_path / "g.sqlite")
+    await s.open()
+    yield s
+    await s.close()
+
+
+def _click(i: int = 1) -> Click:
+    return Click(click_id=f"c{i}", campaign_id="camp", traffic_source="ts", created_at=NOW,
+                 tokens={"externalid": f"x{i}"})  # fmt: skip
+
+
+def _conv(i: int = 1, status: str = "approved") -> Conversion:
+    return Conversion(conversion_id=f"v{i}", click_id=f"c{i}", dedup_key=f"c{i}|t:{i}",
+                      status=status, created_at=NOW, tokens={"payout": "1.5"})  # type: ignore[arg-type]  # fmt: skip
+
+
+def _delivery(conv: str = "v1", *, source: str = "ts", campaign: str = "camp",
+              not_before: float = NOW, created: float = NOW) -> NewDelivery:  # fmt: skip
+    return NewDelivery(
+        conversion_id=conv, traffic_source=source, campaign_id=campaign, rule="global",
+        method="GET", url="https://h.example/pb?g=SECRET", display_url="https://h.example/pb?g=***",
+        body=None, host="h.example", click_time=NOW - 5, not_before=not_before, max_attempts=3,
+        created_at=created, schedule=[1.0, 2.0], expires_at=NOW + 100, answer_rule="exoclick",
+    )
+
+
+def _attempt(delivery_id: int, outcome: str = "retry") -> Attempt:
+    return Attempt(delivery_id=delivery_id, started_at=NOW + 1, url="https://h.example/pb?g=***",
+                   status_code=503, error=None, latency_ms=12.5, body_prefix="busy",
+                   outcome=outcome, reason="HTTP 503")  # fmt: skip
+
+
+async def test_commit_batch_writes_everything_and_numbers_deliveries(store: SQLiteStore) -> None:
+    result = await store.commit_batch([_click(1), _click(2)], [_conv(1)], [_delivery(), _delivery()])
+    ids = [d.delivery_id for d in result.deliveries]
+    assert ids == [ids[0], ids[0] + 1]
+    assert all(d.status == "queued" and d.next_at == NOW for d in result.deliveries)
+    click = await store.find_click("c1")
+    assert click is not None and click.tokens == {"externalid": "x1"}
+    assert await store.find_click("nope") is None
+    conv = await store.find_conversion("c1|t:1")
+    assert conv is not None and conv.status == "approved"
+    listed = await store.list_deliveries(DeliveryFilter(), after_id=None, limit=10)
+    assert listed == result.deliveries
+
+
+async def test_conversion_update_keeps_one_row(store: SQLiteStore) -> None:
+    await store.commit_batch([], [_conv(1, "pending")], [])
+    await store.commit_batch([], [_conv(1, "approved")], [])
+    found = await store.find_conversions(["c1|t:1"])
+    assert found["c1|t:1"].status == "approved"
+    assert (await store.counts())["conversions"] == 1
+
+
+async def test_due_record_attempt_and_log(store: SQLiteStore) -> None:
+    res = await store.commit_batch([], [], [_delivery(), _delivery(not_before=NOW + 60)])
+    first, later = res.deliveries
+    due = await store.due_deliveries(NOW, 10)
+    assert [d.delivery_id for d in due] == [first.delivery_id]
+    await store.record_attempt(_attempt(first.delivery_id), status="queued", next_at=NOW + 10)
+    assert await store.due_deliveries(NOW + 5, 10) == []
+    assert {d.delivery_id for d in await store.due_deliveries(NOW + 60, 10)} == {
+        first.delivery_id, later.delivery_id}  # fmt: skip
+    await store.record_attempt(_attempt(first.delivery_id, "delivered"), status="delivered", next_at=None)
+    await store.record_attempt(_attempt(later.delivery_id, "paused"), status="queued",
+                               next_at=NOW + 90, count_attempt=False)  # fmt: skip
+    stored = await store.get_delivery(first.delivery_id)
+    assert stored is not None and stored.status == "delivered" and stored.attempts == 2
+    assert stored.last_outcome == "delivered" and stored.schedule == [1.0, 2.0]
+    paused = await store.get_delivery(later.delivery_id)
+    assert paused is not None and paused.attempts == 0 and paused.next_at == NOW + 90
+    log = await store.list_attempts(first.delivery_id)
+    assert [a.outcome for a in log] == ["retry", "delivered"]
+    assert log[0].status_code == 503 and log[0].body_prefix == "busy"
+
+
+async def test_list_filters_and_cursor(store: SQLiteStore) -> None:
+    news = [_delivery(source="a" if i % 2 else "b", campaign=f"k{i % 3}", created=NOW + i)
+            for i in range(10)]  # fmt: skip
+    res = await store.commit_batch([], [], news)
+    ids = [d.delivery_id for d in res.deliveries]
+    page1 = await store.list_deliveries(DeliveryFilter(), after_id=None, limit=4)
+    page2 = await store.list_deliveries(DeliveryFilter(), after_id=page1[-1].delivery_id, limit=4)
+    page3 = await store.list_deliveries(DeliveryFilter(), after_id=page2[-1].delivery_id, limit=4)
+    assert [d.delivery_id for d in page1 + page2 + page3] == ids
+    only_a = await store.list_deliveries(DeliveryFilter(traffic_source="a"), after_id=None, limit=50)
+    assert len(only_a) == 5 and all(d.traffic_source == "a" for d in only_a)
+    k0 = await store.list_deliveries(DeliveryFilter(campaign_id="k0"), after_id=None, limit=50)
+    assert len(k0) == 4
+    since = await store.list_deliveries(DeliveryFilter(since=NOW + 7), after_id=None, limit=50)
+    assert len(since) == 3
+    queued = await store.list_deliveries(DeliveryFilter(status="queued"), after_id=None, limit=50)
+    assert len(queued) == 10
+
+
+async def test_requeue_failed_and_by_id(store: SQLiteStore) -> None:
+    res = await store.commit_batch([], [], [_delivery(), _delivery(), _delivery()])
+    a, b, c = (d.delivery_id for d in res.deliveries)
+    await store.record_attempt(_attempt(a, "rejected"), status="failed", next_at=None)
+    await store.record_attempt(_attempt(b, "delivered"), status="delivered", next_at=None)
+    back = await store.requeue(DeliveryFilter(), ids=None, now=NOW + 500)
+    assert [d.delivery_id for d in back] == [a]
+    assert back[0].status == "queued" and back[0].attempts == 0 and back[0].next_at == NOW + 500
+    again = await store.requeue(DeliveryFilter(), ids=[b, c], now=NOW + 600)
+    assert [d.delivery_id for d in again] == [b]  # c was still queued
+    assert len(await store.list_attempts(a)) == 1  # history kept
+
+
+async def test_purge_removes_finished_only(store: SQLiteStore) -> None:
+    res = await store.commit_batch([], [], [_delivery(), _delivery()])
+    a, b = (d.delivery_id for d in res.deliveries)
+    await store.record_attempt(_attempt(a, "delivered"), status="delivered", next_at=None)
+    assert await store.purge(NOW) == 0
+    assert await store.purge(NOW + 10) == 1
+    assert await store.get_delivery(a) is None and await store.list_attempts(a) == []
+    assert await store.get_delivery(b) is not None
+
+
+async def test_ids_survive_reopen_and_wal_is_on(tmp_path: Path) -> None:
+    path = tmp_path / "g.sqlite"
+    s = SQLiteStore(path)
+    await s.open()
+    first = (await s.commit_batch([], [], [_delivery()])).deliveries[0].delivery_id
+    await s.close()
+    s = SQLiteStore(path)
+    await s.open()
+    second = (await s.commit_batch([], [], [_delivery()])).deliveries[0].delivery_id
+    await s.close()
+    assert second == first + 1
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"deliveries_due", "deliveries_source", "deliveries_campaign", "deliveries_created"} <= names
