@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING
 
 from ._errors import TemplateError
 
-__all__ = ("USE_EXTENSIONS", "Plan", "TemplateError", "compile_template")
+__all__ = ("NO_EXTENSIONS", "Plan", "TemplateError", "USE_EXTENSIONS", "compile_template")
 
+#: True when the environment or the interpreter rules the compiled core out.
 NO_EXTENSIONS = bool(os.environ.get("FASTRENDER_NO_EXTENSIONS")) or sys.implementation.name != "cpython"
 
+# USE_EXTENSIONS: True when ``compile_template`` builds compiled (Cython) plans.
 if TYPE_CHECKING or NO_EXTENSIONS:
     from ._plan_py import Plan, compile_template
 

@@ -338,4 +338,5 @@ cdef int _write_slow(Writer* w, object slot, object value) except -1:
 def compile_template(template, *, dialect="clickflare", unknown="error"):
     """compile_template(template, *, dialect="clickflare", unknown="error") -> Plan"""
     parsed = parse(template, dialect, unknown)
-    return Plan(template, parsed.pieces, parsed.slots)
+    # A str subclass is stored as plain str, so both twins hand back the same type.
+    return Plan(str.__str__(template), parsed.pieces, parsed.slots)

@@ -93,4 +93,5 @@ class Plan:
 def compile_template(template: str, *, dialect: str = "clickflare", unknown: str = "error") -> Plan:
     """Compile ``template`` into a plan, or raise :class:`TemplateError`."""
     parsed = parse(template, dialect, unknown)
-    return Plan(template, parsed.pieces, parsed.slots)
+    # A str subclass is stored as plain str, so both twins hand back the same type.
+    return Plan(str.__str__(template), parsed.pieces, parsed.slots)
