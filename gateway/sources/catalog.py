@@ -5,7 +5,10 @@ written ``<name>`` (e.g. ``<goal>``); ``expand`` fills them from the config
 before the template is compiled, so a missing parameter is a config error
 naming it, never a broken URL at send time.
 
-TODO(sources): the full catalog (30+ networks), body answer rules, CLI.
+The data is reviewed like code: every fact carries its source in ``docs``,
+and ``tests/test_sources_catalog.py`` checks that each postback compiles,
+that its ``<params>`` are declared, and that its quoted answers get the
+verdict stated next to them (``gateway.sources.rules``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from importlib import resources
+from urllib.parse import quote
 
 import msgspec
 
@@ -25,9 +29,12 @@ __all__ = (
     "Param",
     "Preset",
     "UnknownPreset",
+    "campaign_url",
+    "describe_rule",
     "expand",
     "get",
     "names",
+    "placeholders",
 )
 
 _PARAM_RE = re.compile(r"<([a-z][a-z0-9_]*)>")
@@ -56,8 +63,9 @@ class Preset(msgspec.Struct, frozen=True, kw_only=True):
     params: list[Param] = []
     #: gateway click parameter -> the network's macro, e.g. externalid -> {conversions_tracking}
     click_macros: dict[str, str] = {}
-    #: the answer rule, in words (``sources show``); ``rule`` is its machine form
-    success: str = "any 2xx"
+    #: the answer rule, in words (``sources show``); ``rule`` is its machine form.
+    #: Left empty in the data, it is written from ``rule`` when the catalog loads.
+    success: str = ""
     rule: dict[str, str] = {}
     max_click_age: int | None = None
     currency: str = ""
@@ -86,7 +94,43 @@ def _catalog() -> dict[str, Preset]:
     text = resources.files(__package__).joinpath("presets.toml").read_text("utf-8")
     raw = tomllib.loads(text)
     presets = msgspec.convert(raw.get("preset", []), list[Preset])
+    presets = [
+        p if p.success else msgspec.structs.replace(p, success=describe_rule(p.rule))
+        for p in presets
+    ]
     return {preset.name: preset for preset in presets}
+
+
+def describe_rule(rule: Mapping[str, str]) -> str:
+    """An answer rule (``rules.compile_rule``'s input) in words, for people."""
+    parts = ["2xx"]
+    if rule.get("body_error_prefix"):
+        parts.append(f"whose body does not start with {rule['body_error_prefix']!r}")
+    if rule.get("body_error_contains"):
+        parts.append(f"whose body does not contain {rule['body_error_contains']!r}")
+    if rule.get("json_field"):
+        values = " or ".join(repr(v.strip()) for v in rule.get("json_error", "").split(","))
+        parts.append(f"whose JSON field {rule['json_field']!r} is not {values}")
+    return " ".join(parts) + "; 408, 429, 5xx retry; any other status rejected"
+
+
+def placeholders(template: str) -> list[str]:
+    """The account parameters (``<name>``) a postback uses, in order, once each."""
+    return list(dict.fromkeys(_PARAM_RE.findall(template)))
+
+
+def campaign_url(preset: Preset, base_url: str, campaign: str) -> str:
+    """The click URL to paste into the network's panel.
+
+    Query names are the gateway's (``var:zoneid`` arrives as ``zoneid``);
+    the network's macros stay as they are, unencoded, because the network
+    must find and substitute them.
+    """
+    query = "&".join(
+        f"{name.removeprefix('var:')}={macro}" for name, macro in preset.click_macros.items()
+    )
+    url = f"{base_url.rstrip('/')}/click/{quote(campaign, safe='')}"
+    return f"{url}?{query}" if query else url
 
 
 def names() -> list[str]:

@@ -1,37 +1,127 @@
 """Network macros left in a pasted postback URL: the commonest silent loss.
 
 A network's docs show its own placeholders (``${SUBID}``, ``[clickid]``,
-``{{ctoken}}``, ``%CLICKID%``, ``{conversions_tracking}``...).  Left in a
-postback they are sent literally and the conversion is lost; ``check`` warns.
+``{{ctoken}}``, ``%guid%``, ``{conversions_tracking}``...).  Left in a
+postback they are sent literally, the network finds no such click, and the
+conversion is lost without an error anywhere; ``check`` warns instead.
+
+Each placeholder is reported once, as written: the outermost match wins, so
+``${SUBID}`` is not also reported as ``{SUBID}``.  Our own tokens
+(``{externalid}``, ``{var:zoneid}``, ``{payout|md5}``) and percent-encoded
+bytes (``%20``, ``%C3%A9``) are never reported.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+
+from _fastrender import TemplateError, compile_template
+from gateway.sources import catalog
 
 __all__ = ("find_leftover_macros",)
 
-_PATTERNS = (
+# Delimited styles, outermost first: an earlier pattern's match hides any
+# later match that overlaps it.
+_DELIMITED = (
     re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}"),  # ${SUBID}
-    re.compile(r"\{\{[A-Za-z_][A-Za-z0-9_.]*\}\}"),  # {{clickid}}
+    re.compile(r"\{\{[A-Za-z_][A-Za-z0-9_.]*\}\}"),  # {{ctoken}}
+    re.compile(r"\[\[[A-Za-z_][A-Za-z0-9_]*\]\]"),  # [[subid]]
     re.compile(r"\{:[A-Za-z_][A-Za-z0-9_]*\}"),  # {:click_id}
-    re.compile(r"\[[A-Za-z_][A-Za-z0-9_]*\]"),  # [CLICK_ID]
-    re.compile(r"%[A-Za-z_][A-Za-z0-9_]*%"),  # %CLICKID%
-    re.compile(r"##[A-Za-z_][A-Za-z0-9_()]*##"),  # ##SUB_ID_SHORT(action)##
+    re.compile(r"\{![A-Za-z_][A-Za-z0-9_]*!\}"),  # {!tscode!}
+    re.compile(r"\[=[A-Za-z_][A-Za-z0-9_]*=\]"),  # [=SID=]
+    re.compile(r"##[A-Za-z_][A-Za-z0-9_]*(?:\([A-Za-z0-9_]*\))?##"),  # ##SUB_ID_SHORT(action)##
     re.compile(r"@@[A-Za-z_][A-Za-z0-9_\-]*@@"),  # @@CLICK-ID@@
+    re.compile(r"_~[A-Za-z_][A-Za-z0-9_]*~_"),  # _~click_id~_
+    re.compile(r"\[[A-Za-z_][A-Za-z0-9_]*\]"),  # [CLICK_ID], [clickid]
     re.compile(r"#[A-Za-z][A-Za-z0-9_]*#"),  # #s2#
-    re.compile(r"\b(?:MFOXCLICKID|startapp_click_id_placeholder|impressionId|CLICK_ID|REPLACE)\b"),
 )
-# Network macros that look like our own {token} but are not in our catalog.
-_NETWORK_BRACE_MACROS = re.compile(
-    r"\{(?:conversions_tracking|click_id|clickId|CLICKID|SUBID|subid|cid|postbackid|postbackId"
-    r"|value|price|sub_id|uuid|lead_code)\}"
+# %guid%: at least three characters and one that is not hex, so percent-encoded
+# text (%20, %C3%A9, %2Fab%) never reads as a macro.
+_PERCENT = re.compile(r"%([A-Za-z_][A-Za-z0-9_]{2,})%")
+_HEX = frozenset("0123456789abcdefABCDEF")
+# {name} or {name:arg|mod}: a macro unless it compiles as one of our tokens.
+_BRACE = re.compile(r"\{[A-Za-z_][A-Za-z0-9_.:|,=*\-]*\}")
+# Bare words networks document as placeholders (no delimiters at all).
+_BARE_WORDS = (
+    "MFOXCLICKID",
+    "startapp_click_id_placeholder",
+    "impressionId",
+    "conversionValue",
+    "CLICK_ID",
+    "REPLACE",
 )
+
+
+def _is_our_token(text: str) -> bool:
+    """True when ``text`` is exactly one well-formed gateway token."""
+    if not (text.startswith("{") and text.endswith("}")):
+        return False
+    try:
+        plan = compile_template(text)
+    except TemplateError:
+        return False
+    return len(plan.tokens) == 1
+
+
+def _written_as_ours(text: str) -> bool:
+    """``{carrier}`` is ours; ``{CLICKID}`` compiles too (names ignore case) but
+    is EvaDav's click macro, and would send our click id instead of theirs."""
+    return text == text.lower() and _is_our_token(text)
+
+
+@functools.cache
+def _catalog_literals() -> tuple[str, ...]:
+    """Every click macro in the catalog, except the few spelt exactly like our tokens."""
+    macros = {
+        macro
+        for name in catalog.names()
+        for macro in catalog.get(name).click_macros.values()
+        if not _written_as_ours(macro)
+    }
+    return tuple(sorted(macros, key=len, reverse=True))
+
+
+@functools.cache
+def _bare_words() -> re.Pattern[str]:
+    words = set(_BARE_WORDS)
+    words.update(m for m in _catalog_literals() if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", m))
+    alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<![A-Za-z0-9_])(?:{alternatives})(?![A-Za-z0-9_])")
+
+
+def _candidates(url: str) -> list[tuple[int, int, str]]:
+    """(start, end, text) of every possible macro, outermost styles first."""
+    found: list[tuple[int, int, str]] = []
+    for pattern in _DELIMITED:
+        found += [(m.start(), m.end(), m.group()) for m in pattern.finditer(url)]
+    found += [
+        (m.start(), m.end(), m.group())
+        for m in _PERCENT.finditer(url)
+        if not set(m.group(1)) <= _HEX
+    ]
+    found += [
+        (m.start(), m.end(), m.group())
+        for m in _BRACE.finditer(url)
+        if not _is_our_token(m.group())
+    ]
+    for literal in _catalog_literals():
+        start = url.find(literal)
+        while start != -1:
+            found.append((start, start + len(literal), literal))
+            start = url.find(literal, start + 1)
+    found += [(m.start(), m.end(), m.group()) for m in _bare_words().finditer(url)]
+    return found
 
 
 def find_leftover_macros(url: str) -> list[str]:
-    """Every network placeholder in ``url``, in order of appearance."""
-    found: list[tuple[int, str]] = []
-    for pattern in (*_PATTERNS, _NETWORK_BRACE_MACROS):
-        found.extend((m.start(), m.group()) for m in pattern.finditer(url))
-    return [text for _, text in sorted(set(found))]
+    """Every network placeholder in ``url``, in order of appearance, once per occurrence."""
+    taken: list[tuple[int, int]] = []
+    kept: list[tuple[int, str]] = []
+    # Longest first, so an enclosing form hides what it encloses.
+    for start, end, text in sorted(_candidates(url), key=lambda c: (c[0] - c[1], c[0])):
+        if any(start < t_end and t_start < end for t_start, t_end in taken):
+            continue
+        taken.append((start, end))
+        kept.append((start, text))
+    return [text for _, text in sorted(kept)]

@@ -147,15 +147,7 @@ def compile_rule(rule: Mapping[str, str]) -> AnswerRule:
 
 def describe(rule: Mapping[str, str]) -> str:
     """The rule in words, for ``sources show`` and the docs."""
-    parts = ["2xx"]
-    if rule.get("body_error_prefix"):
-        parts.append(f"and the body does not start with {rule['body_error_prefix']!r}")
-    if rule.get("body_error_contains"):
-        parts.append(f"and the body does not contain {rule['body_error_contains']!r}")
-    if rule.get("json_field"):
-        values = " or ".join(repr(v.strip()) for v in rule.get("json_error", "").split(","))
-        parts.append(f"and the JSON field {rule['json_field']!r} is not {values}")
-    return " ".join(parts) + "; 408, 429, 5xx retry; other statuses rejected"
+    return catalog.describe_rule(rule)
 
 
 @functools.cache
