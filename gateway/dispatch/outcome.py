@@ -1,0 +1,46 @@
+"""Judging one attempt: an HTTP answer or a transport error -> a Verdict.
+
+The HTTP judgement is the one ``gateway sources classify`` prints
+(``gateway.outcome`` or a preset's body rule), so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from gateway.outcome import AnswerRule, Verdict, classify_status
+
+__all__ = ("error_verdict", "judge", "rule_for")
+
+log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=256)
+def rule_for(name: str) -> AnswerRule | None:
+    """The preset's answer rule, or None (then the status rule applies)."""
+    try:
+        # Lazy: the rules module belongs to the sources package and must not
+        # load (or be required) for deliveries without a preset.
+        from gateway.sources.rules import rule_for as preset_rule  # noqa: PLC0415
+    except ImportError:
+        log.warning("gateway.sources.rules unavailable: judging %s by status only", name)
+        return None
+    try:
+        return preset_rule(name)
+    except (KeyError, LookupError, ValueError):
+        log.warning("unknown answer rule %r: judging by status only", name)
+        return None
+
+
+def judge(answer_rule: str | None, status: int, body: str) -> Verdict:
+    """The verdict on one HTTP answer (after redirects)."""
+    rule = rule_for(answer_rule) if answer_rule else None
+    if rule is None:
+        return classify_status(status)
+    return rule.classify(status, body)
+
+
+def error_verdict(error: str, *, final: bool = False) -> Verdict:
+    """Connection errors and timeouts are retried; a blocked address is final."""
+    return Verdict("rejected" if final else "retry", error)

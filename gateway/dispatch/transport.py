@@ -1,0 +1,215 @@
+"""The outbound HTTP seam: one pooled client, redirects checked hop by hop.
+
+Retry logic sees only :class:`Answer` and :class:`TransportError`, never
+aiohttp types, so a leaner client can replace this one later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Mapping
+from typing import Protocol
+
+import aiohttp
+import msgspec
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
+
+from gateway import constants
+from gateway.dispatch.settings import DeliverySettings
+from gateway.dispatch.ssrf import AddressPolicy, blocked_dials, literal_address, parse_resolve
+
+__all__ = ("AiohttpTransport", "Answer", "Transport", "TransportError")
+
+log = logging.getLogger(__name__)
+
+_REDIRECTS = frozenset((301, 302, 303, 307, 308))
+_USER_AGENT = "postback-gateway/0.1"
+
+
+class Answer(msgspec.Struct, kw_only=True):
+    """What a destination answered (after redirects)."""
+
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body_prefix: bytes
+    elapsed: float  # seconds, all hops
+    final_url: str
+    redirects: int = 0
+
+
+class TransportError(Exception):
+    """No HTTP answer: connect error, timeout, reset, or a refused destination.
+
+    ``final`` marks errors that retrying cannot fix (a blocked address, a
+    malformed URL); the others are retried.
+    """
+
+    def __init__(self, reason: str, *, final: bool = False, elapsed: float = 0.0,
+                 final_url: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.final = final
+        self.elapsed = elapsed
+        self.final_url = final_url
+
+
+class Transport(Protocol):
+    async def send(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str],
+        timeout: float,
+    ) -> Answer:
+        """One request with redirects followed; raise TransportError when no answer."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class _GuardedResolver(AbstractResolver):
+    """The system resolver behind ``resolve`` overrides (curl --resolve).
+
+    It does not judge addresses: the socket factory checks what is dialled.
+    """
+
+    def __init__(self, overrides: dict[tuple[str, int | None], tuple[str, int]]) -> None:
+        self._overrides = overrides
+        self._system = aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        key = host.lower().rstrip(".")
+        target = self._overrides.get((key, port)) or self._overrides.get((key, None))
+        if target is None:
+            return await self._system.resolve(host, port, family)
+        address, target_port = target
+        ip = literal_address(address)
+        if ip is None:
+            return await self._system.resolve(address, target_port, family)
+        fam = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        return [ResolveResult(hostname=host, host=str(ip), port=target_port, family=fam,
+                              proto=0, flags=socket.AI_NUMERICHOST)]
+
+    async def close(self) -> None:
+        await self._system.close()
+
+
+class AiohttpTransport:
+    """aiohttp's client with a pool per process, a per-host cap and the SSRF guard."""
+
+    def __init__(self, settings: DeliverySettings) -> None:
+        self._settings = settings
+        self.policy = AddressPolicy(
+            allow_private=settings.allow_private_targets,
+            allowed_networks=settings.allowed_networks,
+        )
+        self._overrides = parse_resolve(settings.resolve)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        s = self._settings
+        connector = aiohttp.TCPConnector(
+            limit=s.max_connections,
+            limit_per_host=s.max_connections_per_host,
+            resolver=_GuardedResolver(self._overrides),
+            socket_factory=self.policy.socket_factory,
+            ttl_dns_cache=60,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),  # never carry cookies between destinations
+            trust_env=False,
+            headers={"User-Agent": _USER_AGENT},
+        )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str],
+        timeout: float,
+    ) -> Answer:
+        session = self._session or self._open()
+        started = time.perf_counter()
+        seen = blocked_dials.set([])
+        current = url
+        try:
+            async with asyncio.timeout(timeout):
+                for hop in range(constants.MAX_REDIRECTS + 1):
+                    target = self._check_url(current, started)
+                    status, resp_headers, prefix = await self._request(
+                        session, method, target, body, headers
+                    )
+                    location = resp_headers.get("location")
+                    if status in _REDIRECTS and location and hop < constants.MAX_REDIRECTS:
+                        current = str(target.join(URL(location)))
+                        if status == 303 or (status in (301, 302) and method == "POST"):
+                            method, body = "GET", None
+                        continue
+                    return Answer(status=status, headers=resp_headers, body_prefix=prefix,
+                                  elapsed=time.perf_counter() - started, final_url=current,
+                                  redirects=hop)
+                raise AssertionError("unreachable")  # the loop returns on its last hop
+        except TransportError:
+            raise
+        except TimeoutError as exc:
+            raise TransportError(f"timeout after {timeout:g} s", elapsed=timeout,
+                                 final_url=current) from exc
+        except aiohttp.ClientConnectorError as exc:
+            elapsed = time.perf_counter() - started
+            blocked = ", ".join(blocked_dials.get() or [])
+            if blocked:
+                raise TransportError(f"blocked destination: {blocked}", final=True,
+                                     elapsed=elapsed, final_url=current) from exc
+            raise TransportError(f"connect error: {exc.os_error.strerror or exc.os_error}",
+                                 elapsed=elapsed, final_url=current) from exc
+        except aiohttp.InvalidURL as exc:
+            raise TransportError(f"invalid URL: {exc}", final=True, final_url=current) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": "),
+                                 elapsed=time.perf_counter() - started,
+                                 final_url=current) from exc
+        finally:
+            blocked_dials.reset(seen)
+
+    def _check_url(self, url: str, started: float) -> URL:
+        try:
+            target = URL(url)
+        except (ValueError, TypeError) as exc:
+            raise TransportError(f"invalid URL: {exc}", final=True, final_url=url) from exc
+        if target.scheme not in ("http", "https") or not target.raw_host:
+            raise TransportError(f"unsupported URL (scheme {target.scheme!r})", final=True,
+                                 elapsed=time.perf_counter() - started, final_url=url)
+        reason = self.policy.check_host(target.raw_host)
+        if reason is not None:
+            raise TransportError(f"blocked destination: {target.raw_host} ({reason})",
+                                 final=True, elapsed=time.perf_counter() - started,
+                                 final_url=url)
+        return target
+
+    async def _request(
+        self, session: aiohttp.ClientSession, method: str, url: URL, body: bytes | None,
+        headers: Mapping[str, str],
+    ) -> tuple[int, dict[str, str], bytes]:
+        cap = self._settings.body_prefix_bytes
+        async with session.request(method, url, data=body, headers=headers,
+                                   allow_redirects=False) as resp:
+            chunks: list[bytes] = []
+            size = 0
+            while size < cap:
+                chunk = await resp.content.read(cap - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            # Leaving the block releases the connection; aiohttp closes it
+            # instead of draining when the body was longer than the cap.
+            resp_headers = {k.lower(): v for k, v in resp.headers.items()}
+            return resp.status, resp_headers, b"".join(chunks)
+

@@ -1,0 +1,112 @@
+"""The dispatcher's small parts: schedule, Retry-After, breaker, rate limit, outcome."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+
+import pytest
+
+from gateway import constants
+from gateway.dispatch.breaker import Breaker
+from gateway.dispatch.outcome import error_verdict, judge
+from gateway.dispatch.ratelimit import HostRateLimiter
+from gateway.dispatch.schedule import jittered, next_delay, parse_retry_after
+
+
+def test_default_schedule_with_jitter_bounds() -> None:
+    rng = random.Random(7)
+    for i, base in enumerate(constants.RETRY_SCHEDULE, start=1):
+        for _ in range(200):
+            d = next_delay(i, constants.RETRY_SCHEDULE, 0.2, rng=rng)
+            assert d is not None and base * 0.8 <= d <= base * 1.2
+    assert next_delay(len(constants.RETRY_SCHEDULE) + 1, constants.RETRY_SCHEDULE, 0.2) is None
+    assert next_delay(0, constants.RETRY_SCHEDULE, 0.2) is None
+
+
+def test_jitter_spreads_values() -> None:
+    rng = random.Random(1)
+    values = {round(jittered(100.0, 0.2, rng), 3) for _ in range(50)}
+    assert len(values) > 40
+    assert jittered(100.0, 0.0) == 100.0
+    assert jittered(-5.0, 0.2) == 0.0
+
+
+def test_retry_after_is_honoured_and_clamped() -> None:
+    assert next_delay(1, [10.0], 0.0, retry_after=120.0, max_retry_after=3600) == 120.0
+    assert next_delay(1, [10.0], 0.0, retry_after=99999.0, max_retry_after=600) == 600.0
+    assert next_delay(1, [10.0], 0.0, retry_after=1.0) == 10.0  # never earlier than the schedule
+
+
+def test_parse_retry_after() -> None:
+    now = 1_800_000_000.0
+    assert parse_retry_after("120", now) == 120.0
+    assert parse_retry_after(" 0 ", now) == 0.0
+    date = email.utils.formatdate(now + 90, usegmt=True)
+    assert parse_retry_after(date, now) == pytest.approx(90.0, abs=1.0)
+    assert parse_retry_after(email.utils.formatdate(now - 90, usegmt=True), now) == 0.0
+    for bad in (None, "", "soon", "-5", "1.5e3", "Wed, 99 Foo 2026"):
+        assert parse_retry_after(bad, now) is None
+
+
+def test_breaker_opens_probes_and_closes() -> None:
+    b = Breaker(failures=3, pause=30.0)
+    now = 1000.0
+    for _ in range(2):
+        b.failure("h", now)
+        assert b.blocked_until("h", now) is None
+    b.failure("h", now)
+    assert b.blocked_until("h", now + 1) == now + 30
+    assert b.blocked_until("other", now) is None
+    # the pause is over: one probe, the rest wait
+    assert b.blocked_until("h", now + 30) is None
+    assert b.blocked_until("h", now + 30) is not None
+    b.failure("h", now + 31)  # probe failed: pause doubles
+    assert b.blocked_until("h", now + 32) == now + 31 + 60
+    assert b.blocked_until("h", now + 91) is None  # next probe
+    b.success("h")
+    assert b.blocked_until("h", now + 92) is None and not b.is_open("h")
+
+
+def test_breaker_success_resets_the_count() -> None:
+    b = Breaker(failures=2, pause=5.0)
+    b.failure("h", 0.0)
+    b.success("h")
+    b.failure("h", 0.0)
+    assert b.blocked_until("h", 0.0) is None
+
+
+def test_rate_limiter() -> None:
+    lim = HostRateLimiter(2.0, burst=2)
+    assert lim.reserve("h", 0.0) == 0.0
+    assert lim.reserve("h", 0.0) == 0.0
+    assert lim.reserve("h", 0.0) == pytest.approx(0.5)
+    assert lim.reserve("other", 0.0) == 0.0
+    assert lim.reserve("h", 0.5) == 0.0
+    assert HostRateLimiter(None).reserve("h", 0.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [(200, "delivered"), (204, "delivered"), (408, "retry"), (429, "retry"), (500, "retry"),
+     (503, "retry"), (599, "retry"), (400, "rejected"), (404, "rejected"), (410, "rejected"),
+     (302, "rejected")],
+)
+def test_judge_by_status(status: int, outcome: str) -> None:
+    assert judge(None, status, "").outcome == outcome
+
+
+def test_judge_with_a_preset_body_rule() -> None:
+    pytest.importorskip("gateway.sources.rules")
+    assert judge("exoclick", 200, "ERROR: tag invalid").outcome == "rejected"
+    assert judge("exoclick", 200, "OK").outcome == "delivered"
+    assert judge("exoclick", 503, "").outcome == "retry"
+
+
+def test_unknown_rule_falls_back_to_status() -> None:
+    assert judge("no-such-preset-xyz", 200, "ERROR").outcome == "delivered"
+
+
+def test_error_verdicts() -> None:
+    assert error_verdict("timeout").outcome == "retry"
+    assert error_verdict("blocked", final=True).outcome == "rejected"
