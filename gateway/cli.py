@@ -52,14 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     sources_commands = sources.add_subparsers(dest="sources_command", metavar="SUBCOMMAND")
     show = sources_commands.add_parser("show", help="one preset in full")
     show.add_argument("name")
-    show.add_argument("--json", action="store_true")
+    # SUPPRESS: `sources --json show X` and `sources show X --json` both work.
+    show.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     show.add_argument("--campaign", help="campaign id, to print the click URL")
     show.add_argument("--base-url", help="the gateway's public base URL")
     classify = sources_commands.add_parser("classify", help="judge an answer as the dispatcher does")
     classify.add_argument("name")
     classify.add_argument("--status", type=int, required=True)
     classify.add_argument("--body", default="")
-    classify.add_argument("--json", action="store_true")
+    classify.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
 
     test = commands.add_parser("test-postback", help="render a rule, send it once, show the answer")
     test.add_argument("--config")
