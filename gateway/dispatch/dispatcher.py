@@ -1,0 +1,434 @@
+"""The dispatcher: owns in-flight deliveries, sends them, records every attempt.
+
+Fresh deliveries arrive in memory through :meth:`Dispatcher.submit` right
+after their commit; the store stays the source of truth, so on start (and
+every ``REFILL_INTERVAL`` seconds) queued rows that are due soon are loaded
+from it.  Per host, a ready queue feeds at most ``max_connections_per_host``
+concurrent attempts, so a host that hangs holds only its own share of the
+global ``max_connections`` and never slows the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+
+import msgspec
+
+from gateway.clock import Clock, SystemClock
+from gateway.dispatch.breaker import Breaker
+from gateway.dispatch.outcome import error_verdict, judge
+from gateway.dispatch.ratelimit import HostRateLimiter
+from gateway.dispatch.schedule import next_delay, parse_retry_after
+from gateway.dispatch.settings import DeliverySettings
+from gateway.dispatch.transport import AiohttpTransport, Answer, Transport, TransportError
+from gateway.metrics import Metrics, status_class
+from gateway.outcome import Verdict
+from gateway.store.base import Attempt, Delivery, DeliveryStatus, Store
+
+__all__ = ("Dispatcher",)
+
+log = logging.getLogger(__name__)
+
+#: How often (and how far ahead, in seconds) queued rows are loaded from the store.
+REFILL_INTERVAL = 60.0
+REFILL_LIMIT = 10_000
+#: How often finished rows past retention are purged.
+PURGE_INTERVAL = 3600.0
+#: When recording an attempt fails (store trouble), try the delivery again after this.
+STORE_ERROR_DELAY = 5.0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: DeliverySettings,
+        store: Store,
+        metrics: Metrics,
+        clock: Clock | None = None,
+        transport: Transport | None = None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self._store = store
+        self._metrics = metrics
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._transport: Transport = transport if transport is not None else AiohttpTransport(
+            settings
+        )
+        self._rng = rng or random.Random()
+        self._breaker = Breaker(failures=settings.breaker_failures, pause=settings.breaker_pause)
+        self._limiter = HostRateLimiter(settings.rate_per_host)
+        self._known: dict[int, Delivery] = {}  # queued in memory or in flight
+        self._due_seq: dict[int, int] = {}  # delivery_id -> seq of its live timer entry
+        self._timer: list[tuple[float, int, int, str]] = []  # (due, seq, delivery_id|-1, host)
+        self._seq = itertools.count()
+        self._ready: dict[str, deque[Delivery]] = {}
+        self._held: dict[str, float] = {}  # host -> not before (breaker or rate limit)
+        self._starved: dict[str, None] = {}  # hosts waiting for a global slot, FIFO
+        self._inflight_host: Counter[str] = Counter()
+        self._inflight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._recent_done: set[int] = set()
+        self._wake = asyncio.Event()
+        self._planned_wake = float("inf")
+        self._idle = asyncio.Event()
+        self._running = False
+        self._loaded = False
+        self._background: list[asyncio.Task[None]] = []
+
+    # -- public API ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load queued deliveries from the store and start sending."""
+        if self._running:
+            return
+        self._running = True
+        await self._refill(self._clock.now())
+        self._loaded = True
+        self._background = [
+            asyncio.create_task(self._scheduler(), name="dispatch-scheduler"),
+            asyncio.create_task(self._retention(), name="dispatch-retention"),
+        ]
+        for host in list(self._ready):
+            self._pump(host)
+        self._update_idle()
+
+    def submit(self, deliveries: Sequence[Delivery]) -> None:
+        """Take freshly committed deliveries (non-blocking; call on the loop's thread)."""
+        now = self._clock.now()
+        for d in deliveries:
+            if d.status != "queued" or d.delivery_id in self._known:
+                continue
+            self._known[d.delivery_id] = d
+            self._recent_done.discard(d.delivery_id)
+            self._schedule(d, d.next_at if d.next_at is not None else now, now)
+        self._metrics.queue_depth.set(len(self._known))
+        self._update_idle()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Finish in-flight attempts (up to ``timeout``), leave the rest queued in the store."""
+        self._running = False
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background = []
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("stop: %d attempts cut short; they stay queued", len(pending))
+                await asyncio.gather(*pending, return_exceptions=True)
+        await self._transport.close()
+        self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once nothing is in flight and nothing is due now (tests)."""
+        while True:
+            self._update_idle()
+            if self._idle.is_set():
+                return
+            self._idle.clear()
+            await self._idle.wait()
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def in_flight(self) -> int:
+        return self._inflight
+
+    # -- scheduling ------------------------------------------------------------
+
+    def _schedule(self, d: Delivery, due: float, now: float) -> None:
+        if due <= now and self._running:
+            self._due_seq.pop(d.delivery_id, None)
+            self._ready.setdefault(d.host, deque()).append(d)
+            self._pump(d.host)
+            return
+        seq = next(self._seq)
+        self._due_seq[d.delivery_id] = seq
+        heapq.heappush(self._timer, (due, seq, d.delivery_id, d.host))
+        if due < self._planned_wake:
+            self._wake.set()
+
+    def _hold(self, host: str, until: float) -> None:
+        """Keep a host's ready queue waiting until ``until`` (breaker, rate limit)."""
+        if self._held.get(host) == until:
+            return
+        self._held[host] = until
+        heapq.heappush(self._timer, (until, next(self._seq), -1, host))
+        if until < self._planned_wake:
+            self._wake.set()
+
+    def _fire_due(self, now: float) -> None:
+        while self._timer and self._timer[0][0] <= now:
+            _, seq, delivery_id, host = heapq.heappop(self._timer)
+            if delivery_id == -1:
+                if self._held.get(host, now + 1) <= now:
+                    del self._held[host]
+                    self._pump(host)
+                continue
+            if self._due_seq.get(delivery_id) != seq:
+                continue  # superseded entry
+            del self._due_seq[delivery_id]
+            d = self._known.get(delivery_id)
+            if d is not None:
+                self._ready.setdefault(host, deque()).append(d)
+                self._pump(host)
+
+    def _pump(self, host: str) -> None:
+        """Start as many of ``host``'s ready deliveries as the caps allow."""
+        if not self._running:
+            return
+        queue = self._ready.get(host)
+        s = self.settings
+        while queue:
+            if self._inflight >= s.max_connections:
+                self._starved[host] = None
+                return
+            if self._inflight_host[host] >= s.max_connections_per_host or host in self._held:
+                return
+            now = self._clock.now()
+            until = self._breaker.blocked_until(host, now)
+            if until is not None:
+                self._hold(host, until)
+                return
+            wait = self._limiter.reserve(host, now)
+            if wait > 0:
+                self._hold(host, now + wait)
+                return
+            d = queue.popleft()
+            self._inflight += 1
+            self._inflight_host[host] += 1
+            task = asyncio.create_task(self._run(d))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._ready.pop(host, None)
+
+    async def _run(self, d: Delivery) -> None:
+        try:
+            await self._attempt(d)
+        except asyncio.CancelledError:
+            raise  # stop(): the row stays queued in the store
+        except Exception:
+            log.exception("delivery %d: attempt not recorded; trying again later", d.delivery_id)
+            if self._running and d.delivery_id in self._known:
+                now = self._clock.now()
+                self._schedule(d, now + STORE_ERROR_DELAY, now)
+        finally:
+            self._inflight -= 1
+            self._inflight_host[d.host] -= 1
+            if not self._inflight_host[d.host]:
+                del self._inflight_host[d.host]
+            self._pump(d.host)
+            while self._starved and self._inflight < self.settings.max_connections:
+                host = next(iter(self._starved))
+                del self._starved[host]
+                self._pump(host)
+            self._update_idle()
+
+    def _update_idle(self) -> None:
+        now = self._clock.now()
+        busy = (
+            self._inflight
+            or any(h not in self._held for h in self._ready)
+            or (self._timer and self._timer[0][0] <= now)
+            or not self._loaded
+        )
+        if busy and self._running:
+            self._idle.clear()
+        else:
+            self._idle.set()
+
+    async def _scheduler(self) -> None:
+        next_refill = self._clock.now() + REFILL_INTERVAL
+        while self._running:
+            self._wake.clear()
+            now = self._clock.now()
+            if now >= next_refill:
+                full = await self._refill(now)
+                next_refill = now + (1.0 if full else REFILL_INTERVAL)
+            self._fire_due(self._clock.now())
+            self._update_idle()
+            wake_at = min(self._timer[0][0] if self._timer else float("inf"), next_refill)
+            self._planned_wake = wake_at
+            delay = wake_at - self._clock.now()
+            if delay > 0:
+                await self._sleep_or_wake(delay)
+            self._planned_wake = float("-inf")
+
+    async def _sleep_or_wake(self, delay: float) -> None:
+        sleeper = asyncio.ensure_future(self._clock.sleep(delay))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+            await asyncio.gather(sleeper, waker, return_exceptions=True)
+
+    async def _refill(self, now: float) -> bool:
+        """Load queued rows due within the next interval that memory does not hold."""
+        self._recent_done.clear()
+        try:
+            rows = await self._store.due_deliveries(now + REFILL_INTERVAL, REFILL_LIMIT)
+        except Exception:
+            log.exception("could not load queued deliveries from the store")
+            return False
+        fresh = [
+            d for d in rows if d.delivery_id not in self._known
+            and d.delivery_id not in self._recent_done
+        ]
+        if fresh:
+            log.info("loaded %d queued deliveries from the store", len(fresh))
+            self.submit(fresh)
+        return len(rows) >= REFILL_LIMIT
+
+    async def _retention(self) -> None:
+        days = self.settings.retention_days
+        while self._running and days > 0:
+            try:
+                purged = await self._store.purge(self._clock.now() - days * 86400.0)
+                if purged:
+                    log.info("purged %d finished deliveries older than %g days", purged, days)
+            except Exception:
+                log.exception("retention purge failed")
+            await self._clock.sleep(PURGE_INTERVAL)
+
+    # -- one attempt -----------------------------------------------------------
+
+    async def _attempt(self, d: Delivery) -> None:
+        started = self._clock.now()
+        if d.expires_at is not None and d.expires_at < started:
+            await self._finish(d, Attempt(
+                delivery_id=d.delivery_id, started_at=started, url=d.display_url,
+                status_code=None, error=None, latency_ms=0.0, body_prefix="",
+                outcome="expired", reason="click older than the destination remembers",
+            ), "expired", None, count=False)
+            self._metrics.expired.labels(d.traffic_source).inc()
+            return
+        body = d.body.encode() if d.body is not None else None
+        headers = _headers(d.body)
+        t0 = time.perf_counter()
+        answer: Answer | None = None
+        try:
+            answer = await self._transport.send(
+                d.method, d.url, body, headers, self.settings.timeout
+            )
+        except TransportError as exc:
+            verdict = error_verdict(exc.reason, final=exc.final)
+            elapsed, final_url, prefix, code, error = (
+                exc.elapsed or time.perf_counter() - t0, exc.final_url, "", None, exc.reason
+            )
+        else:
+            prefix = answer.body_prefix.decode("utf-8", "replace")
+            verdict = judge(d.answer_rule, answer.status, prefix)
+            elapsed, final_url, code, error = answer.elapsed, answer.final_url, answer.status, None
+        self._metrics.delivery_latency.labels(d.traffic_source).observe(elapsed)
+        self._breaker_note(d.host, code, error, verdict, answer)
+        attempt = Attempt(
+            delivery_id=d.delivery_id, started_at=started, url=_shown_url(d, final_url),
+            status_code=code, error=error, latency_ms=elapsed * 1000.0, body_prefix=prefix,
+            outcome=verdict.outcome, reason=verdict.reason,
+        )
+        await self._conclude(d, attempt, verdict, answer)
+
+    def _breaker_note(
+        self, host: str, code: int | None, error: str | None, verdict: Verdict,
+        answer: Answer | None,
+    ) -> None:
+        if code is None:
+            if error is not None and verdict.outcome == "retry":
+                self._breaker.failure(host, self._clock.now())
+            return
+        if code in (408, 429) or code >= 500:
+            self._breaker.failure(host, self._clock.now())
+        else:
+            was_open = self._breaker.is_open(host)
+            self._breaker.success(host)
+            if was_open:
+                self._held.pop(host, None)
+                self._pump(host)
+
+    async def _conclude(
+        self, d: Delivery, attempt: Attempt, verdict: Verdict, answer: Answer | None
+    ) -> None:
+        now = self._clock.now()
+        attempts = d.attempts + 1
+        sclass = status_class(attempt.status_code)
+        source = d.traffic_source
+        if verdict.outcome == "delivered":
+            await self._finish(d, attempt, "delivered", None)
+            self._metrics.delivered.labels(source, sclass).inc()
+            self._metrics.end_to_end.labels(source).observe(max(0.0, now - d.created_at))
+            return
+        if verdict.outcome == "rejected":
+            await self._finish(d, attempt, "failed", None)
+            self._metrics.failed.labels(source, sclass).inc()
+            return
+        s = self.settings
+        max_attempts = d.max_attempts if d.max_attempts > 0 else s.max_attempts
+        schedule = d.schedule if d.schedule is not None else s.schedule
+        delay = None
+        if attempts < max_attempts:
+            retry_after = None
+            if answer is not None:
+                retry_after = parse_retry_after(answer.headers.get("retry-after"), now)
+            delay = next_delay(attempts, schedule, s.jitter, retry_after=retry_after,
+                               max_retry_after=s.max_retry_after, rng=self._rng)
+        if delay is None:
+            attempt = msgspec.structs.replace(
+                attempt, reason=f"{attempt.reason}; gave up after {attempts} attempts"
+            )
+            await self._finish(d, attempt, "failed", None)
+            self._metrics.failed.labels(source, sclass).inc()
+            return
+        next_at = now + delay
+        await self._store.record_attempt(attempt, status="queued", next_at=next_at)
+        self._metrics.retries.labels(source, sclass).inc()
+        d = msgspec.structs.replace(
+            d, attempts=attempts, next_at=next_at, last_outcome=attempt.outcome,
+            last_reason=attempt.reason,
+        )
+        if d.delivery_id in self._known:
+            self._known[d.delivery_id] = d
+            self._schedule(d, next_at, self._clock.now())
+
+    async def _finish(
+        self, d: Delivery, attempt: Attempt, status: DeliveryStatus, next_at: float | None,
+        *, count: bool = True,
+    ) -> None:
+        await self._store.record_attempt(attempt, status=status, next_at=next_at,
+                                         count_attempt=count)
+        self._known.pop(d.delivery_id, None)
+        self._due_seq.pop(d.delivery_id, None)
+        self._recent_done.add(d.delivery_id)
+        self._metrics.queue_depth.set(len(self._known))
+        log.debug("delivery %d %s: %s", d.delivery_id, status, attempt.reason)
+
+
+def _headers(body: str | None) -> dict[str, str]:
+    if body is None:
+        return {}
+    stripped = body.lstrip()
+    if stripped.startswith(("{", "[")):
+        return {"Content-Type": "application/json"}
+    return {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def _shown_url(d: Delivery, final_url: str) -> str:
+    """The display URL; after a redirect, where it ended, without its query (secrets)."""
+    if not final_url or final_url == d.url:
+        return d.display_url
+    base = final_url.split("?", 1)[0].split("#", 1)[0]
+    return f"{d.display_url} -> {base}"
