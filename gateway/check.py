@@ -1,0 +1,30 @@
+"""``python -m gateway check FILE``: every problem in a config, each with its path.
+
+Errors (the config would be refused) and warnings (it runs, but a postback
+is probably wrong: network macros left from their docs, deprecated tokens,
+``|raw``, a traffic-source postback without ``{externalid}``) are printed one
+per line; the exit code is 0 when there are no errors, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gateway.config import read
+
+__all__ = ("run",)
+
+
+def run(args: argparse.Namespace) -> int:
+    config, problems = read(args.file)
+    errors = [p for p in problems if p.level == "error"]
+    for problem in sorted(problems, key=lambda p: p.level != "error"):
+        print(problem, file=sys.stdout)
+    warnings = len(problems) - len(errors)
+    if config is None:
+        print(f"{args.file}: invalid ({len(errors)} error(s), {warnings} warning(s))")
+        return 1
+    print(f"{args.file}: ok ({len(config.sources)} traffic source(s), "
+          f"{len(config.campaigns)} campaign(s), {warnings} warning(s))")  # fmt: skip
+    return 0

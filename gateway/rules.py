@@ -1,0 +1,160 @@
+"""Postback rules: compiled once at config load, matched and rendered per batch.
+
+A rule is a template plus the conditions that make it fire (conversion
+statuses, events, required tokens, a sampling share) and what the delivery
+carries (method, delay, retry budget, the preset whose answer rule judges it).
+Rendering goes through ``plan.render_many`` over every conversion in a group
+commit that the rule matches, so the per-call cost is paid once per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+import msgspec
+
+from _fastrender import compile_template
+
+__all__ = ("CompiledRule", "PayoutTransform", "RuleSpec", "compile_rule", "redact")
+
+log = logging.getLogger(__name__)
+
+Status = Literal["pending", "approved", "rejected"]
+
+
+class PayoutTransform(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``payout * multiply + add``, clamped, rounded to ``decimals`` if set."""
+
+    multiply: float = 1.0
+    add: float = 0.0
+    min: float | None = None
+    max: float | None = None
+    decimals: int | None = None
+
+    def apply(self, payout: str) -> str:
+        try:
+            value = Decimal(payout)
+        except InvalidOperation:
+            return payout
+        if not value.is_finite():
+            return payout
+        value = value * Decimal(repr(self.multiply)) + Decimal(repr(self.add))
+        if self.min is not None:
+            value = max(value, Decimal(repr(self.min)))
+        if self.max is not None:
+            value = min(value, Decimal(repr(self.max)))
+        if self.decimals is not None:
+            value = value.quantize(Decimal(1).scaleb(-self.decimals))
+        return format(value.normalize() if self.decimals is None else value, "f")
+
+
+class RuleSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One postback rule as written in the config."""
+
+    name: str | None = None
+    #: The template; omitted on a preset traffic source = the preset's postback.
+    url: str | None = None
+    dialect: Literal["clickflare", "binom"] = "clickflare"
+    method: Literal["GET", "POST"] | None = None
+    #: POST body template (form text); None sends an empty body.
+    body: str | None = None
+    statuses: list[Status] = msgspec.field(default_factory=lambda: ["approved"])
+    #: Conversion events that fire it; None: any (and none).
+    events: list[str] | None = None
+    payout: PayoutTransform | None = None
+    #: Share of matching conversions that fire it, in percent (stable per conversion).
+    sample: float = 100.0
+    #: Seconds between the conversion and the first attempt.
+    delay: float = 0.0
+    #: Tokens that must have a value for the rule to fire, e.g. ["externalid"].
+    require: list[str] = msgspec.field(default_factory=list)
+    max_attempts: int | None = None
+    schedule: list[float] | None = None
+
+
+def redact(url: str, secrets: Iterable[str]) -> str:
+    """The URL with each secret (as written, and percent-encoded) replaced by ``***``."""
+    for secret in secrets:
+        if secret and secret in url:
+            url = url.replace(secret, "***")
+        encoded = quote(secret, safe="")
+        if secret and encoded != secret and encoded in url:
+            url = url.replace(encoded, "***")
+    return url
+
+
+class CompiledRule:
+    """A rule ready to fire: compiled plans and frozen conditions."""
+
+    __slots__ = (
+        "answer_rule", "body_plan", "delay", "events", "host", "max_attempts", "max_click_age",
+        "method", "name", "payout", "plan", "require", "sample", "schedule", "secrets",
+        "statuses", "traffic_source",
+    )  # fmt: skip
+
+    def __init__(self, **fields: Any) -> None:
+        for key, value in fields.items():
+            setattr(self, key, value)
+
+    def matches(self, status: str, event: str | None, context: Mapping[str, str], key: str) -> bool:
+        if status not in self.statuses:
+            return False
+        if self.events is not None and (event or "") not in self.events:
+            return False
+        for token in self.require:
+            if not context.get(token):
+                return False
+        if self.sample < 100.0:
+            bucket = zlib.crc32(f"{self.name}\x1f{key}".encode()) % 10000
+            if bucket >= self.sample * 100:
+                return False
+        return True
+
+    def render(self, contexts: Sequence[Mapping[str, str]]) -> list[tuple[str, str, str | None]]:
+        """(url, display_url, body) per context, in order."""
+        if self.payout is not None:
+            transform = self.payout
+            contexts = [
+                {**c, "payout": transform.apply(c["payout"])} if c.get("payout") else c
+                for c in contexts
+            ]
+        urls: list[str] = self.plan.render_many(contexts)
+        bodies: list[str | None] = (
+            self.body_plan.render_many(contexts) if self.body_plan is not None
+            else [None] * len(urls)
+        )  # fmt: skip
+        secrets = self.secrets
+        return [(u, redact(u, secrets) if secrets else u, b) for u, b in zip(urls, bodies, strict=True)]
+
+
+def compile_rule(
+    spec: RuleSpec,
+    *,
+    url: str,
+    name: str,
+    traffic_source: str,
+    method: str,
+    secrets: Sequence[str],
+    answer_rule: str | None,
+    max_click_age: int | None,
+) -> CompiledRule:
+    """Compile a rule; raises TemplateError (with .position) or ValueError."""
+    plan = compile_template(url, dialect=spec.dialect)
+    body_plan = None if spec.body is None else compile_template(spec.body, dialect=spec.dialect)
+    host = urlsplit(url).hostname
+    if not host or urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError("postback URL must be http(s)://host/...")
+    return CompiledRule(
+        name=name, plan=plan, body_plan=body_plan, method=spec.method or method,
+        statuses=frozenset(spec.statuses),
+        events=None if spec.events is None else frozenset(spec.events),
+        require=tuple(spec.require), sample=spec.sample, delay=spec.delay, payout=spec.payout,
+        max_attempts=spec.max_attempts, schedule=spec.schedule, host=host,
+        secrets=tuple(s for s in secrets if s), answer_rule=answer_rule,
+        max_click_age=max_click_age, traffic_source=traffic_source,
+    )  # fmt: skip

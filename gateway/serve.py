@@ -1,0 +1,140 @@
+"""``python -m gateway serve``: wire config, store, batcher, dispatcher and HTTP.
+
+Signals (``loop.add_signal_handler``): SIGTERM/SIGINT drain (stop accepting,
+let in-flight requests finish, commit what was accepted, stop the dispatcher,
+which finishes or leaves queued its in-flight attempts, exit 0); SIGHUP
+reloads the config file, and an invalid one is refused with a log line while
+the old config stays in force.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import ipaddress
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gateway import constants
+from gateway.app import STATE, create_app
+from gateway.clock import SystemClock
+from gateway.config import Config, ConfigError, default_config_path, load, read
+from gateway.logs import setup_logging
+from gateway.metrics import Metrics
+from gateway.store.base import Delivery
+from gateway.store.sqlite import SQLiteStore
+
+__all__ = ("NullSink", "is_loopback", "run")
+
+log = logging.getLogger(__name__)
+
+
+class NullSink:
+    """Used only while no dispatcher module exists: deliveries wait in the store."""
+
+    def submit(self, deliveries: Sequence[Delivery]) -> None:
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _optional(module: str) -> Any:
+    """A sibling helper's module, if it is there yet (dispatcher, delivery API)."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging()
+    path = Path(args.config) if args.config else default_config_path()
+    try:
+        config = load(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return 1
+    if not is_loopback(args.host) and not config.api_token:
+        print(f"refusing to listen on {args.host}: set api_token in the config first "
+              "(or listen on 127.0.0.1)", file=sys.stderr)  # fmt: skip
+        return 2
+    db = args.db or constants.DEFAULT_DB
+    try:
+        import uvloop  # noqa: PLC0415 - optional on platforms without it
+
+        uvloop.run(_serve(config, path, args.host, args.port, db))
+    except ImportError:
+        asyncio.run(_serve(config, path, args.host, args.port, db))
+    return 0
+
+
+async def _serve(config: Config, path: Path, host: str, port: int, db: str) -> None:
+    loop = asyncio.get_running_loop()
+    store = SQLiteStore(db)
+    await store.open()
+    metrics = Metrics()
+    clock = SystemClock()
+    dispatch = _optional("gateway.dispatch.dispatcher")
+    sink: Any = NullSink()
+    if dispatch is not None:
+        sink = dispatch.Dispatcher(settings=config.delivery, store=store, metrics=metrics, clock=clock)
+        await sink.start()
+    else:
+        log.warning("no dispatcher module: deliveries are stored, not sent")
+    app = create_app(config, store, sink, metrics=metrics, clock=clock)
+    api = _optional("gateway.api_deliveries")
+    if api is not None:
+        api.add_routes(app, store, sink)
+    limit = max(8190, config.limits.max_query_bytes * 2 + 1024)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0,
+                           max_line_size=limit, max_field_size=limit)  # fmt: skip
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)
+    await site.start()
+    stop = asyncio.Event()
+
+    def reload() -> None:
+        new, problems = read(path)
+        if new is None:
+            for problem in problems:
+                log.error("reload refused, old config stays: %s", problem)
+            return
+        if new.spec.delivery != app[STATE].config.spec.delivery:
+            log.warning("reload: [delivery] changes take effect at the next restart")
+        app[STATE].config = new
+        log.info("reloaded %s: %d traffic source(s), %d campaign(s)", path,
+                 len(new.sources), len(new.campaigns))  # fmt: skip
+
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    shown = f"[{host}]" if ":" in host else host
+    log.info("gateway listening on http://%s:%d/ (config %s, db %s)", shown, port, path, db)
+    try:
+        await stop.wait()
+        log.info("draining: no new connections; committing what was accepted")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()  # stops listening, lets handlers finish, drains the batcher
+        if dispatch is not None:
+            await sink.stop()
+        await store.close()
+        log.info("stopped")

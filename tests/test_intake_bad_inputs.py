@@ -1,0 +1,82 @@
+"""Bad input gets a clear 4xx with {"error", "field"}; never a 500 (docs/bad-inputs.md)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.intake_helpers import Gateway, start_gateway, stop_gateway, write_config
+
+
+@pytest.fixture
+async def gw(tmp_path: Path) -> AsyncIterator[Gateway]:
+    gateway = await start_gateway(tmp_path, write_config(tmp_path))
+    yield gateway
+    await stop_gateway(gateway)
+
+
+# (method, path, kwargs for the client, expected status, expected field)
+CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
+    ("GET", "/postback?cid=" + "x" * 3000, {}, 413, "query"),
+    ("GET", "/click/c-hand?cid=" + "y" * 3000, {}, 413, "query"),
+    ("GET", "/postback?cid=" + "x" * 300, {}, 400, "cid"),
+    ("GET", "/postback", {}, 400, "cid"),
+    ("GET", "/postback?cid=a&payout=abc", {}, 400, "payout"),
+    ("GET", "/postback?cid=a&payout=NaN", {}, 400, "payout"),
+    ("GET", "/postback?cid=a&payout=1e999999", {}, 400, "payout"),
+    ("GET", "/postback?cid=a&status=%F0%9F%92%A9", {}, 400, "status"),
+    ("GET", "/postback?cid=a&status=", {}, 202, None),
+    ("GET", "/postback?cid=a&network=", {}, 400, "network"),
+    ("GET", "/click/c-hand?cid=" + "z" * 300, {}, 400, "cid"),
+    ("GET", "/click/%00%01", {}, 404, "campaign_id"),
+    ("POST", "/api/conversions", {"data": b"{not json"}, 400, "body"),
+    ("POST", "/api/conversions", {"data": b'{"cid": "a"}'}, 400, "body"),
+    ("POST", "/api/conversions", {"data": b"\xff\xfe"}, 400, "body"),
+    ("POST", "/api/clicks", {"data": b"[1,"}, 400, "body"),
+    ("POST", "/api/clicks", {"data": b"x" * 70000}, 413, "body"),
+    ("POST", "/postback", {"data": b"x" * 70000,
+                           "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+     413, "body"),  # fmt: skip
+    ("POST", "/postback", {"data": b"[1]", "headers": {"Content-Type": "application/json"}},
+     400, "body"),  # fmt: skip
+    ("POST", "/postback", {"data": b"{bad", "headers": {"Content-Type": "application/json"}},
+     400, "body"),  # fmt: skip
+    ("POST", "/postback", {"json": {"cid": "a", "payout": [1]}}, 400, "payout"),
+    ("POST", "/postback", {"json": {"cid": {"x": 1}}}, 400, "cid"),
+    ("POST", "/postback", {"json": {"cid": "a", "status": True}}, 400, "status"),
+    ("PUT", "/postback", {}, 405, None),
+    ("GET", "/nowhere", {}, 404, None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "code", "field"), CASES,
+                         ids=[f"{c[0]} {c[1][:40]} -> {c[3]}" for c in CASES])  # fmt: skip
+async def test_bad_input(gw: Gateway, method: str, path: str, kwargs: dict[str, Any],
+                         code: int, field: str | None) -> None:  # fmt: skip
+    resp = await gw.client.request(method, path, allow_redirects=False, **kwargs)
+    assert resp.status == code, await resp.text()
+    body = await resp.json()
+    if code >= 400:
+        assert set(body) >= {"error", "field"} and body["field"] == field
+
+
+async def test_bearer_token_on_api(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    path.write_text('api_token = "tok"\n' + path.read_text())
+    gateway = await start_gateway(tmp_path, path)
+    try:
+        resp = await gateway.client.post("/api/conversions", json=[])
+        assert resp.status == 401 and (await resp.json())["field"] == "Authorization"
+        resp = await gateway.client.post("/api/conversions", json=[],
+                                         headers={"Authorization": "Bearer nope"})  # fmt: skip
+        assert resp.status == 401
+        resp = await gateway.client.post("/api/conversions", json=[],
+                                         headers={"Authorization": "Bearer tok"})  # fmt: skip
+        assert resp.status == 200 and await resp.json() == []
+        resp = await gateway.client.get("/postback", params={"cid": "x"})
+        assert resp.status == 202  # /postback is not under /api
+    finally:
+        await stop_gateway(gateway)
