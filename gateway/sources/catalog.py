@@ -23,6 +23,8 @@ from urllib.parse import quote
 
 import msgspec
 
+from gateway.outcome import Outcome
+
 __all__ = (
     "Example",
     "MissingParams",
@@ -51,7 +53,7 @@ class Example(msgspec.Struct, frozen=True, kw_only=True):
 
     status: int
     body: str = ""
-    outcome: str
+    outcome: Outcome
     source: str = ""
 
 
