@@ -184,6 +184,7 @@ class ConversionSource:
         self.ready: deque[tuple[Chain, int]] = deque()
         self.issued = 0  # requests handed out or promised by started chains
         self.waiting = 0  # chains with a step in flight and more to send
+        self.expecting = 0  # postbacks the answers so far promise (live progress)
         self.wakeup = asyncio.Event()
 
     async def next_request(self) -> Request | None:
@@ -217,6 +218,7 @@ class ConversionSource:
         step.answer = outcome.status
         if 200 <= outcome.status < 300:
             step.answered_at = outcome.answered_at
+            self.expecting += step.expected_url is not None
         else:
             chain.aborted = True
         more = not chain.aborted and index + 1 < len(chain.steps)

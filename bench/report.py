@@ -38,6 +38,8 @@ class Summary(msgspec.Struct, kw_only=True):
     click_rps: float
     conversions_sent: int
     conversions_2xx: int
+    duplicates_sent: int  # exact repeats answered 2xx: must fire nothing
+    updates_sent: int  # pending -> approved answered 2xx: must fire once more
     ingest_errors: int
     ingest_rps: float
     ingest_p50_ms: float
@@ -94,6 +96,8 @@ def print_summary(summary: Summary, console: Console) -> None:
     table.add_row("clicks registered", f"{summary.clicks}", f"{summary.click_rps:,.0f}/s")
     table.add_row("conversions sent", f"{summary.conversions_sent}",
                   f"rate {rate}, concurrency {summary.concurrency}, {summary.ingest_errors} errors")
+    table.add_row("  of which dedup checks", f"{summary.duplicates_sent + summary.updates_sent}",
+                  f"{summary.duplicates_sent} duplicates, {summary.updates_sent} status changes")
     table.add_row("ingest", f"{summary.ingest_rps:,.0f}/s",
                   f"p50 {summary.ingest_p50_ms} ms, p90 {summary.ingest_p90_ms} ms, "
                   f"p99 {summary.ingest_p99_ms} ms, max {summary.ingest_max_ms} ms")

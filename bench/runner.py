@@ -128,13 +128,14 @@ async def _records(sink: Child) -> Records:
         return msgspec.json.decode(await _get_json(session, sink.url + "/_records"), type=Records)
 
 
-async def _watch(sink: Child, progress: Progress, task: object, stop: asyncio.Event) -> None:
+async def _watch(sink: Child, progress: Progress, task: object, stop: asyncio.Event,
+                 model: expect.ConversionSource) -> None:  # fmt: skip
     """Live postback count while the load runs."""
     async with aiohttp.ClientSession() as session:
         while not stop.is_set():
             with contextlib.suppress(aiohttp.ClientError):
                 count = msgspec.json.decode(await _get_json(session, sink.url + "/_count"))
-                progress.update(task, completed=count)  # type: ignore[arg-type]
+                progress.update(task, completed=count, total=model.expecting)  # type: ignore[arg-type]
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
 
@@ -194,7 +195,7 @@ async def run(o: RunOptions, console: Console) -> tuple[Summary, str]:
                 registered, budget=o.count, dup=o.dup_share, update=o.update_share, seed=o.seed)
             watch_task = progress.add_task("postbacks", total=None, note="")
             stop = asyncio.Event()
-            watcher = asyncio.create_task(_watch(sink, progress, watch_task, stop))
+            watcher = asyncio.create_task(_watch(sink, progress, watch_task, stop, conversions))
             load_started = time.time()
             try:
                 ingest = await _phase(progress, "conversions", o.count, base_url, conversions, o,
@@ -218,8 +219,11 @@ async def run(o: RunOptions, console: Console) -> tuple[Summary, str]:
                 ceiling = await _phase(progress, "ceiling", len(replay), server.url,
                                        ListSource(replay), o, count=len(replay), duration=60.0)
     log_tail = log_path.read_text("utf-8", "replace")[-3000:] if log_path.exists() else ""
-    return _summarise(o, base_url, click_result, ingest, ceiling, verdict, records, drain_s,
-                      load_started), log_tail
+    summary = _summarise(o, base_url, click_result, ingest, ceiling, verdict, records, drain_s,
+                         load_started)
+    kinds = conversions.kinds()
+    summary.duplicates_sent, summary.updates_sent = kinds["duplicate"], kinds["update"]
+    return summary, log_tail
 
 
 def _summarise(o: RunOptions, base_url: str, clicks: LoadResult, ingest: LoadResult,
@@ -233,7 +237,7 @@ def _summarise(o: RunOptions, base_url: str, clicks: LoadResult, ingest: LoadRes
         machine=machine(), target="spawned gateway" if o.url is None else base_url,
         sources=o.sources, concurrency=o.concurrency, rate=o.rate,
         clicks=sum(1 for _ in clicks.latencies), click_rps=round(clicks.rps, 1),
-        conversions_sent=ingest.sent, conversions_2xx=ok_2xx,
+        conversions_sent=ingest.sent, conversions_2xx=ok_2xx, duplicates_sent=0, updates_sent=0,
         ingest_errors=ingest.sent - ok_2xx, ingest_rps=round(ingest.rps, 1),
         **latency_fields("ingest", ingest.latencies),  # type: ignore[arg-type]
         ceiling_rps=ceiling_rps,
