@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--sources", type=int, default=4)
     config.add_argument("--sink-port", type=int, required=True)
 
-    render = commands.add_parser("render", help="render micro-benchmarks (bench/render.py)")
-    render.add_argument("args", nargs=argparse.REMAINDER)
+    # `render` hands its whole argv to bench/render.py (see main): listed here for --help.
+    commands.add_parser("render", help="render micro-benchmarks (bench/render.py)", add_help=False)
     return parser
 
 
@@ -92,14 +92,17 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _render(args: argparse.Namespace) -> int:
-    module = importlib.import_module("bench.render")  # written by the render helper
-    return int(module.main(args.args))
+def _render(argv: Sequence[str]) -> int:
+    module = importlib.import_module("bench.render")  # imported only when asked: it is heavier
+    return int(module.main(list(argv)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["render"]:
+        return _render(argv[1:])
     args = build_parser().parse_args(argv)
-    handler = {"run": _run, "config": _config, "render": _render}[args.command]
+    handler = {"run": _run, "config": _config}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:

@@ -104,7 +104,8 @@ def print_summary(summary: Summary, console: Console) -> None:
     if summary.ceiling_rps is not None and summary.ingest_ratio is not None:
         table.add_row("ceiling (bare aiohttp+uvloop)", f"{summary.ceiling_rps:,.0f}/s",
                       f"p99 {summary.ceiling_p99_ms} ms")
-        table.add_row("ingest / ceiling", f"{summary.ingest_ratio:.2f}", "vs. best")
+        note = "vs. best" if not summary.rate else "share of the ceiling used at a fixed rate"
+        table.add_row("ingest / ceiling", f"{summary.ingest_ratio:.2f}", note)
     table.add_row("postbacks", f"{summary.postbacks_received}/{summary.postbacks_expected}",
                   f"{summary.postbacks_per_s:,.0f}/s, drain {summary.drain_s:.1f} s")
     table.add_row("end to end", f"p50 {summary.e2e_p50_ms} ms",

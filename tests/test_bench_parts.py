@@ -210,3 +210,16 @@ async def test_sink_keeps_up_with_concurrent_load(sink_factory) -> None:
     records = await _records(sink)
     assert len(records.records) + records.refused == 300
     await asyncio.sleep(0)
+
+
+def test_config_command_prints_a_valid_config(capsys: pytest.CaptureFixture[str]) -> None:
+    import tomllib
+
+    from bench.cli import main
+
+    config_mod = pytest.importorskip("gateway.config")
+    assert main(["config", "--sources", "2", "--sink-port", "4321"]) == 0
+    text = capsys.readouterr().out
+    config, problems = config_mod.validate(tomllib.loads(text))
+    assert config is not None, problems
+    assert "http://127.0.0.1:4321/ts1/" in text
