@@ -15,6 +15,7 @@ REQUIRED = (
     "exoclick", "exads", "propellerads", "trafficstars", "zeropark", "mgid", "taboola",
     "outbrain", "richads", "adsterra", "kadam", "hilltopads", "clickadu", "evadav", "popads",
     "popcash", "admaven", "adcash", "clickadilla", "mediago", "mintegral", "onclicka",
+    "trafficforce",
 )  # fmt: skip
 
 

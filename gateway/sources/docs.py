@@ -72,12 +72,7 @@ _RULES = """\
 Without a body rule a `2xx` is delivered; `408`, `429` and `5xx` are retried;
 any other status is a final refusal. A body rule refines a `2xx` only:
 
-| key | a 2xx is rejected when |
-|---|---|
-| `body_error_prefix` | the body, stripped, starts with this text (ExoClick: `ERROR`) |
-| `body_error_contains` | the body contains this text (RichAds) |
-| `json_field` + `json_error` (+ `json_message`) | the body is a JSON object whose field equals one of the comma-separated values; the reason is the `json_message` field (EvaDav) |
-
+{rule_keys}
 The reason recorded is the network's own message. `python -m gateway sources
 classify NAME --status CODE --body TEXT` prints exactly what the dispatcher decides.
 """
@@ -116,17 +111,37 @@ These networks were researched but a fact the preset needs could not be
 sourced; they stay out rather than ship a guess. A hand-written `postback`
 in the config works for them meanwhile.
 
-| network | missing |
-|---|---|
-| TrafficJunky | the click-id macro for the campaign URL (postback known: `ads.trafficjunky.net/ct?...&aclid=`) |
-| RollerAds | the click-id macro (postback known: `eu.rollerads.com/conversion/<click>/aid/<AID>/<HASH>`) |
-| Galaksion | the click-id macro and an official postback page |
-| Adness | the click-id macro (postback known: `s2s.adness.co/v1/conversion?clickid=...&revenue=&type=&id=`) |
-| PopunderStore | a macro: the click id is appended by the network as `clickid=` (postback known: `api.popunder.store/v1/postback.php`) |
-| Pushground | the postback URL (click macros known: `{click_id}`, `{supply_id}`, `{site_id}`, `{campaign_id}`) |
-| TrafficForce | an advertiser postback (its docs describe only the outgoing ping) |
-| Go2mobi | both the postback and the click macro |
-"""
+{left_out}"""
+
+
+_RULE_KEYS = (
+    ("`body_error_prefix`", "the body, stripped, starts with this text (ExoClick: `ERROR`)"),
+    ("`body_error_contains`", "the body contains this text (RichAds)"),
+    ("`json_field` + `json_error` (+ `json_message`)",
+     "the body is a JSON object whose field equals one of the comma-separated values; "
+     "the reason is the `json_message` field (EvaDav)"),
+)  # fmt: skip
+# Researched, but a fact the preset needs could not be sourced.
+_MISSING = (
+    ("TrafficJunky", "the click-id macro for the campaign URL "
+     "(postback known: `ads.trafficjunky.net/ct?...&aclid=`)"),
+    ("RollerAds", "the click-id macro "
+     "(postback known: `eu.rollerads.com/conversion/<click>/aid/<AID>/<HASH>`)"),
+    ("Galaksion", "the click-id macro and an official postback page"),
+    ("Adness", "the click-id macro "
+     "(postback known: `s2s.adness.co/v1/conversion?clickid=...&revenue=&type=&id=`)"),
+    ("PopunderStore", "a macro: the network appends the click id as `clickid=` itself "
+     "(postback known: `api.popunder.store/v1/postback.php`)"),
+    ("Pushground", "the postback URL "
+     "(click macros known: `{click_id}`, `{supply_id}`, `{site_id}`, `{campaign_id}`)"),
+    ("Go2mobi", "both the postback and the click macro"),
+)  # fmt: skip
+
+
+def _table(header: tuple[str, str], rows: tuple[tuple[str, str], ...]) -> str:
+    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
+    lines += [f"| {a} | {b} |" for a, b in rows]
+    return "\n".join(lines) + "\n"
 
 
 def _cell(text: str) -> str:
@@ -165,7 +180,8 @@ def _row(preset: catalog.Preset) -> str:
 
 
 def _details(preset: catalog.Preset) -> list[str]:
-    lines = [f"### {preset.name}", "", f"**{preset.title}**: `{preset.method} {preset.postback}`", ""]
+    head = f"**{preset.title}**: `{preset.method} {preset.postback}`"
+    lines = [f"### {preset.name}", "", head, ""]
     for param in preset.params:
         secret = " *(secret)*" if param.secret else ""
         lines.append(f"- `<{param.name}>`{secret}: {param.description}")
@@ -193,7 +209,9 @@ def render() -> str:
     parts.append("\n".join(_row(p) for p in presets) + "\n")
     parts.append("\n## Presets in detail\n\n")
     parts.append("\n".join(line for p in presets for line in _details(p)))
-    parts.append("\n" + _RULES + "\n" + _HOWTO + "\n" + _LEFT_OUT)
+    rules = _RULES.format(rule_keys=_table(("key", "a 2xx is rejected when"), _RULE_KEYS))
+    left_out = _LEFT_OUT.format(left_out=_table(("network", "missing"), _MISSING))
+    parts.append("\n" + rules + "\n" + _HOWTO + "\n" + left_out)
     return "".join(parts)
 
 
