@@ -197,12 +197,31 @@ def _decode(raw: Any, kind: Any, path: str, problems: list[Problem]) -> Any:
         return msgspec.convert(raw, kind)
     except msgspec.ValidationError as exc:
         message, _, where = str(exc).partition(" - at `$")
-        problems.append(Problem(path + where.rstrip("`"), message))
+        where = where.rstrip("`")
+        problems.append(Problem((path + where) if path else where.lstrip("."), message))
         return None
 
 
+def _decode_item(raw: Any, kind: Any, path: str, problems: list[Problem]) -> Any:
+    """A source or campaign, with each of its postback rules decoded on its own,
+    so one bad rule does not hide the problems of the others."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("postbacks"), list):
+        return _decode(raw, kind, path, problems)
+    rules = [_decode(item, RuleSpec, f"{path}.postbacks[{j}]", problems) or _INVALID
+             for j, item in enumerate(raw["postbacks"])]  # fmt: skip
+    item = _decode({k: v for k, v in raw.items() if k != "postbacks"}, kind, path, problems)
+    return None if item is None else msgspec.structs.replace(item, postbacks=rules)
+
+
+#: Stands in for a rule that failed to decode, so later rules keep their index.
+_INVALID = RuleSpec(name="\x00invalid")
+
+
 def _template_warnings(url: str, path: str, source_rule: bool, problems: list[Problem]) -> None:
+    compiles = _compiles(url, "clickflare") or _compiles(url, "binom")
     for macro in find_leftover_macros(url):
+        if not compiles and macro.startswith("{") and not macro.startswith("{{"):
+            continue  # the unknown-token error already names it, with a suggestion
         problems.append(Problem(path, f"{macro} looks like a network macro left from its docs; "
                                 "use a gateway token such as {externalid}", "warning"))  # fmt: skip
     lowered = url.lower()
@@ -222,6 +241,8 @@ def _rules(specs: list[RuleSpec], base: str, *, default_url: str | None, default
            source_rule: bool, problems: list[Problem]) -> list[CompiledRule]:  # fmt: skip
     compiled: list[CompiledRule] = []
     for i, spec in enumerate(specs):
+        if spec is _INVALID:
+            continue  # already reported
         path = f"{base}[{i}]"
         url = spec.url if spec.url is not None else default_url
         if url is None:
@@ -316,7 +337,7 @@ def validate(raw: Mapping[str, Any], path: str | None = None) -> tuple[Config | 
             problems.append(Problem(key, "must be an array of tables ([[%s]])" % key))
             items = []
         lists[key] = [x for i, item in enumerate(items)
-                      if (x := _decode(item, kind, f"{key}[{i}]", problems)) is not None]  # fmt: skip
+                      if (x := _decode_item(item, kind, f"{key}[{i}]", problems)) is not None]  # fmt: skip
     spec = msgspec.structs.replace(spec, **lists)
     secrets = [s for s in (spec.api_token, spec.postback_secret,
                            *(n.secret for n in spec.networks),
