@@ -56,6 +56,7 @@ class LoadResult(msgspec.Struct, kw_only=True):
     sent: int
     elapsed: float  # first send to last answer, seconds
     latencies: list[float]  # seconds, answered requests only
+    lags: list[float]  # fixed rate: how late each request left (the generator's own delay)
     statuses: dict[int, int]
     errors: dict[str, int]
 
@@ -80,6 +81,7 @@ async def run_load(
         raise ValueError("a load needs a count or a duration: it must stop by itself")
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False, ttl_dns_cache=None)
     latencies: list[float] = []
+    lags: list[float] = []
     statuses: Counter[int] = Counter()
     errors: Counter[str] = Counter()
     claimed = 0
@@ -106,6 +108,8 @@ async def run_load(
             if request is None:
                 dry.set()
                 return
+            if rate:
+                lags.append(time.perf_counter() - due)
             sent_at = due if rate else time.perf_counter()
             outcome = await _send(session, base_url, request, sent_at)
             last_answer = time.perf_counter()
@@ -123,7 +127,7 @@ async def run_load(
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
     sent = len(latencies) + sum(errors.values())
     return LoadResult(
-        sent=sent, elapsed=max(last_answer - start, 1e-9), latencies=latencies,
+        sent=sent, elapsed=max(last_answer - start, 1e-9), latencies=latencies, lags=lags,
         statuses=dict(statuses), errors=dict(errors),
     )
 

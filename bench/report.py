@@ -46,6 +46,7 @@ class Summary(msgspec.Struct, kw_only=True):
     ingest_p90_ms: float
     ingest_p99_ms: float
     ingest_max_ms: float
+    send_lag_p99_ms: float  # fixed rate: the load generator's own lateness (0 at max rate)
     ceiling_rps: float | None
     ceiling_p99_ms: float | None
     ingest_ratio: float | None
@@ -101,6 +102,9 @@ def print_summary(summary: Summary, console: Console) -> None:
     table.add_row("ingest", f"{summary.ingest_rps:,.0f}/s",
                   f"p50 {summary.ingest_p50_ms} ms, p90 {summary.ingest_p90_ms} ms, "
                   f"p99 {summary.ingest_p99_ms} ms, max {summary.ingest_max_ms} ms")
+    if summary.rate:
+        table.add_row("  generator lag", f"p99 {summary.send_lag_p99_ms} ms",
+                      "how late requests left the tester (counted in latency)")
     if summary.ceiling_rps is not None and summary.ingest_ratio is not None:
         table.add_row("ceiling (bare aiohttp+uvloop)", f"{summary.ceiling_rps:,.0f}/s",
                       f"p99 {summary.ceiling_p99_ms} ms")

@@ -27,7 +27,7 @@ from bench import expect
 from bench.configgen import render_config
 from bench.load import LoadResult, Outcome, Request, run_load
 from bench.procs import Child, spawn_gateway, spawn_server
-from bench.report import Summary, latency_fields, ms
+from bench.report import Summary, latency_fields, ms, percentile
 from bench.sink import Records
 
 __all__ = ("RunOptions", "machine", "run")
@@ -240,6 +240,7 @@ def _summarise(o: RunOptions, base_url: str, clicks: LoadResult, ingest: LoadRes
         conversions_sent=ingest.sent, conversions_2xx=ok_2xx, duplicates_sent=0, updates_sent=0,
         ingest_errors=ingest.sent - ok_2xx, ingest_rps=round(ingest.rps, 1),
         **latency_fields("ingest", ingest.latencies),  # type: ignore[arg-type]
+        send_lag_p99_ms=ms(percentile(ingest.lags, 99)),
         ceiling_rps=ceiling_rps,
         ceiling_p99_ms=latency_fields("c", ceiling.latencies)["c_p99_ms"] if ceiling else None,
         ingest_ratio=round(ingest.rps / ceiling.rps, 3) if ceiling and ceiling.rps else None,
