@@ -18,7 +18,10 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_AsUTF8String, PyUnicode_CheckExact, PyUnicode_DecodeUTF8
 from cpython.float cimport PyFloat_CheckExact
+from libc.math cimport fabs, llround
 from libc.string cimport memcpy
+
+from sys import intern
 
 from ._errors import TemplateError
 from ._parse import parse
@@ -32,10 +35,21 @@ cdef extern from "Python.h":
     void* PyUnicode_DATA(object o)
     bint PyUnicode_IS_ASCII(object o)
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
-    PyObject* PyDict_GetItemWithError(object d, object key) except? NULL
+    PyObject* _dict_get "PyDict_GetItemWithError"(PyObject* d, PyObject* key) except? NULL
+    bint _unicode_check_exact "PyUnicode_CheckExact"(PyObject* o)
+    bint _unicode_is_ascii "PyUnicode_IS_ASCII"(PyObject* o)
+    void* _unicode_data "PyUnicode_DATA"(PyObject* o)
+    Py_ssize_t _unicode_length "PyUnicode_GET_LENGTH"(PyObject* o)
+    double PyFloat_AS_DOUBLE(object o)
 
 
 DEF STACK_SIZE = 8192
+
+# Slot kinds: how much of the slot the C loop can write by itself.
+cdef enum:
+    PLAIN = 0   # value text, percent-encoded
+    RANDOM = 1  # {random}: plain when a value is given, drawn in _values when missing
+    SLOW = 2    # modifiers or |raw: the text goes through _values first
 
 # Writer: a growable byte buffer that starts on the caller's stack.
 ctypedef struct Writer:
@@ -49,6 +63,8 @@ ctypedef struct Writer:
 cdef unsigned char SAFE[256]      # RFC 3986 unreserved: copied as is
 cdef unsigned char RAW_SAFE[256]  # |raw: everything but bytes never valid in a URL
 cdef const char* HEX = b"0123456789ABCDEF"
+cdef double P10[23]                  # 10**k, exact as doubles for k <= 22
+cdef unsigned long long U10[20]      # the same powers as integers
 
 
 cdef void _init_tables() noexcept:
@@ -64,6 +80,12 @@ cdef void _init_tables() noexcept:
         SAFE[b] = 1
     for b in never_raw:
         RAW_SAFE[b] = 0
+    P10[0] = 1.0
+    for b in range(1, 23):
+        P10[b] = P10[b - 1] * 10.0
+    U10[0] = 1
+    for b in range(1, 20):
+        U10[b] = U10[b - 1] * 10
 
 
 _init_tables()
@@ -148,18 +170,7 @@ cdef int _write_quoted(Writer* w, const unsigned char* data, Py_ssize_t n,
 
 
 cdef int _write_text(Writer* w, str text, bint raw) except -1:
-    cdef bytes encoded
-    cdef const unsigned char* safe = &SAFE[0]
-    if raw:
-        safe = &RAW_SAFE[0]
-    if PyUnicode_IS_ASCII(text):
-        return _write_quoted(w, <const unsigned char*>PyUnicode_DATA(text),
-                             PyUnicode_GET_LENGTH(text), safe)
-    # Non-ASCII: UTF-8 first.  A lone surrogate raises UnicodeEncodeError (a
-    # ValueError), exactly as str.encode does in the twin: never garbage bytes.
-    encoded = PyUnicode_AsUTF8String(text)
-    return _write_quoted(w, <const unsigned char*>PyBytes_AS_STRING(encoded),
-                         PyBytes_GET_SIZE(encoded), safe)
+    return _write_unicode(w, <PyObject*>text, &RAW_SAFE[0] if raw else &SAFE[0])
 
 
 cdef int _write_int(Writer* w, object value) except -1:
@@ -183,6 +194,109 @@ cdef int _write_int(Writer* w, object value) except -1:
     return _write(w, digits + i, 24 - i)
 
 
+cdef int _write_fixed(Writer* w, bint negative, unsigned long long digits, int k) except -1:
+    """Write ``digits * 10**-k`` as ``[-]int.frac`` (``int.0`` when k is 0)."""
+    cdef char out[48]
+    cdef int i = 48
+    cdef int j
+    cdef unsigned long long whole = digits // U10[k]
+    cdef unsigned long long frac = digits % U10[k]
+    if k == 0:
+        i -= 2
+        out[i] = b'.'
+        out[i + 1] = b'0'
+    else:
+        for j in range(k):
+            i -= 1
+            out[i] = <char>(48 + frac % 10)
+            frac //= 10
+        i -= 1
+        out[i] = b'.'
+    while True:
+        i -= 1
+        out[i] = <char>(48 + whole % 10)
+        whole //= 10
+        if whole == 0:
+            break
+    if negative:
+        i -= 1
+        out[i] = b'-'
+    return _write(w, out + i, 48 - i)
+
+
+cdef int _write_float(Writer* w, object key, object value) except -1:
+    """The shortest round-trip decimal of a float, without going through repr().
+
+    Must agree with _values.float_text (Python's repr in plain notation).
+    For 1e-4 <= |x| < 1e15 the first k (fraction digits) at which exactly one
+    integer m has m / 10**k == x (both exact doubles, so the division is
+    correctly rounded, just as parsing the decimal would be) gives repr's
+    digits: fewer fraction digits means fewer significant digits.  m is
+    found by rounding x * 10**k (and trying its neighbours where 10**-k
+    comes close to the float's spacing).  Anything else
+    (two candidates, zero, exponent forms, NaN, infinities) takes the shared
+    Python path, which also raises the ValueError for non-finite values.
+    """
+    cdef double x = PyFloat_AS_DOUBLE(value)
+    cdef double ax = fabs(x)
+    cdef double scaled
+    cdef long long m, c
+    cdef unsigned long long found = 0
+    cdef int k, hits
+    if 1e-4 <= ax < 1e15:
+        for k in range(18):
+            scaled = ax * P10[k]
+            if scaled >= 9007199254740992.0:  # 2**53: m would not be exact
+                break
+            m = llround(scaled)
+            # A round-tripping m lies within scaled * 2**-52 of scaled, so a k
+            # whose nearest integer is farther away is skipped without dividing.
+            if fabs(scaled - <double>m) > scaled * 1.7763568394002505e-15:  # 2**-49
+                continue
+            if scaled < 1125899906842624.0:  # 2**50: 10**-k is wider than ulp(x),
+                # so at most one integer can round-trip, and it can only be m.
+                if <double>m / P10[k] == ax:
+                    return _write_fixed(w, x < 0, <unsigned long long>m, k)
+                continue
+            hits = 0
+            for c in range(m - 1, m + 2):
+                if c >= 0 and <double>c / P10[k] == ax:
+                    hits += 1
+                    found = <unsigned long long>c
+            if hits == 1:
+                return _write_fixed(w, x < 0, found, k)
+            if hits > 1:
+                break
+    return _write_text(w, float_text(key, value), False)
+
+
+cdef inline int _write_unicode(Writer* w, PyObject* text, const unsigned char* safe) except -1:
+    """Write a str (borrowed), percent-encoding with the given table."""
+    cdef bytes encoded
+    if _unicode_is_ascii(text):
+        return _write_quoted(w, <const unsigned char*>_unicode_data(text),
+                             _unicode_length(text), safe)
+    # Non-ASCII: UTF-8 first.  A lone surrogate raises UnicodeEncodeError (a
+    # ValueError), exactly as str.encode does in the twin: never garbage bytes.
+    encoded = PyUnicode_AsUTF8String(<object>text)
+    return _write_quoted(w, <const unsigned char*>PyBytes_AS_STRING(encoded),
+                         PyBytes_GET_SIZE(encoded), safe)
+
+
+cdef int _write_object(Writer* w, object key, object value) except -1:
+    """A present value of a plain slot: numbers here, everything else via _values."""
+    if PyUnicode_CheckExact(value):
+        return _write_unicode(w, <PyObject*>value, SAFE)
+    if PyLong_CheckExact(value):
+        return _write_int(w, value)
+    if PyFloat_CheckExact(value):
+        return _write_float(w, key, value)
+    text = value_text(key, value)
+    if text is None:
+        return 0
+    return _write_unicode(w, <PyObject*>text, SAFE)
+
+
 cdef class Plan:
     """A compiled template: literal pieces around resolved slots."""
 
@@ -196,13 +310,13 @@ cdef class Plan:
     cdef PyObject** _key_ptr
     cdef const char** _piece_ptr
     cdef Py_ssize_t* _piece_len
-    cdef unsigned char* _simple  # 1: plain slot, no modifiers, raw or random
+    cdef unsigned char* _kind    # per slot: PLAIN, RANDOM (plain once a value is given) or SLOW
 
     def __cinit__(self):
         self._key_ptr = NULL
         self._piece_ptr = NULL
         self._piece_len = NULL
-        self._simple = NULL
+        self._kind = NULL
 
     def __init__(self, str template, tuple pieces, tuple slots):
         cdef Py_ssize_t i
@@ -210,15 +324,17 @@ cdef class Plan:
         self.template = template
         self._slots = slots
         self._n = len(slots)
-        self._keys = tuple([slot.key for slot in slots])
+        # Interned, so a dict whose keys are interned too (literals, most
+        # identifiers) matches by identity without comparing the text.
+        self._keys = tuple([intern(slot.key) for slot in slots])
         self.tokens = self._keys
         self._piece_bytes = tuple([p.encode("utf-8") for p in pieces])
         self._ascii = all([p.isascii() for p in pieces])
         self._key_ptr = <PyObject**>PyMem_Malloc((self._n + 1) * sizeof(PyObject*))
         self._piece_ptr = <const char**>PyMem_Malloc((self._n + 1) * sizeof(char*))
         self._piece_len = <Py_ssize_t*>PyMem_Malloc((self._n + 1) * sizeof(Py_ssize_t))
-        self._simple = <unsigned char*>PyMem_Malloc(self._n + 1)
-        if not (self._key_ptr and self._piece_ptr and self._piece_len and self._simple):
+        self._kind = <unsigned char*>PyMem_Malloc(self._n + 1)
+        if not (self._key_ptr and self._piece_ptr and self._piece_len and self._kind):
             raise MemoryError()
         for i in range(self._n + 1):
             piece = self._piece_bytes[i]
@@ -227,13 +343,18 @@ cdef class Plan:
         for i in range(self._n):
             slot = slots[i]
             self._key_ptr[i] = <PyObject*>self._keys[i]
-            self._simple[i] = not (slot.modifiers or slot.raw or slot.is_random)
+            if slot.modifiers or slot.raw:
+                self._kind[i] = SLOW
+            elif slot.is_random:
+                self._kind[i] = RANDOM
+            else:
+                self._kind[i] = PLAIN
 
     def __dealloc__(self):
         PyMem_Free(self._key_ptr)
         PyMem_Free(self._piece_ptr)
         PyMem_Free(self._piece_len)
-        PyMem_Free(self._simple)
+        PyMem_Free(self._kind)
 
     def __repr__(self):
         return f"<Plan {self.template!r}>"
@@ -243,36 +364,48 @@ cdef class Plan:
 
     cdef object _render(self, object values, Writer* w):
         cdef Py_ssize_t i
+        cdef unsigned char kind
         cdef PyObject* found
-        cdef object value
+        cdef PyObject* key
+        if not PyDict_CheckExact(values):
+            return self._render_mapping(_getter(values), w)
+        w.pos = 0
+        _write(w, self._piece_ptr[0], self._piece_len[0])
+        for i in range(self._n):
+            # Borrowed references throughout: the dict owns the value and the
+            # plan owns the key.  Only exact str/int/float are written from a
+            # borrowed value, because no Python code runs on those paths; every
+            # other case takes a strong reference first (_write_object).
+            key = self._key_ptr[i]
+            found = _dict_get(<PyObject*>values, key)
+            kind = self._kind[i]
+            if kind == SLOW or (kind == RANDOM and found == NULL):
+                _write_slow(w, self._slots[i], None if found == NULL else <object>found)
+            elif found == NULL:
+                pass
+            elif _unicode_check_exact(found):
+                _write_unicode(w, found, SAFE)
+            else:
+                _write_object(w, <object>key, <object>found)
+            _write(w, self._piece_ptr[i + 1], self._piece_len[i + 1])
+        return self._result(w)
+
+    cdef object _render_mapping(self, object get, Writer* w):
+        """Any other mapping: its own ``get``, strong references."""
+        cdef Py_ssize_t i
+        cdef unsigned char kind
         cdef object key
-        cdef object get = None
-        cdef bint is_dict = PyDict_CheckExact(values)
-        if not is_dict:
-            get = _getter(values)
+        cdef object value
         w.pos = 0
         _write(w, self._piece_ptr[0], self._piece_len[0])
         for i in range(self._n):
             key = <object>self._key_ptr[i]
-            if is_dict:
-                found = PyDict_GetItemWithError(values, key)
-                value = None if found == NULL else <object>found
-            else:
-                value = get(key)
-            if not self._simple[i]:
+            value = get(key)
+            kind = self._kind[i]
+            if kind == SLOW or (kind == RANDOM and value is None):
                 _write_slow(w, self._slots[i], value)
-            elif value is None:
-                pass
-            elif PyUnicode_CheckExact(value):
-                _write_text(w, <str>value, False)
-            elif PyLong_CheckExact(value):
-                _write_int(w, value)
-            elif PyFloat_CheckExact(value):
-                _write_text(w, float_text(key, value), False)
-            else:
-                value = value_text(key, value)
-                if value is not None:
-                    _write_text(w, <str>value, False)
+            elif value is not None:
+                _write_object(w, key, value)
             _write(w, self._piece_ptr[i + 1], self._piece_len[i + 1])
         return self._result(w)
 
