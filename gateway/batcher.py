@@ -1,12 +1,18 @@
 """Group commit: many requests, one SQLite transaction, then every answer.
 
-Requests put an input on the batcher and await its future.  One worker task
-takes up to ``max_size`` inputs (waiting at most ``max_wait_ms`` for company
-when the queue was idle), decides and renders them (``intake.build_batch``),
-writes clicks, conversions and deliveries in one transaction, and only then
-resolves the futures.  Requests that arrive during a commit form the next
-batch, so under load the window costs nothing.  After the commit the new
-deliveries, with their ids, go to the ``DeliverySink``.
+Requests put an input on the batcher and await its future.  The worker takes
+up to ``max_size`` inputs (waiting at most ``max_wait_ms`` for company when
+nothing is in flight) and hands them to the store's writer thread in one
+trip: look up clicks and earlier conversions, decide and render
+(``intake.build_batch``), write clicks, conversions and deliveries in one
+transaction.  Only then are the futures resolved and the new deliveries, with
+their ids, handed to the ``DeliverySink``.
+
+Two batches may be in flight: while the writer commits one, the next is
+queued behind it on the same thread, so the writer never idles and the event
+loop keeps parsing requests.  The writer is one thread, so batches still
+commit strictly in order and each one's dedup decisions see every earlier
+commit.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ __all__ = ("Batcher", "Closed")
 
 log = logging.getLogger(__name__)
 
+#: Batches in flight at once: one committing, one queued behind it.
+PIPELINE_DEPTH = 2
+
 
 class Closed(RuntimeError):
     """The gateway is draining: no new input is taken."""
@@ -43,6 +52,8 @@ class Batcher:
         self._clock = clock
         self._pending: list[ClickInput | ConversionInput] = []
         self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(PIPELINE_DEPTH)
+        self._inflight: set[asyncio.Task[None]] = set()
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -71,60 +82,63 @@ class Batcher:
         return future
 
     async def _run(self) -> None:
-        idle = True
         while True:
             await self._wakeup.wait()
             if not self._pending:
                 self._wakeup.clear()
                 if self._closing:
+                    if self._inflight:
+                        await asyncio.gather(*self._inflight, return_exceptions=True)
                     return
-                idle = True
                 continue
-            window = self._config().batch.max_wait_ms / 1000.0
-            max_size = self._config().batch.max_size
-            if idle and window > 0 and len(self._pending) < max_size and not self._closing:
-                await asyncio.sleep(window)
-            batch = self._pending[:max_size]
-            del self._pending[:max_size]
-            idle = not self._pending
-            try:
-                await self._flush(batch)
-            except Exception as exc:  # the store failed: every waiter hears it
-                log.exception("group commit of %d items failed", len(batch))
-                for item in batch:
-                    if item.future is not None and not item.future.done():
-                        item.future.set_exception(exc)
+            batch_config = self._config().batch
+            window = batch_config.max_wait_ms / 1000.0
+            if (not self._inflight and window > 0 and not self._closing
+                    and len(self._pending) < batch_config.max_size):  # fmt: skip
+                await asyncio.sleep(window)  # idle: a moment for company
+            await self._slots.acquire()
+            batch = self._pending[: batch_config.max_size]
+            del self._pending[: batch_config.max_size]
+            task = asyncio.get_running_loop().create_task(self._flush(batch))
+            self._inflight.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._slots.release()
 
     async def _flush(self, batch: list[ClickInput | ConversionInput]) -> None:
+        try:
+            await self._commit(batch)
+        except Exception as exc:  # the store failed: every waiter hears it
+            log.exception("group commit of %d items failed", len(batch))
+            for item in batch:
+                if item.future is not None and not item.future.done():
+                    item.future.set_exception(exc)
+
+    async def _commit(self, batch: list[ClickInput | ConversionInput]) -> None:
         config = self._config()
         now = self._clock.now()
         clicks = [i for i in batch if isinstance(i, ClickInput)]
         convs = [i for i in batch if isinstance(i, ConversionInput)]
-        stored_clicks = {}
-        stored = {}
-        if convs:
-            in_batch = {c.click.click_id for c in clicks}
-            wanted = [c.click_id for c in convs if c.click_id is not None
-                      and c.click_id not in in_batch and clickid.created_at(c.click_id) is not None]  # fmt: skip
-            stored_clicks = await self._store.find_clicks(wanted)
-            stored = await self._store.find_conversions([dedup_key(c) for c in convs])
-        rows, deliveries, results, counts = build_batch(
-            config, clicks, convs, stored_clicks, stored, now
-        )
-        committed = await self._store.commit_batch([c.click for c in clicks], rows, deliveries)
-        m = self._metrics
-        m.commit_batch.observe(len(batch))
-        for click in clicks:
-            m.clicks.labels(click.click.traffic_source).inc()
-        for label, n in counts.items():
-            if label == "accepted":
-                m.ingested.labels("all").inc(n)
-            elif label == "duplicate":
-                m.duplicates.labels("all").inc(n)
-            elif label == "unattributed":
-                m.unattributed.inc(n)
-        for delivery in committed.deliveries:
-            m.queued.labels(delivery.traffic_source).inc()
+
+        def prepare(find: Any) -> Any:  # runs on the store's writer thread
+            stored_clicks: Any = {}
+            stored: Any = {}
+            if convs:
+                in_batch = {c.click.click_id for c in clicks}
+                wanted = [c.click_id for c in convs if c.click_id is not None
+                          and c.click_id not in in_batch
+                          and clickid.created_at(c.click_id) is not None]  # fmt: skip
+                stored_clicks = find.clicks(wanted)
+                stored = find.conversions([dedup_key(c) for c in convs])
+            rows, deliveries, results, counts = build_batch(
+                config, clicks, convs, stored_clicks, stored, now
+            )
+            return [c.click for c in clicks], rows, deliveries, (results, counts)
+
+        committed, (results, counts) = await self._store.commit_prepared(prepare)
+        self._account(clicks, counts, committed.deliveries, len(batch))
         for item in clicks:
             if not item.future.done():
                 item.future.set_result(None)
@@ -137,3 +151,27 @@ class Batcher:
                 self.sink.submit(committed.deliveries)
             except Exception:  # committed already: the dispatcher finds them after a restart
                 log.exception("delivery sink refused %d deliveries", len(committed.deliveries))
+
+    def _account(self, clicks: list[ClickInput], counts: dict[str, int], deliveries: Any,
+                 size: int) -> None:  # fmt: skip
+        m = self._metrics
+        m.commit_batch.observe(size)
+        per_source: dict[str, int] = {}
+        for click in clicks:
+            source = click.click.traffic_source
+            per_source[source] = per_source.get(source, 0) + 1
+        for source, n in per_source.items():
+            m.clicks.labels(source).inc(n)
+        for label, n in counts.items():
+            kind, _, source = label.partition(":")
+            if kind == "accepted":
+                m.ingested.labels(source).inc(n)
+            elif kind == "duplicate":
+                m.duplicates.labels(source).inc(n)
+            elif kind == "unattributed":
+                m.unattributed.inc(n)
+        queued: dict[str, int] = {}
+        for delivery in deliveries:
+            queued[delivery.traffic_source] = queued.get(delivery.traffic_source, 0) + 1
+        for source, n in queued.items():
+            m.queued.labels(source).inc(n)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from gateway import clickid
 from gateway.config import Campaign, Config, Network
 from gateway.rules import CompiledRule
-from gateway.store.base import Click, Conversion, NewDelivery
+from gateway.store.base import Click, Conversion, Delivery, NewDelivery
 
 __all__ = (
     "ALLOWED",
@@ -301,7 +301,8 @@ def build_batch(
             if change == "duplicate":
                 results.append(Result(200, {"status": "duplicate",
                                             "conversion_id": old.conversion_id, "postbacks": 0}))  # fmt: skip
-                counts["duplicate"] = counts.get("duplicate", 0) + 1
+                label = f"duplicate:{click.traffic_source if click is not None else 'none'}"
+                counts[label] = counts.get(label, 0) + 1
                 continue
             record = Conversion(
                 conversion_id=old.conversion_id, click_id=old.click_id, dedup_key=key,
@@ -340,6 +341,7 @@ def build_batch(
         code = 202 if label == "unattributed" else 200
         results.append(Result(code, {"status": label, "conversion_id": record.conversion_id,
                                      "postbacks": fired_here}))  # fmt: skip
+        label = f"{label}:{click.traffic_source if click is not None else (conv.traffic_source or 'none')}"
         counts[label] = counts.get(label, 0) + 1
     deliveries = _render(config, fired.values(), now)
     return list(rows.values()), deliveries, results, counts
@@ -348,6 +350,7 @@ def build_batch(
 def _render(config: Config, fired: Any, now: float) -> list[NewDelivery]:
     settings = config.delivery
     out: list[NewDelivery] = []
+    schedule = settings.schedule
     for rule, contexts, owners in fired:
         try:
             rendered = rule.render(contexts)
@@ -365,13 +368,14 @@ def _render(config: Config, fired: Any, now: float) -> list[NewDelivery]:
             url, display, body = item
             click_time = click.created_at if click is not None else None
             age = rule.max_click_age
-            out.append(NewDelivery(
+            out.append(Delivery(  # a Delivery already, so the store only numbers it
+                delivery_id=0, status="queued", attempts=0, next_at=now + rule.delay,
                 conversion_id=record.conversion_id, traffic_source=rule.traffic_source,
                 campaign_id=click.campaign_id if click is not None else "", rule=rule.name,
                 method=rule.method, url=url, display_url=display, body=body, host=rule.host,
                 click_time=click_time, not_before=now + rule.delay,
                 max_attempts=rule.max_attempts or settings.max_attempts,
-                created_at=now, schedule=rule.schedule or settings.schedule,
+                created_at=now, schedule=rule.schedule or schedule,
                 expires_at=click_time + age if click_time is not None and age else None,
                 answer_rule=rule.answer_rule,
             ))  # fmt: skip

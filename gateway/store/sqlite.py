@@ -59,7 +59,6 @@ CREATE TABLE IF NOT EXISTS conversions (
     updated_at    REAL NOT NULL,
     tokens        BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS conversions_click ON conversions (click_id);
 CREATE TABLE IF NOT EXISTS deliveries (
     delivery_id    INTEGER PRIMARY KEY AUTOINCREMENT,
     conversion_id  TEXT NOT NULL,
@@ -153,6 +152,17 @@ def _where(filters: DeliveryFilter) -> tuple[list[str], list[Any]]:
     return clauses, args
 
 
+class _Finders:
+    """The lookups ``commit_prepared``'s callback may make (on the writer thread)."""
+
+    __slots__ = ("clicks", "conversions")
+
+    def __init__(self, clicks: Callable[[list[str]], dict[str, Click]],
+                 conversions: Callable[[list[str]], dict[str, Conversion]]) -> None:  # fmt: skip
+        self.clicks = clicks
+        self.conversions = conversions
+
+
 class SQLiteStore:
     """The one writer of a SQLite file.  Every method runs on the store's thread."""
 
@@ -180,6 +190,8 @@ class SQLiteStore:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
         db.execute("PRAGMA foreign_keys=OFF")
+        db.execute("PRAGMA cache_size=-65536")  # 64 MiB: the hot index pages stay in memory
+        db.execute("PRAGMA temp_store=MEMORY")
         db.executescript(SCHEMA)
         self._db = db
         (seq,) = db.execute(
@@ -266,6 +278,27 @@ class SQLiteStore:
     async def find_conversion(self, dedup_key: str) -> Conversion | None:
         return (await self.find_conversions([dedup_key])).get(dedup_key)
 
+    async def commit_prepared(
+        self, prepare: Callable[[_Finders], tuple[Sequence[Click], Sequence[Conversion],
+                                                  Sequence[NewDelivery], T]],
+    ) -> tuple[CommitResult, T]:
+        """Look up, decide and write in one trip to the writer thread.
+
+        ``prepare`` runs on the store's thread with lookups that see every earlier
+        commit (the thread is the only writer), so a group commit's dedup decisions
+        and its writes cannot interleave with another batch's.  It returns the rows
+        to write and anything else the caller wants back.
+        """
+        return await self._call(self._commit_prepared, prepare)
+
+    def _commit_prepared(self, prepare: Any) -> tuple[CommitResult, Any]:
+        clicks, conversions, deliveries, extra = prepare(
+            _Finders(self._find_clicks, self._find_conversions)
+        )
+        if not (clicks or conversions or deliveries):
+            return CommitResult(deliveries=[]), extra
+        return self._commit_batch(clicks, conversions, deliveries), extra
+
     async def commit_batch(
         self,
         clicks: Sequence[Click],
@@ -315,14 +348,18 @@ class SQLiteStore:
 
         self._transaction(work)
         self._next_delivery_id = first_id + len(rows)
-        stored = [
-            Delivery(
-                **{f: getattr(d, f) for f in d.__struct_fields__},
-                delivery_id=first_id + i, status="queued", attempts=0, next_at=d.not_before,
-                updated_at=d.created_at,
-            )
-            for i, d in enumerate(deliveries)
-        ]
+        stored: list[Delivery] = []
+        for i, d in enumerate(deliveries):
+            if isinstance(d, Delivery):  # built as a Delivery already: just number it
+                d.delivery_id = first_id + i
+                d.status, d.attempts, d.next_at, d.updated_at = "queued", 0, d.not_before, d.created_at
+                stored.append(d)
+            else:
+                stored.append(Delivery(
+                    **{f: getattr(d, f) for f in d.__struct_fields__},
+                    delivery_id=first_id + i, status="queued", attempts=0, next_at=d.not_before,
+                    updated_at=d.created_at,
+                ))  # fmt: skip
         return CommitResult(deliveries=stored)
 
     # -- delivery side --------------------------------------------------------
@@ -373,6 +410,38 @@ class SQLiteStore:
             )  # fmt: skip
 
         self._transaction(work)
+
+    # -- batch attempt log: added by the delivery engine (gateway/dispatch/recorder.py)
+    # One transaction for many attempts, so the dispatcher's log keeps up with
+    # its fan-out (one executor hop per attempt capped it at a fraction).
+
+    async def record_attempts(
+        self, items: Sequence[tuple[Attempt, DeliveryStatus, float | None, bool]]
+    ) -> None:
+        """``record_attempt`` for many (attempt, status, next_at, count_attempt) at once."""
+        if items:
+            await self._call(self._record_attempts, list(items))
+
+    def _record_attempts(
+        self, items: list[tuple[Attempt, DeliveryStatus, float | None, bool]]
+    ) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.executemany(
+                f"INSERT INTO attempts ({_ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(a.delivery_id, a.started_at, a.url, a.status_code, a.error, a.latency_ms,
+                  a.body_prefix, a.outcome, a.reason) for a, _, _, _ in items],
+            )  # fmt: skip
+            db.executemany(
+                "UPDATE deliveries SET status = ?, next_at = ?, attempts = attempts + ?,"
+                " last_outcome = ?, last_reason = ?, updated_at = ? WHERE delivery_id = ?",
+                [(status, next_at, 1 if count else 0, a.outcome, a.reason,
+                  a.started_at + a.latency_ms / 1000.0, a.delivery_id)
+                 for a, status, next_at, count in items],
+            )  # fmt: skip
+
+        self._transaction(work)
+
+    # -- end of the delivery engine's addition
 
     async def list_deliveries(
         self, filters: DeliveryFilter, *, after_id: int | None, limit: int
