@@ -263,3 +263,32 @@ def test_floats_are_shortest_round_trip_in_plain_notation(fastrender_module, val
     assert "e" not in text.lower()
     assert float(text) == value or (math.isclose(value, 0) and float(text) == 0)
     assert text == _plain(repr(value))
+
+
+_EDGE_FLOATS = [
+    1e-4, 1.0000000000000001e-4, 9.999999999999999e-5, 0.1 + 0.2, 1 / 3, 2 / 3, 0.5, 1.0, -1.0,
+    999999999999999.9, 1e15, 9.999999999999998e14, 2.0**50, 2.0**50 + 0.5, 2.0**52 + 1,
+    2.0**53, 2.0**53 + 2, 1125899906842623.9, 4503599627370495.5, 123.456, 1.005, 2.675,
+    0.07, 1.15, 100.0, 1234567.0, 5e-5, 12345678901234.56, 0.000123, 9007199254740993.0,
+    1.7976931348623157e308, 2.2250738585072014e-308, 5e-324,
+]
+
+
+@pytest.mark.parametrize("value", [*_EDGE_FLOATS, *(-v for v in _EDGE_FLOATS)])
+def test_float_edges(fastrender_module, value):
+    plan = fastrender_module.compile_template("{payout}")
+    assert plan.render({"payout": value}) == _plain(repr(value))
+
+
+@SETTINGS
+@given(
+    value=st.one_of(
+        st.floats(min_value=1e-4, max_value=1e15),
+        st.integers(-(10**9), 10**9).flatmap(
+            lambda n: st.integers(0, 12).map(lambda k: n / 10**k)
+        ),
+    )
+)
+def test_fast_float_range(fastrender_module, value):
+    plan = fastrender_module.compile_template("{payout}")
+    assert plan.render({"payout": value}) == _plain(repr(value))
