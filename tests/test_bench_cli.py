@@ -61,7 +61,7 @@ def test_failing_sink_loses_nothing_thanks_to_retries() -> None:
 
 def test_a_lying_sink_is_caught() -> None:
     rc, result, output = _bench("--count", "150", "--sink-drop-rate", "0.1",
-                                "--sink-alter-rate", "0.05", "--no-ceiling",
+                                "--sink-alter-rate", "0.1", "--no-ceiling",
                                 "--drain-timeout", "3")  # fmt: skip
     assert rc == 1, output
     assert result["lost"] > 0 and result["wrong"] > 0
