@@ -308,6 +308,7 @@ cdef class Plan:
 
     cdef readonly str template
     cdef readonly tuple tokens
+    cdef tuple _pieces       # literal text, for pickling
     cdef tuple _slots        # _parse.Slot, for the slow path
     cdef tuple _keys         # owns the key strings _key_ptr borrows
     cdef tuple _piece_bytes  # owns the UTF-8 pieces _piece_ptr borrows
@@ -328,6 +329,7 @@ cdef class Plan:
         cdef Py_ssize_t i
         cdef bytes piece
         self.template = template
+        self._pieces = pieces
         self._slots = slots
         self._n = len(slots)
         # Interned, so a dict whose keys are interned too (literals, most
@@ -366,7 +368,9 @@ cdef class Plan:
         return f"<Plan {self.template!r}>"
 
     def __reduce__(self):
-        return (compile_template, (self.template,))
+        # The parsed form, not the source: the dialect and unknown= it was
+        # compiled with are already resolved into it.
+        return (type(self), (self.template, self._pieces, self._slots))
 
     cdef object _render(self, object values, Writer* w):
         cdef Py_ssize_t i

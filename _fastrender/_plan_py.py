@@ -61,16 +61,29 @@ def _slot_text(slot: Slot, value: object) -> str:
 class Plan:
     """A compiled template: literal pieces around resolved slots."""
 
-    __slots__ = ("_pieces", "_slots", "template", "tokens")
+    __slots__ = ("_pieces", "_slots", "_template", "_tokens")
 
     def __init__(self, template: str, pieces: tuple[str, ...], slots: tuple[Slot, ...]) -> None:
-        self.template = template
-        self.tokens: tuple[str, ...] = tuple(slot.key for slot in slots)
+        self._template = template
+        self._tokens: tuple[str, ...] = tuple(slot.key for slot in slots)
         self._pieces = pieces
         self._slots = slots
 
+    @property
+    def template(self) -> str:
+        """The source text."""
+        return self._template
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        """Canonical token names, one per slot, in order of appearance."""
+        return self._tokens
+
     def __repr__(self) -> str:
-        return f"<Plan {self.template!r}>"
+        return f"<Plan {self._template!r}>"
+
+    def __reduce__(self) -> tuple[type[Plan], tuple[str, tuple[str, ...], tuple[Slot, ...]]]:
+        return (type(self), (self._template, self._pieces, self._slots))
 
     def render(self, values: Mapping[str, object], /) -> str:
         """The URL for one set of values."""

@@ -72,7 +72,7 @@ class FastrenderImplementation:
 
     @property
     def api(self) -> FastrenderAPI:
-        return self.module  # type: ignore[return-value]
+        return self.module  # type: ignore[no-any-return, unused-ignore]
 
 
 def add_options(parser: pytest.Parser) -> None:

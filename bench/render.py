@@ -56,7 +56,7 @@ def expected() -> list[str]:
 # ----------------------------------------------------------------------------- _fastrender
 
 
-def _per_case(calls: list[tuple[Callable[[object], str], list[object]]]) -> Runner:
+def _per_case(calls: Sequence[tuple[Callable[[Any], str], Sequence[Any]]]) -> Runner:
     """Map each case's row through its prepared callable: the same loop for everyone."""
 
     def run() -> list[str]:
@@ -68,13 +68,15 @@ def _per_case(calls: list[tuple[Callable[[object], str], list[object]]]) -> Runn
     return run
 
 
-def fastrender_render(module: ModuleType) -> Runner:
+def fastrender_render(module: ModuleType | None) -> Runner:
+    assert module is not None
     return _per_case(
         [(module.compile_template(case.template).render, list(case.rows)) for case in CASES]
     )
 
 
-def fastrender_render_many(module: ModuleType) -> Runner:
+def fastrender_render_many(module: ModuleType | None) -> Runner:
+    assert module is not None
     batches = [(module.compile_template(case.template).render_many, list(case.rows)) for case in CASES]
 
     def run() -> list[str]:
@@ -127,7 +129,7 @@ def format_map_lazy(_module: ModuleType | None = None) -> Runner:
 
 
 def format_map_eager(_module: ModuleType | None = None) -> Runner:
-    def eager(format_map: Callable[[dict[str, str]], str]) -> Callable[[object], str]:
+    def eager(format_map: Callable[[dict[str, str]], str]) -> Callable[[Any], str]:
         def call(row: Any) -> str:
             return format_map({key: _quote(value) for key, value in row.items()})
 
@@ -145,7 +147,7 @@ def format_map_eager(_module: ModuleType | None = None) -> Runner:
 
 
 def re_sub_quote(_module: ModuleType | None = None) -> Runner:
-    def substitute(template: str) -> Callable[[object], str]:
+    def substitute(template: str) -> Callable[[Any], str]:
         sub = TOKEN.sub
 
         def call(row: Any) -> str:
@@ -173,7 +175,7 @@ def string_template(_module: ModuleType | None = None) -> Runner:
 
 
 def str_replace(_module: ModuleType | None = None) -> Runner:
-    def replacer(template: str) -> Callable[[object], str]:
+    def replacer(template: str) -> Callable[[Any], str]:
         def call(row: Any) -> str:
             text = template
             for key, value in row.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import pickle
 import re
 import types
 import urllib.parse
@@ -325,3 +326,23 @@ def test_render_many_stops_at_the_first_bad_row(fastrender_module):
     plan = fastrender_module.compile_template(BASE + "{var1}")
     with pytest.raises(ValueError, match="not a finite number"):
         plan.render_many([{"var1": 1}, {"var1": math.nan}])
+
+
+def test_plan_attributes_are_read_only(fastrender_module):
+    plan = fastrender_module.compile_template(BASE + "{var1}")
+    with pytest.raises(AttributeError):
+        plan.template = "x"
+    with pytest.raises(AttributeError):
+        plan.tokens = ()
+
+
+@pytest.mark.parametrize("dialect", ["clickflare", "binom"])
+def test_plan_pickles_with_its_dialect(fastrender_module, dialect):
+    plan = fastrender_module.compile_template(
+        "https://ts.example/?c={country}&s={status|map:a=1,*=0}&r={var:r|raw}", dialect=dialect
+    )
+    again = pickle.loads(pickle.dumps(plan))
+    assert type(again) is type(plan)
+    assert (again.template, again.tokens) == (plan.template, plan.tokens)
+    values = {"country": "DE", "countryname": "Germany", "conversion.status": "a", "var:r": "x&y"}
+    assert again.render(values) == plan.render(values)
