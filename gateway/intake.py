@@ -113,47 +113,80 @@ def normalise_status(word: str, network: Network | None) -> str | None:
     return STATUS_WORDS.get(key)
 
 
+#: query/form/JSON name -> what it carries; the first non-empty value per role wins,
+#: aliases in the order the contract lists them.
+_ROLES: dict[str, tuple[str, int]] = {
+    **{n: ("click_id", i) for i, n in enumerate(CLICK_ID_NAMES)},
+    **{n: ("payout", i) for i, n in enumerate(PAYOUT_NAMES)},
+    **{n: ("txid", i) for i, n in enumerate(TXID_NAMES)},
+    **{n: ("event", i) for i, n in enumerate(EVENT_NAMES)},
+    "status": ("status", 0), "currency": ("currency", 0), "network": ("network", 0),
+    "secret": ("secret", 0), "externalid": ("externalid", 0), "external_id": ("externalid", 1),
+    "campaign": ("campaign", 0), "campaign_id": ("campaign", 1),
+    "trafficsource": ("traffic_source", 0), "traffic_source": ("traffic_source", 1),
+    **{k: (k, -1) for k in _VAR_KEYS},
+}  # fmt: skip
+
+
 def parse_conversion(params: Mapping[str, Any], config: Config) -> ConversionInput | Reject:
-    """One conversion from query/form/JSON parameters (aliases accepted)."""
+    """One conversion from query/form/JSON parameters (aliases accepted), in one pass."""
     limit = config.limits.max_value_length
+    found: dict[str, tuple[int, Any]] = {}
+    data: dict[str, str] = {}
+    roles = _ROLES
     for name, value in params.items():
-        if not isinstance(value, str):
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                continue
-            return Reject(400, "values must be strings or numbers", str(name)[:64])
-        if _bad_text(value, limit):
+        if value.__class__ is not str:
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                return Reject(400, "values must be strings or numbers", str(name)[:64])
+            try:
+                value = repr(value) if isinstance(value, float) else str(value)
+            except ValueError:  # an int too long to print
+                return Reject(400, "number too long", str(name)[:64])
+            if len(value) > limit:
+                return Reject(400, f"value too long (max {limit})", str(name)[:64])
+        elif len(value) > limit or (not value.isascii() and _bad_text(value, limit)):
             return Reject(400, f"value too long (max {limit}) or not valid text", str(name)[:64])
-    get = params.get
+        role = roles.get(name)
+        if role is None:
+            if value and name.startswith("var:") and len(name) <= 68:
+                data[name] = value
+            continue
+        kind, rank = role
+        if value == "" and kind != "network":
+            continue
+        if rank < 0:  # var1..var20: kept as given
+            data[kind] = value
+            continue
+        held = found.get(kind)
+        if held is None or rank < held[0]:
+            found[kind] = (rank, value)
+    get = found.get
     conv = ConversionInput()
-    network_name = get("network")
     network = None
-    if network_name is not None:
-        network = config.networks.get(str(network_name))
+    item = get("network")
+    if item is not None:
+        network = config.networks.get(item[1])
         if network is None:
             return Reject(400, "unknown network", "network")
     elif config.spec.require_network:
         return Reject(400, "network is required", "network")
     conv.network = network
-    conv.secret = get("secret")
-    click_id = _first(params, CLICK_ID_NAMES)
-    conv.click_id = None if click_id is None else str(click_id)
-    txid = _first(params, TXID_NAMES)
-    conv.txid = None if txid is None else str(txid)
-    event = _first(params, EVENT_NAMES)
-    conv.event = None if event is None else str(event)
-    status_word = get("status")
-    if status_word is None or status_word == "":
+    conv.secret = item[1] if (item := get("secret")) is not None else None
+    conv.click_id = item[1] if (item := get("click_id")) is not None else None
+    conv.txid = item[1] if (item := get("txid")) is not None else None
+    conv.event = item[1] if (item := get("event")) is not None else None
+    item = get("status")
+    if item is None:
         conv.status = "approved"
     else:
-        status = normalise_status(str(status_word), network)
+        status = normalise_status(item[1], network)
         if status is None:
-            return Reject(400, f"unknown status {str(status_word)[:64]!r}", "status")
+            return Reject(400, f"unknown status {item[1][:64]!r}", "status")
         conv.status = status
     tokens: dict[str, str] = {"conversion.status": conv.status}
-    payout = _first(params, PAYOUT_NAMES)
-    if payout is not None:
-        if isinstance(payout, float | int):
-            payout = repr(payout)
+    item = get("payout")
+    if item is not None:
+        payout = item[1]
         try:
             number = Decimal(payout)
         except InvalidOperation:
@@ -165,24 +198,14 @@ def parse_conversion(params: Mapping[str, Any], config: Config) -> ConversionInp
         tokens["transaction.id"] = conv.txid
     if conv.event is not None:
         tokens["conversion.type"] = conv.event
-    currency = get("currency")
-    if currency:
-        tokens["currency"] = str(currency)
-    data: dict[str, str] = {}
-    externalid = get("externalid") or get("external_id")
-    if externalid:
-        data["externalid"] = str(externalid)
-    for key in _VAR_KEYS:
-        value = get(key)
-        if value:
-            data[key] = str(value)
-    for key, value in params.items():
-        if key.startswith("var:") and value and len(key) <= 68:
-            data[key] = str(value)
+    if (item := get("currency")) is not None:
+        tokens["currency"] = item[1]
+    if (item := get("externalid")) is not None:
+        data["externalid"] = item[1]
     conv.data = data
     conv.tokens = tokens
-    conv.campaign = get("campaign") or get("campaign_id")
-    conv.traffic_source = get("trafficsource") or get("traffic_source")
+    conv.campaign = item[1] if (item := get("campaign")) is not None else None
+    conv.traffic_source = item[1] if (item := get("traffic_source")) is not None else None
     if conv.click_id is None and not data:
         return Reject(400, "a click id (cid, clickid, click_id or subid) is required", "cid")
     return conv
