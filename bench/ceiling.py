@@ -55,7 +55,8 @@ def _first(query: object, names: Sequence[str]) -> str | None:
 
 
 def _bad(field: str, error: str) -> web.Response:
-    return web.Response(status=400, body=_encode(_Error(error, field)), content_type="application/json")
+    body = _encode(_Error(error, field))
+    return web.Response(status=400, body=body, content_type="application/json")
 
 
 async def _postback(request: web.Request) -> web.Response:
@@ -97,7 +98,9 @@ def build_app() -> web.Application:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.ceiling", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ceiling", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
     args = parser.parse_args(argv)

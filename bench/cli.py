@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     stop = run.add_mutually_exclusive_group()
     stop.add_argument("--count", type=int, help="conversions to send")
     stop.add_argument("--duration", type=float, help="seconds to send conversions for")
-    run.add_argument("--rate", type=float, help="conversions per second (default: as fast as possible)")
+    run.add_argument("--rate", type=float,
+                     help="conversions per second (default: as fast as possible)")
     run.add_argument("--concurrency", type=int, default=32)
     run.add_argument("--dup-share", type=float, default=0.1, help="conversions sent twice")
     run.add_argument("--update-share", type=float, default=0.2,

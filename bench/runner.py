@@ -135,7 +135,8 @@ async def _watch(sink: Child, progress: Progress, task: object, stop: asyncio.Ev
         while not stop.is_set():
             with contextlib.suppress(aiohttp.ClientError):
                 count = msgspec.json.decode(await _get_json(session, sink.url + "/_count"))
-                progress.update(task, completed=count, total=model.expecting)  # type: ignore[arg-type]
+                total = model.expecting
+                progress.update(task, completed=count, total=total)  # type: ignore[arg-type]
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
 
@@ -187,7 +188,8 @@ async def run(o: RunOptions, console: Console) -> tuple[Summary, str]:
             click_result = await _phase(progress, "clicks", n_clicks, base_url, click_source, o,
                                         count=n_clicks, duration=60.0)  # fmt: skip
             for outcome in click_source.outcomes:
-                outcome.request.tag.click_id = expect.click_id_from(outcome)  # type: ignore[union-attr]
+                click: expect.Click = outcome.request.tag  # type: ignore[assignment]
+                click.click_id = expect.click_id_from(outcome)
             registered = [c for c in clicks if c.click_id]
             if not registered:
                 raise RuntimeError(f"no click registered; answers: {click_result.statuses}")

@@ -110,7 +110,9 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     recorder = request.app[_KEY]
     arrived = time.time()
     target = request.raw_path
-    body = (await request.read()).decode("utf-8", "surrogateescape") if request.can_read_body else ""
+    body = ""
+    if request.can_read_body:
+        body = (await request.read()).decode("utf-8", "surrogateescape")
     verdict = recorder.decide(target)
     if recorder.options.latency > 0:
         await asyncio.sleep(recorder.options.latency)
@@ -159,7 +161,9 @@ def build_app(options: SinkOptions) -> web.Application:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[SinkOptions, str, int]:
-    parser = argparse.ArgumentParser(prog="python -m bench.sink", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.sink", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
     parser.add_argument("--latency", type=float, default=0.0)

@@ -45,9 +45,11 @@ def test_healthy_sink_gets_every_postback_exactly_once() -> None:
     assert rc == 0, output
     assert result["postbacks_expected"] == result["postbacks_received"] > 0
     assert result["conversions_2xx"] == result["conversions_sent"] == 300
-    for key in ("ingest_rps", "ceiling_rps", "ingest_ratio", "ingest_p99_ms", "e2e_p50_ms",
-                "e2e_p99_ms"):  # fmt: skip
+    for key in ("ingest_rps", "ceiling_rps", "ingest_ratio", "ingest_p99_ms"):
         assert isinstance(result[key], float | int) and result[key] > 0, key
+    # a postback may reach the sink before the tester reads its 2xx: e2e is clamped at 0
+    for key in ("e2e_p50_ms", "e2e_p99_ms"):
+        assert isinstance(result[key], float | int) and result[key] >= 0, key
     assert "ingest / ceiling" in output  # the human table came first
 
 
