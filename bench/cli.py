@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--url", help="a running gateway (default: start one with a generated config)")
     run.add_argument("--sources", type=int, default=4, help="traffic sources and campaigns")
     run.add_argument("--clicks", type=int, default=500, help="clicks registered before conversions")
+    run.add_argument("--clicks-via", choices=("get", "api"), default="get",
+                     help="GET /click/{campaign} (one each) or POST /api/clicks (100 a request)")
     stop = run.add_mutually_exclusive_group()
     stop.add_argument("--count", type=int, help="conversions to send")
     stop.add_argument("--duration", type=float, help="seconds to send conversions for")

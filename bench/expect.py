@@ -15,6 +15,7 @@ but 2xx ends its chain, and only steps answered 2xx expect a postback.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import string
 from collections import Counter, deque
@@ -26,8 +27,8 @@ from bench.load import Outcome, Request
 from bench.sink import Record
 
 __all__ = (
-    "Chain", "Click", "ConversionSource", "Source", "Step", "Verdict", "click_requests",
-    "compare", "make_clicks", "make_sources",
+    "Chain", "Click", "ConversionSource", "Source", "Step", "Verdict", "api_click_requests",
+    "click_requests", "compare", "make_clicks", "make_sources", "register",
 )  # fmt: skip
 
 # Template shapes seen in real networks (reference/traffic-sources.md): query
@@ -105,6 +106,34 @@ def click_requests(clicks: list[Click]) -> list[Request]:
                 f"?externalid={quote(c.externalid, safe='')}&zoneid={c.zoneid}", tag=c)
         for c in clicks
     ]
+
+
+def api_click_requests(clicks: list[Click], batch: int = 100) -> list[Request]:
+    """``POST /api/clicks`` with ``batch`` clicks each (tag: the list of Clicks)."""
+    requests = []
+    for start in range(0, len(clicks), batch):
+        group = clicks[start : start + batch]
+        items = [{"campaign_id": c.source.campaign_id, "externalid": c.externalid,
+                  "zoneid": c.zoneid} for c in group]  # fmt: skip
+        requests.append(Request(method="POST", target="/api/clicks",
+                                json=json.dumps(items).encode(), tag=group))  # fmt: skip
+    return requests
+
+
+def register(outcome: Outcome) -> None:
+    """Store the gateway's click ids from a click answer (either kind) on its Clicks."""
+    if isinstance(outcome.request.tag, Click):
+        outcome.request.tag.click_id = click_id_from(outcome)
+        return
+    if outcome.status != 200:
+        return
+    results = json.loads(outcome.body)
+    if isinstance(results, dict):
+        results = results.get("results", [])
+    group: list[Click] = outcome.request.tag  # type: ignore[assignment]
+    for click, result in zip(group, results, strict=False):
+        if isinstance(result, dict) and result.get("status") == "accepted":
+            click.click_id = result.get("click_id")
 
 
 def click_id_from(outcome: Outcome) -> str | None:

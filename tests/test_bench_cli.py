@@ -55,9 +55,11 @@ def test_healthy_sink_gets_every_postback_exactly_once() -> None:
 
 def test_failing_sink_loses_nothing_thanks_to_retries() -> None:
     rc, result, output = _bench("--count", "200", "--sink-fail-rate", "0.2",
-                                "--sink-disconnect-rate", "0.05", "--no-ceiling")  # fmt: skip
+                                "--sink-disconnect-rate", "0.05", "--no-ceiling",
+                                "--clicks-via", "api")  # fmt: skip
     assert (result["lost"], result["duplicated"], result["wrong"]) == (0, 0, 0), output
     assert result["retries"] > 0 and rc == 0
+    assert result["clicks"] == 80  # registered through POST /api/clicks
     assert result["ceiling_rps"] is None
 
 
