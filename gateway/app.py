@@ -82,7 +82,7 @@ def _middleware(state: AppState) -> Any:
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return _error(exc.status, exc.reason)
+            return _error(exc.status, exc.reason, "body" if exc.status == 413 else None)
         except Closed:
             return _error(503, "shutting down; retry")
         except Exception:  # a bug or a failed commit: logged, answered, never a traceback
@@ -188,6 +188,12 @@ async def _api_clicks(request: web.Request) -> web.Response:
         for key, value in item.items():
             if key not in ("campaign_id", "params", "ip", "user_agent", "referer", "language"):
                 params.setdefault(key, value)
+        for key, value in params.items():  # JSON numbers are fine as values
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                try:
+                    params[key] = repr(value) if isinstance(value, float) else str(value)
+                except ValueError:  # an int too long to print: left as is, refused below
+                    pass
         meta = {k: item.get(k) for k in ("ip", "user_agent", "referer", "language")}
         if not all(v is None or isinstance(v, str) for v in meta.values()):
             results.append({"status": "error", "code": 400, "click_id": None,
@@ -283,7 +289,7 @@ def create_app(config: Config, store: SQLiteStore, sink: DeliverySink, *,
     app[STATE] = state
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/click/{campaign_id}", _click_handler)
+    app.router.add_get("/click/{campaign_id}", _click_handler, allow_head=False)  # no HEAD clicks
     app.router.add_post("/api/clicks", _api_clicks)
     app.router.add_route("GET", "/postback", _postback)
     app.router.add_route("POST", "/postback", _postback)

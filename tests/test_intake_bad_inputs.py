@@ -80,3 +80,24 @@ async def test_bearer_token_on_api(tmp_path: Path) -> None:
         assert resp.status == 202  # /postback is not under /api
     finally:
         await stop_gateway(gateway)
+
+
+async def test_head_is_not_a_click_and_api_clicks_take_numbers(gw: Gateway) -> None:
+    resp = await gw.client.head("/click/c-hand")
+    assert resp.status == 405
+    assert (await gw.store.counts())["clicks"] == 0
+    resp = await gw.client.post("/api/clicks", json=[{"campaign_id": "c-hand", "zoneid": 42},
+                                                     {"campaign_id": "c-hand", "zoneid": [1]}])  # fmt: skip
+    results = await resp.json()
+    assert results[0]["status"] == "accepted" and results[1]["code"] == 400
+    click = await gw.store.find_click(results[0]["click_id"])
+    assert click is not None and click.tokens["var:zoneid"] == "42"
+
+
+async def test_huge_json_number_is_a_400(gw: Gateway) -> None:
+    body = b'[{"cid": "a", "txid": ' + b"9" * 5000 + b"}]"
+    resp = await gw.client.post("/api/conversions", data=body)
+    assert resp.status in (200, 400)
+    results = await resp.json()
+    if resp.status == 200:
+        assert results[0]["code"] == 400
