@@ -91,8 +91,11 @@ def fastrender_render_many(module: ModuleType | None) -> Runner:
 # ----------------------------------------------------------------------------- baselines
 
 
+quote: Final = urllib.parse.quote
+
+
 def _quote(value: object) -> str:
-    return urllib.parse.quote(str(value), safe=SAFE)
+    return quote(str(value), safe=SAFE)
 
 
 class QuotingDict(dict[str, object]):
@@ -101,7 +104,7 @@ class QuotingDict(dict[str, object]):
     __slots__ = ()
 
     def __getitem__(self, key: str) -> str:
-        return _quote(dict.__getitem__(self, key))
+        return quote(str(dict.__getitem__(self, key)), safe=SAFE)
 
     def __missing__(self, key: str) -> str:
         return ""
