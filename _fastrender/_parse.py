@@ -26,6 +26,11 @@ _TOKEN_RE: Final = re.compile(
 _MOD_RE: Final = re.compile(r"\|(?P<name>[a-z0-9]+)(?::(?P<arg>[A-Za-z0-9_.,=*\-]+))?")
 _SCHEME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _AUTHORITY_END_RE: Final = re.compile(r"[/?#]|\Z")
+# Schemes whose parsers skip any slashes and backslashes before the host and
+# end it at a backslash too (WHATWG's "special" schemes).
+_SPECIAL_SCHEMES: Final = frozenset({"ftp", "file", "http", "https", "ws", "wss"})
+_SLASHES_RE: Final = re.compile(r"[/\\]*")
+_SPECIAL_AUTHORITY_END_RE: Final = re.compile(r"[/\\?#]|\Z")
 
 
 class Modifier(NamedTuple):
@@ -188,24 +193,44 @@ def _check_fixed_destination(template: str, spans: list[tuple[int, int]]) -> Non
     """Refuse a token in the scheme or authority: the host is fixed at compile time.
 
     Tokens are masked with letters (valid in both a scheme and a host) so the
-    URL's structure is read from the literal text alone, positions intact.
+    URL's structure is read from the literal text alone.  The text is read as
+    lenient URL parsers (WHATWG, urllib) read it: leading controls and spaces
+    dropped, tabs and newlines ignored anywhere and, for the special schemes,
+    any run of slashes or backslashes before the host.  So no spelling of a
+    URL, however odd, can carry a token into the host.
     """
     if not spans:
         return
     masked = list(template)
     for start, end in spans:
         masked[start:end] = "a" * (end - start)
-    text = "".join(masked)
+    # Each kept character with its index in the template, so positions survive.
+    kept = [(index, char) for index, char in enumerate(masked) if char not in "\t\n\r"]
+    lead = 0
+    while lead < len(kept) and kept[lead][1] <= " ":
+        lead += 1
+    kept = kept[lead:]
+    text = "".join(char for _, char in kept)
     scheme = _SCHEME_RE.match(text)
     protected = scheme.end() if scheme else 0
-    if text.startswith("//", protected):
-        authority_end = _AUTHORITY_END_RE.search(text, protected + 2)
-        assert authority_end is not None
-        protected = authority_end.start()
+    if scheme is not None and scheme.group()[:-1].lower() in _SPECIAL_SCHEMES:
+        slashes = _SLASHES_RE.match(text, protected)
+        assert slashes is not None  # matches everywhere, possibly empty
+        protected = _next(_SPECIAL_AUTHORITY_END_RE, text, slashes.end())
+    elif text.startswith("//", protected):
+        protected = _next(_AUTHORITY_END_RE, text, protected + 2)
+    limit = kept[protected][0] if protected < len(kept) else len(template)
     for start, _ in spans:
-        if start < protected:
+        if start < limit:
             raise TemplateError(
                 f"token at {start} is in the URL's scheme or host; "
                 "the destination must be fixed in the template",
                 start,
             )
+
+
+def _next(pattern: re.Pattern[str], text: str, start: int) -> int:
+    """Where ``pattern`` is next found from ``start`` (it ends with ``\\Z``: always found)."""
+    found = pattern.search(text, start)
+    assert found is not None
+    return found.start()

@@ -176,3 +176,39 @@ def test_template_with_a_lone_surrogate(fastrender_module):
 def test_options_are_keyword_only(fastrender_module):
     with pytest.raises(TypeError):
         fastrender_module.compile_template(BASE, "binom")
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        " https://{externalid}.h/",
+        "\x00\x1f https://{externalid}.h/",
+        "\thttps://{externalid}.h/",
+        "ht\ttps://{externalid}.h/",
+        "https:/\n/{externalid}.h/",
+        "https:\\\\{externalid}.h/",
+        "https:/\\{externalid}.h/",
+        "https:/{externalid}.h/",
+        "https:{externalid}.h/",
+        "https:///{externalid}.h/",
+        "HTTPS://{externalid}.h/",
+        "wss://{externalid}/",
+        "ftp://u@{externalid}/",
+    ],
+)
+def test_lenient_url_spellings_cannot_put_a_token_in_the_host(fastrender_module, template):
+    error = _error(fastrender_module, template)
+    assert error.position == template.index("{")
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "https://h\\{externalid}",  # a backslash ends a special scheme's host
+        "https://h/\t{externalid}",
+        "mailto:\\\\{externalid}",  # not a special scheme: backslashes are data
+        "urn:{externalid}",
+    ],
+)
+def test_lenient_reading_still_accepts_tokens_after_the_host(fastrender_module, template):
+    assert fastrender_module.compile_template(template).tokens == ("externalid",)
