@@ -10,7 +10,6 @@ modifiers and the random token go through ``_values``, the code the twin
 uses too, so the rules about *what text* a value becomes are written once.
 """
 
-cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_CheckExact
 from cpython.list cimport PyList_CheckExact, PyList_GET_ITEM, PyList_GET_SIZE
@@ -427,11 +426,8 @@ cdef class Plan:
             return text
         return PyUnicode_DecodeUTF8(w.buf, w.pos, "strict")
 
-    # METH_O: one positional argument, no keyword parsing on the hot call.
-    # The twin's signature is positional-only to match.
-    @cython.always_allow_keywords(False)
     def render(self, values):
-        """render(values, /) -> str: the URL for one set of values."""
+        """render(values) -> str: the URL for one set of values."""
         cdef Writer w
         if self._n == 0:
             return self.template
@@ -441,9 +437,8 @@ cdef class Plan:
         finally:
             _writer_release(&w)
 
-    @cython.always_allow_keywords(False)
     def render_many(self, many):
-        """render_many(many, /) -> list[str]: the URLs for a batch of value sets, in order."""
+        """render_many(many) -> list[str]: the URLs for a batch of value sets, in order."""
         cdef Writer w
         cdef list out
         cdef Py_ssize_t i, count
