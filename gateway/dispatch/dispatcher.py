@@ -18,6 +18,7 @@ import random
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -25,12 +26,13 @@ from gateway.clock import Clock, SystemClock
 from gateway.dispatch.breaker import Breaker
 from gateway.dispatch.outcome import error_verdict, judge
 from gateway.dispatch.ratelimit import HostRateLimiter
-from gateway.dispatch.schedule import next_delay, parse_retry_after
+from gateway.dispatch.recorder import AttemptRecorder
+from gateway.dispatch.decide import Decision, decide
 from gateway.dispatch.settings import DeliverySettings
 from gateway.dispatch.transport import AiohttpTransport, Answer, Transport, TransportError
 from gateway.metrics import Metrics, status_class
 from gateway.outcome import Verdict
-from gateway.store.base import Attempt, Delivery, DeliveryStatus, Store
+from gateway.store.base import Attempt, Delivery, Store
 
 __all__ = ("Dispatcher",)
 
@@ -66,6 +68,9 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._breaker = Breaker(failures=settings.breaker_failures, pause=settings.breaker_pause)
         self._limiter = HostRateLimiter(settings.rate_per_host)
+        self._recorder = AttemptRecorder(store)
+        self._recorder.on_flushed = self._after_log_write
+        self._children: dict[tuple[str, str, str], Any] = {}  # labelled metrics, cached
         self._known: dict[int, Delivery] = {}  # queued in memory or in flight
         self._due_seq: dict[int, int] = {}  # delivery_id -> seq of its live timer entry
         self._timer: list[tuple[float, int, int, str]] = []  # (due, seq, delivery_id|-1, host)
@@ -76,12 +81,15 @@ class Dispatcher:
         self._inflight_host: Counter[str] = Counter()
         self._inflight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._unrecorded = 0  # attempts handed to the recorder, not yet committed
         self._recent_done: set[int] = set()
         self._wake = asyncio.Event()
         self._planned_wake = float("inf")
         self._idle = asyncio.Event()
         self._running = False
         self._loaded = False
+        self._refilling = False
+        self._next_refill = float("inf")
         self._background: list[asyncio.Task[None]] = []
 
     # -- public API ------------------------------------------------------------
@@ -127,6 +135,7 @@ class Dispatcher:
             if pending:
                 log.warning("stop: %d attempts cut short; they stay queued", len(pending))
                 await asyncio.gather(*pending, return_exceptions=True)
+        await self._recorder.drain()
         await self._transport.close()
         self._idle.set()
 
@@ -187,63 +196,87 @@ class Dispatcher:
                 self._pump(host)
 
     def _pump(self, host: str) -> None:
-        """Start as many of ``host``'s ready deliveries as the caps allow."""
+        """Start workers for ``host``'s ready deliveries, as many as the caps allow."""
         if not self._running:
             return
-        queue = self._ready.get(host)
         s = self.settings
-        while queue:
+        while self._ready.get(host):
+            if self._inflight_host[host] >= s.max_connections_per_host or host in self._held:
+                return
             if self._inflight >= s.max_connections:
                 self._starved[host] = None
                 return
-            if self._inflight_host[host] >= s.max_connections_per_host or host in self._held:
+            d = self._take(host)
+            if d is None:
                 return
-            now = self._clock.now()
-            until = self._breaker.blocked_until(host, now)
-            if until is not None:
-                self._hold(host, until)
-                return
-            wait = self._limiter.reserve(host, now)
-            if wait > 0:
-                self._hold(host, now + wait)
-                return
-            d = queue.popleft()
             self._inflight += 1
             self._inflight_host[host] += 1
-            task = asyncio.create_task(self._run(d))
+            task = asyncio.create_task(self._worker(host, d))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        self._ready.pop(host, None)
 
-    async def _run(self, d: Delivery) -> None:
+    def _take(self, host: str) -> Delivery | None:
+        """The host's next ready delivery if the breaker and rate limit let it go now."""
+        now = self._clock.now()
+        until = self._breaker.blocked_until(host, now)
+        if until is not None:
+            self._hold(host, until)
+            return None
+        wait = self._limiter.reserve(host, now)
+        if wait > 0:
+            self._hold(host, now + wait)
+            return None
+        queue = self._ready[host]
+        d = queue.popleft()
+        if not queue:
+            del self._ready[host]
+        return d
+
+    async def _worker(self, host: str, d: Delivery | None) -> None:
+        """One connection slot: send ``host``'s ready deliveries one after another.
+
+        A worker leaves when its host has nothing ready (or is held), or when
+        another host waits for a global slot, so slots rotate fairly.
+        """
         try:
-            await self._attempt(d)
-        except asyncio.CancelledError:
-            raise  # stop(): the row stays queued in the store
-        except Exception:
-            log.exception("delivery %d: attempt not recorded; trying again later", d.delivery_id)
-            if self._running and d.delivery_id in self._known:
-                now = self._clock.now()
-                self._schedule(d, now + STORE_ERROR_DELAY, now)
+            while d is not None:
+                try:  # inline, not a helper coroutine: one frame less per I/O wake-up
+                    await self._attempt(d)
+                except asyncio.CancelledError:
+                    raise  # stop(): the row stays queued in the store
+                except Exception:
+                    log.exception("delivery %d: attempt failed unexpectedly", d.delivery_id)
+                    self._retry_later(d)
+                if not self._running or self._starved or host in self._held:
+                    break
+                d = self._take(host) if self._ready.get(host) else None
         finally:
             self._inflight -= 1
-            self._inflight_host[d.host] -= 1
-            if not self._inflight_host[d.host]:
-                del self._inflight_host[d.host]
-            self._pump(d.host)
+            self._inflight_host[host] -= 1
+            if not self._inflight_host[host]:
+                del self._inflight_host[host]
+            self._pump(host)
             while self._starved and self._inflight < self.settings.max_connections:
-                host = next(iter(self._starved))
-                del self._starved[host]
-                self._pump(host)
+                other = next(iter(self._starved))
+                del self._starved[other]
+                self._pump(other)
             self._update_idle()
+
+    def _retry_later(self, d: Delivery) -> None:
+        if self._running and d.delivery_id in self._known:
+            now = self._clock.now()
+            self._schedule(d, now + STORE_ERROR_DELAY, now)
 
     def _update_idle(self) -> None:
         now = self._clock.now()
         busy = (
             self._inflight
+            or self._unrecorded
             or any(h not in self._held for h in self._ready)
             or (self._timer and self._timer[0][0] <= now)
             or not self._loaded
+            or self._refilling
+            or self._next_refill <= now
         )
         if busy and self._running:
             self._idle.clear()
@@ -251,21 +284,30 @@ class Dispatcher:
             self._idle.set()
 
     async def _scheduler(self) -> None:
-        next_refill = self._clock.now() + REFILL_INTERVAL
+        self._next_refill = self._clock.now() + REFILL_INTERVAL
         while self._running:
-            self._wake.clear()
-            now = self._clock.now()
-            if now >= next_refill:
-                full = await self._refill(now)
-                next_refill = now + (1.0 if full else REFILL_INTERVAL)
-            self._fire_due(self._clock.now())
-            self._update_idle()
-            wake_at = min(self._timer[0][0] if self._timer else float("inf"), next_refill)
-            self._planned_wake = wake_at
-            delay = wake_at - self._clock.now()
-            if delay > 0:
-                await self._sleep_or_wake(delay)
-            self._planned_wake = float("-inf")
+            try:
+                await self._tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug here must not stop every delivery
+                log.exception("dispatcher scheduler error; going on")
+                await asyncio.sleep(1.0)
+
+    async def _tick(self) -> None:
+        self._wake.clear()
+        now = self._clock.now()
+        if now >= self._next_refill:
+            full = await self._refill(now)
+            self._next_refill = self._clock.now() + (1.0 if full else REFILL_INTERVAL)
+        self._fire_due(self._clock.now())
+        self._update_idle()
+        wake_at = min(self._timer[0][0] if self._timer else float("inf"), self._next_refill)
+        self._planned_wake = wake_at
+        delay = wake_at - self._clock.now()
+        if delay > 0:
+            await self._sleep_or_wake(delay)
+        self._planned_wake = float("-inf")
 
     async def _sleep_or_wake(self, delay: float) -> None:
         sleeper = asyncio.ensure_future(self._clock.sleep(delay))
@@ -280,11 +322,14 @@ class Dispatcher:
     async def _refill(self, now: float) -> bool:
         """Load queued rows due within the next interval that memory does not hold."""
         self._recent_done.clear()
+        self._refilling = True
         try:
             rows = await self._store.due_deliveries(now + REFILL_INTERVAL, REFILL_LIMIT)
         except Exception:
             log.exception("could not load queued deliveries from the store")
             return False
+        finally:
+            self._refilling = False
         fresh = [
             d for d in rows if d.delivery_id not in self._known
             and d.delivery_id not in self._recent_done
@@ -308,22 +353,23 @@ class Dispatcher:
     # -- one attempt -----------------------------------------------------------
 
     async def _attempt(self, d: Delivery) -> None:
+        """Send ``d`` and hand the result to the log; the slot moves on while the
+        log write (grouped with others) completes."""
         started = self._clock.now()
         if d.expires_at is not None and d.expires_at < started:
-            await self._finish(d, Attempt(
+            expired = Attempt(
                 delivery_id=d.delivery_id, started_at=started, url=d.display_url,
                 status_code=None, error=None, latency_ms=0.0, body_prefix="",
                 outcome="expired", reason="click older than the destination remembers",
-            ), "expired", None, count=False)
-            self._metrics.expired.labels(d.traffic_source).inc()
+            )
+            self._record(d, Decision("expired", None, expired, "expired"), count=False)
             return
         body = d.body.encode() if d.body is not None else None
-        headers = _headers(d.body)
         t0 = time.perf_counter()
         answer: Answer | None = None
         try:
             answer = await self._transport.send(
-                d.method, d.url, body, headers, self.settings.timeout
+                d.method, d.url, body, _headers(d.body), self.settings.timeout
             )
         except TransportError as exc:
             verdict = error_verdict(exc.reason, final=exc.final)
@@ -334,21 +380,22 @@ class Dispatcher:
             prefix = answer.body_prefix.decode("utf-8", "replace")
             verdict = judge(d.answer_rule, answer.status, prefix)
             elapsed, final_url, code, error = answer.elapsed, answer.final_url, answer.status, None
-        self._metrics.delivery_latency.labels(d.traffic_source).observe(elapsed)
-        self._breaker_note(d.host, code, error, verdict, answer)
+        self._child("delivery_latency", d.traffic_source).observe(elapsed)
+        self._breaker_note(d.host, code, verdict)
         attempt = Attempt(
             delivery_id=d.delivery_id, started_at=started, url=_shown_url(d, final_url),
             status_code=code, error=error, latency_ms=elapsed * 1000.0, body_prefix=prefix,
             outcome=verdict.outcome, reason=verdict.reason,
         )
-        await self._conclude(d, attempt, verdict, answer)
+        retry_after = answer.headers.get("retry-after") if answer is not None else None
+        decision = decide(d, attempt, verdict, retry_after, self.settings, self._clock.now(),
+                          self._rng)
+        self._record(d, decision)
 
-    def _breaker_note(
-        self, host: str, code: int | None, error: str | None, verdict: Verdict,
-        answer: Answer | None,
-    ) -> None:
+    def _breaker_note(self, host: str, code: int | None, verdict: Verdict) -> None:
+        """Host trouble (no answer, 408, 429, 5xx) counts; any other answer closes."""
         if code is None:
-            if error is not None and verdict.outcome == "retry":
+            if verdict.outcome == "retry":
                 self._breaker.failure(host, self._clock.now())
             return
         if code in (408, 429) or code >= 500:
@@ -360,61 +407,59 @@ class Dispatcher:
                 self._held.pop(host, None)
                 self._pump(host)
 
-    async def _conclude(
-        self, d: Delivery, attempt: Attempt, verdict: Verdict, answer: Answer | None
-    ) -> None:
-        now = self._clock.now()
-        attempts = d.attempts + 1
-        sclass = status_class(attempt.status_code)
-        source = d.traffic_source
-        if verdict.outcome == "delivered":
-            await self._finish(d, attempt, "delivered", None)
-            self._metrics.delivered.labels(source, sclass).inc()
-            self._metrics.end_to_end.labels(source).observe(max(0.0, now - d.created_at))
-            return
-        if verdict.outcome == "rejected":
-            await self._finish(d, attempt, "failed", None)
-            self._metrics.failed.labels(source, sclass).inc()
-            return
-        s = self.settings
-        max_attempts = d.max_attempts if d.max_attempts > 0 else s.max_attempts
-        schedule = d.schedule if d.schedule is not None else s.schedule
-        delay = None
-        if attempts < max_attempts:
-            retry_after = None
-            if answer is not None:
-                retry_after = parse_retry_after(answer.headers.get("retry-after"), now)
-            delay = next_delay(attempts, schedule, s.jitter, retry_after=retry_after,
-                               max_retry_after=s.max_retry_after, rng=self._rng)
-        if delay is None:
-            attempt = msgspec.structs.replace(
-                attempt, reason=f"{attempt.reason}; gave up after {attempts} attempts"
-            )
-            await self._finish(d, attempt, "failed", None)
-            self._metrics.failed.labels(source, sclass).inc()
-            return
-        next_at = now + delay
-        await self._store.record_attempt(attempt, status="queued", next_at=next_at)
-        self._metrics.retries.labels(source, sclass).inc()
-        d = msgspec.structs.replace(
-            d, attempts=attempts, next_at=next_at, last_outcome=attempt.outcome,
-            last_reason=attempt.reason,
-        )
-        if d.delivery_id in self._known:
-            self._known[d.delivery_id] = d
-            self._schedule(d, next_at, self._clock.now())
+    def _record(self, d: Delivery, decision: Decision, *, count: bool = True) -> None:
+        """Hand the attempt to the log; the delivery moves on once it is committed."""
+        self._unrecorded += 1
+        item = (decision.attempt, decision.status, decision.next_at, count)
+        self._recorder.add(item, lambda exc: self._recorded(d, decision, exc))
 
-    async def _finish(
-        self, d: Delivery, attempt: Attempt, status: DeliveryStatus, next_at: float | None,
-        *, count: bool = True,
-    ) -> None:
-        await self._store.record_attempt(attempt, status=status, next_at=next_at,
-                                         count_attempt=count)
+    def _recorded(self, d: Delivery, decision: Decision, exc: BaseException | None) -> None:
+        self._unrecorded -= 1
+        if exc is not None:
+            log.error("delivery %d: attempt not recorded (%s); trying again later",
+                      d.delivery_id, exc)
+            self._retry_later(d)
+            return
+        self._moved_on(d, decision)
+
+    def _after_log_write(self) -> None:
+        self._metrics.queue_depth.set(len(self._known))
+        self._update_idle()
+
+    def _moved_on(self, d: Delivery, decision: Decision) -> None:
+        a = decision.attempt
+        source = d.traffic_source
+        if decision.counter == "expired":
+            self._child("expired", source).inc()
+        else:
+            self._child(decision.counter, source, status_class(a.status_code)).inc()
+        if decision.status == "queued":
+            assert decision.next_at is not None
+            d = msgspec.structs.replace(
+                d, attempts=d.attempts + 1, next_at=decision.next_at,
+                last_outcome=a.outcome, last_reason=a.reason,
+            )
+            if d.delivery_id in self._known and self._running:
+                self._known[d.delivery_id] = d
+                self._schedule(d, decision.next_at, self._clock.now())
+            return
+        if decision.status == "delivered":
+            now = self._clock.now()
+            self._child("end_to_end", source).observe(max(0.0, now - d.created_at))
         self._known.pop(d.delivery_id, None)
         self._due_seq.pop(d.delivery_id, None)
         self._recent_done.add(d.delivery_id)
-        self._metrics.queue_depth.set(len(self._known))
-        log.debug("delivery %d %s: %s", d.delivery_id, status, attempt.reason)
+        log.debug("delivery %d %s: %s", d.delivery_id, decision.status, a.reason)
+
+    def _child(self, metric: str, source: str, sclass: str = "") -> Any:
+        """A labelled metric, cached: ``labels()`` costs more than the increment."""
+        key = (metric, source, sclass)
+        child = self._children.get(key)
+        if child is None:
+            family = getattr(self._metrics, metric)
+            child = family.labels(source, sclass) if sclass else family.labels(source)
+            self._children[key] = child
+        return child
 
 
 def _headers(body: str | None) -> dict[str, str]:

@@ -156,13 +156,14 @@ blocked_dials: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar
 class AddressPolicy:
     """Which destination addresses may be dialled."""
 
-    __slots__ = ("_allowed", "allow_private")
+    __slots__ = ("_allowed", "_host_cache", "allow_private")
 
     def __init__(self, *, allow_private: bool = False, allowed_networks: Iterable[str] = ()):
         self.allow_private = allow_private
         self._allowed: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = [
             ipaddress.ip_network(n, strict=False) for n in allowed_networks
         ]
+        self._host_cache: dict[str, str | None] = {}
 
     def check(self, ip: IPAddress) -> str | None:
         """The reason to refuse ``ip``, or None to allow it."""
@@ -179,8 +180,16 @@ class AddressPolicy:
 
     def check_host(self, host: str) -> str | None:
         """Pre-check a URL host that is an address literal (any spelling)."""
+        try:
+            return self._host_cache[host]
+        except KeyError:
+            pass
         ip = literal_address(host)
-        return None if ip is None else self.check(ip)
+        reason = None if ip is None else self.check(ip)
+        if len(self._host_cache) > 4096:
+            self._host_cache.clear()
+        self._host_cache[host] = reason
+        return reason
 
     def socket_factory(self, addr_info: tuple[Any, ...]) -> socket.socket:
         """aiohttp/aiohappyeyeballs socket factory: refuse blocked addresses at dial time."""

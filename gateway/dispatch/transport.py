@@ -6,7 +6,6 @@ aiohttp types, so a leaner client can replace this one later.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import time
@@ -120,6 +119,7 @@ class AiohttpTransport:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None),  # each send() sets its own deadline
             cookie_jar=aiohttp.DummyCookieJar(),  # never carry cookies between destinations
             trust_env=False,
             headers={"User-Agent": _USER_AGENT},
@@ -137,25 +137,42 @@ class AiohttpTransport:
     ) -> Answer:
         session = self._session or self._open()
         started = time.perf_counter()
+        deadline = started + timeout
         seen = blocked_dials.set([])
         current = url
+        cap = self._settings.body_prefix_bytes
         try:
-            async with asyncio.timeout(timeout):
-                for hop in range(constants.MAX_REDIRECTS + 1):
-                    target = self._check_url(current, started)
-                    status, resp_headers, prefix = await self._request(
-                        session, method, target, body, headers
-                    )
-                    location = resp_headers.get("location")
-                    if status in _REDIRECTS and location and hop < constants.MAX_REDIRECTS:
-                        current = str(target.join(URL(location)))
-                        if status == 303 or (status in (301, 302) and method == "POST"):
-                            method, body = "GET", None
-                        continue
-                    return Answer(status=status, headers=resp_headers, body_prefix=prefix,
-                                  elapsed=time.perf_counter() - started, final_url=current,
-                                  redirects=hop)
-                raise AssertionError("unreachable")  # the loop returns on its last hop
+            for hop in range(constants.MAX_REDIRECTS + 1):
+                target = self._check_url(current, started)
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    raise TimeoutError
+                # inline, not a helper coroutine: one frame less per I/O wake-up
+                async with session.request(
+                    method, target, data=body, headers=headers or None,
+                    allow_redirects=False, timeout=aiohttp.ClientTimeout(total=left),
+                ) as resp:
+                    content = resp.content
+                    prefix = await content.read(cap)
+                    while len(prefix) < cap and not content.at_eof():
+                        chunk = await content.read(cap - len(prefix))
+                        if not chunk:
+                            break
+                        prefix += chunk
+                    # Leaving the block releases the connection; aiohttp closes it
+                    # instead of draining when the body was longer than the cap.
+                    status = resp.status
+                    resp_headers = {k.lower(): v for k, v in resp.headers.items()}
+                location = resp_headers.get("location")
+                if status in _REDIRECTS and location and hop < constants.MAX_REDIRECTS:
+                    current = str(target.join(URL(location)))
+                    if status == 303 or (status in (301, 302) and method == "POST"):
+                        method, body = "GET", None
+                    continue
+                return Answer(status=status, headers=resp_headers, body_prefix=prefix,
+                              elapsed=time.perf_counter() - started, final_url=current,
+                              redirects=hop)
+            raise AssertionError("unreachable")  # the loop returns on its last hop
         except TransportError:
             raise
         except TimeoutError as exc:
@@ -180,7 +197,7 @@ class AiohttpTransport:
 
     def _check_url(self, url: str, started: float) -> URL:
         try:
-            target = URL(url)
+            target = URL(url, encoded=True)
         except (ValueError, TypeError) as exc:
             raise TransportError(f"invalid URL: {exc}", final=True, final_url=url) from exc
         if target.scheme not in ("http", "https") or not target.raw_host:
@@ -192,24 +209,3 @@ class AiohttpTransport:
                                  final=True, elapsed=time.perf_counter() - started,
                                  final_url=url)
         return target
-
-    async def _request(
-        self, session: aiohttp.ClientSession, method: str, url: URL, body: bytes | None,
-        headers: Mapping[str, str],
-    ) -> tuple[int, dict[str, str], bytes]:
-        cap = self._settings.body_prefix_bytes
-        async with session.request(method, url, data=body, headers=headers,
-                                   allow_redirects=False) as resp:
-            chunks: list[bytes] = []
-            size = 0
-            while size < cap:
-                chunk = await resp.content.read(cap - size)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-            # Leaving the block releases the connection; aiohttp closes it
-            # instead of draining when the body was longer than the cap.
-            resp_headers = {k.lower(): v for k, v in resp.headers.items()}
-            return resp.status, resp_headers, b"".join(chunks)
-

@@ -1,0 +1,202 @@
+"""Fan-out throughput: the dispatcher vs. a bare aiohttp client loop.
+
+Both send N GETs with the same concurrency to the same minimal aiohttp sink
+(another process), in one run, so the ratio shows what the dispatcher's
+bookkeeping (queues, store writes per attempt, metrics) costs over the raw
+client.  ``python -m bench.fanout [-n 5000] [-c 32] [--rounds 2] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from gateway.clock import SystemClock
+from gateway.dispatch.dispatcher import Dispatcher
+from gateway.dispatch.settings import DeliverySettings
+from gateway.metrics import Metrics
+from gateway.store.base import NewDelivery
+from gateway.store.sqlite import SQLiteStore
+
+__all__ = ("main", "run_bare", "run_dispatcher")
+
+log = logging.getLogger(__name__)
+
+
+# -- the sink (its own process) ------------------------------------------------
+
+
+async def _ok(request: web.Request) -> web.Response:
+    return web.Response(text="OK")
+
+
+async def _serve_sink() -> None:
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", _ok)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    print(port, flush=True)
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until EOF
+    finally:
+        await runner.cleanup()
+
+
+def _start_sink() -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.fanout", "--serve-sink"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.strip():
+        proc.kill()
+        raise RuntimeError("the sink did not start")
+    return proc, int(line)
+
+
+# -- the two clients -----------------------------------------------------------
+
+
+async def run_bare(url: str, n: int, concurrency: int) -> tuple[float, float]:
+    """Requests per second of a plain ClientSession loop (the ceiling), and CPU us each."""
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        remaining = n
+
+        async def worker() -> None:
+            # distinct URLs, like real postbacks (and like the dispatcher's run):
+            # one repeated URL would ride yarl's parse caches
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                async with session.get(f"{url}?i={remaining}") as resp:
+                    await resp.read()
+                    assert resp.status == 200
+
+        cpu, started = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return n / (time.perf_counter() - started), (time.process_time() - cpu) / n * 1e6
+
+
+async def run_dispatcher(url: str, n: int, concurrency: int, db: Path) -> tuple[float, float]:
+    """Deliveries per second from submit() to every attempt recorded as delivered,
+    and CPU us each (this process, store thread included)."""
+    store = SQLiteStore(db)
+    await store.open()
+    settings = DeliverySettings(
+        allow_private_targets=True, max_connections=concurrency,
+        max_connections_per_host=concurrency,
+    )
+    dispatcher = Dispatcher(settings, store, Metrics(), SystemClock())
+    try:
+        await dispatcher.start()
+        now = time.time()
+        host = url.split("/")[2].split(":")[0]
+        batch = [
+            NewDelivery(conversion_id=f"c{i}", traffic_source="bench", campaign_id="c",
+                        rule="r", method="GET", url=f"{url}?i={i}", display_url=url, body=None,
+                        host=host, click_time=now, not_before=now, max_attempts=9,
+                        created_at=now)
+            for i in range(n)
+        ]
+        committed = (await store.commit_batch([], [], batch)).deliveries
+        cpu, started = time.process_time(), time.perf_counter()
+        dispatcher.submit(committed)
+        await dispatcher.wait_idle()
+        elapsed = time.perf_counter() - started
+        cpu_us = (time.process_time() - cpu) / n * 1e6
+        counts = await store.counts()
+        if counts.get("deliveries.delivered") != n:
+            raise RuntimeError(f"not everything was delivered: {counts}")
+        return n / elapsed, cpu_us
+    finally:
+        await dispatcher.stop()
+        await store.close()
+
+
+async def _measure(n: int, concurrency: int, rounds: int) -> dict[str, float]:
+    proc, port = _start_sink()
+    url = f"http://127.0.0.1:{port}/postback"
+    try:
+        await run_bare(url, min(n, 500), concurrency)  # warm up both sides
+        bare: list[float] = []
+        disp: list[float] = []
+        bare_cpu: list[float] = []
+        disp_cpu: list[float] = []
+        # Interleaved rounds, best of each: on a shared machine a neighbour's
+        # burst lands on one side or the other; the best rounds are the quiet ones.
+        with tempfile.TemporaryDirectory() as tmp:
+            for r in range(rounds):
+                rps, cpu = await run_bare(url, n, concurrency)
+                bare.append(rps)
+                bare_cpu.append(cpu)
+                rps, cpu = await run_dispatcher(url, n, concurrency, Path(tmp) / f"r{r}.db")
+                disp.append(rps)
+                disp_cpu.append(cpu)
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    best_bare, best_disp = max(bare), max(disp)
+    return {"n": n, "concurrency": concurrency, "rounds": rounds,
+            "bare_rps": round(best_bare, 1), "dispatcher_rps": round(best_disp, 1),
+            "ratio": round(best_disp / best_bare, 3),
+            # CPU of this process per request (the dispatcher's includes its store
+            # thread and the commit of the deliveries it sends)
+            "bare_cpu_us": round(min(bare_cpu), 1), "dispatcher_cpu_us": round(min(disp_cpu), 1)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__)
+    parser.add_argument("-n", type=int, default=3000, help="requests per client and round")
+    parser.add_argument("-c", "--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=5, help="best of this many rounds")
+    parser.add_argument("--json", action="store_true", help="one JSON object")
+    parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument("--serve-sink", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    runner = asyncio.run
+    if not args.no_uvloop:
+        try:
+            import uvloop  # noqa: PLC0415  (optional speed-up, as in serve)
+
+            runner = uvloop.run
+        except ImportError:
+            pass
+    if args.serve_sink:
+        runner(_serve_sink())
+        return 0
+    result = runner(_measure(max(1, args.n), max(1, args.concurrency), max(1, args.rounds)))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"bare aiohttp loop: {result['bare_rps']:>9.0f} req/s")
+        print(f"dispatcher:        {result['dispatcher_rps']:>9.0f} deliveries/s")
+        print(f"ratio:             {result['ratio']:>9.3f}  (n={args.n}, c={args.concurrency},"
+              f" best of {result['rounds']} interleaved rounds)")
+        print(f"CPU per request:   bare {result['bare_cpu_us']} us,"
+              f" dispatcher {result['dispatcher_cpu_us']} us (incl. store thread)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
