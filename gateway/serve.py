@@ -36,6 +36,10 @@ __all__ = ("NullSink", "is_loopback", "run")
 log = logging.getLogger(__name__)
 
 
+class CannotListen(OSError):
+    """The address is taken or not ours: reported, exit 1."""
+
+
 class NullSink:
     """Used only while no dispatcher module exists: deliveries wait in the store."""
 
@@ -78,10 +82,14 @@ def run(args: argparse.Namespace) -> int:
     db = args.db or constants.DEFAULT_DB
     try:
         import uvloop  # noqa: PLC0415 - optional on platforms without it
-
-        uvloop.run(_serve(config, path, args.host, args.port, db))
     except ImportError:
-        asyncio.run(_serve(config, path, args.host, args.port, db))
+        runner: Any = asyncio.run
+    else:
+        runner = uvloop.run
+    try:
+        runner(_serve(config, path, args.host, args.port, db))
+    except CannotListen:
+        return 1
     return 0
 
 
@@ -107,7 +115,15 @@ async def _serve(config: Config, path: Path, host: str, port: int, db: str) -> N
                            max_line_size=limit, max_field_size=limit)  # fmt: skip
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", host, port, exc)
+        await runner.cleanup()
+        if dispatch is not None:
+            await sink.stop()
+        await store.close()
+        raise CannotListen(str(exc)) from None
     stop = asyncio.Event()
 
     def reload() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -133,3 +134,19 @@ def test_default_config_is_the_shipped_example(tmp_path: Path) -> None:
         gw.stop()
     assert gw.wait() == 0
     assert (tmp_path / "gateway.sqlite").exists()  # the default db: ./gateway.sqlite
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(BASE)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port),
+             "--db", str(tmp_path / "g.sqlite")],
+            cwd=ROOT, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    assert done.returncode == 1 and "cannot listen" in done.stderr
+    assert "Traceback" not in done.stderr
