@@ -18,7 +18,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_AsUTF8String, PyUnicode_CheckExact, PyUnicode_DecodeUTF8
 from cpython.float cimport PyFloat_CheckExact
-from libc.math cimport fabs, llround
+from libc.math cimport fabs
 from libc.string cimport memcpy
 
 from sys import intern
@@ -253,7 +253,10 @@ cdef int _write_float(Writer* w, object key, object value) except -1:
             scaled = ax * P10[k]
             if scaled >= 9007199254740992.0:  # 2**53: m would not be exact
                 break
-            m = llround(scaled)
+            # Round half up (scaled >= 0).  Off by one only where scaled is near
+            # a half, where nothing round-trips, or at >= 2**50, where the
+            # neighbours are tried too.
+            m = <long long>(scaled + 0.5)
             # A round-tripping m lies within scaled * 2**-52 of scaled, so a k
             # whose nearest integer is farther away is skipped without dividing.
             if fabs(scaled - <double>m) > scaled * 1.7763568394002505e-15:  # 2**-49
