@@ -36,13 +36,16 @@ class Sink:
 
     Paths: ``/ok``, ``/status/{code}`` (``?retry_after=``, ``?body=``),
     ``/slow?delay=``, ``/close`` (hang up without an answer),
-    ``/redirect?to=URL&code=302``, ``/big?size=``, and ``/script/{name}``,
+    ``/redirect?to=URL&code=302``, ``/big?size=``, ``/gate`` (waits for
+    :attr:`gate`), and ``/script/{name}``,
     which plays the answers set with :meth:`script` in order (the last repeats).
     """
 
     hits: list[Hit] = field(default_factory=list)
     scripts: dict[str, list[tuple[int, str, dict[str, str]]]] = field(default_factory=dict)
     port: int = 0
+    #: ``/gate`` answers 200 only once this is set (requests wait until then).
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
     _runner: web.AppRunner | None = None
 
     async def start(self) -> Sink:
@@ -54,6 +57,7 @@ class Sink:
         app.router.add_route("*", "/redirect", self._redirect)
         app.router.add_route("*", "/big", self._big)
         app.router.add_route("*", "/script/{name}", self._script)
+        app.router.add_route("*", "/gate", self._gate)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -121,6 +125,11 @@ class Sink:
     async def _big(self, request: web.Request) -> web.Response:
         await self._record(request)
         return web.Response(body=b"x" * int(request.query.get("size", "1000000")))
+
+    async def _gate(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        await self.gate.wait()
+        return web.Response(text="OK")
 
     async def _script(self, request: web.Request) -> web.Response:
         await self._record(request)
