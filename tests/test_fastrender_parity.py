@@ -292,3 +292,16 @@ def test_float_edges(fastrender_module, value):
 def test_fast_float_range(fastrender_module, value):
     plan = fastrender_module.compile_template("{payout}")
     assert plan.render({"payout": value}) == _plain(repr(value))
+
+
+def test_decimal_shaped_float_sweep(fastrender_module):
+    """Payout-like floats and their neighbours: the compiled path's home ground."""
+    plan = fastrender_module.compile_template("{payout}")
+    mismatches = []
+    for k in range(7):
+        for m in range(0, 30_001, 13):
+            x = m / 10**k
+            for value in (x, math.nextafter(x, math.inf), math.nextafter(x, 0.0), -x):
+                if plan.render({"payout": value}) != _plain(repr(value)):
+                    mismatches.append(value)
+    assert mismatches == []
