@@ -10,6 +10,7 @@ modifiers and the random token go through ``_values``, the code the twin
 uses too, so the rules about *what text* a value becomes are written once.
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_CheckExact
 from cpython.list cimport PyList_CheckExact, PyList_GET_ITEM, PyList_GET_SIZE
@@ -429,6 +430,10 @@ cdef class Plan:
             return text
         return PyUnicode_DecodeUTF8(w.buf, w.pos, "strict")
 
+    # binding=False: a plain method descriptor, so plan.render is a builtin
+    # bound method called straight through vectorcall (with binding, every
+    # call goes through a Python method object wrapping a cyfunction).
+    @cython.binding(False)
     def render(self, values):
         """render(values) -> str: the URL for one set of values."""
         cdef Writer w
@@ -440,6 +445,7 @@ cdef class Plan:
         finally:
             _writer_release(&w)
 
+    @cython.binding(False)
     def render_many(self, many):
         """render_many(many) -> list[str]: the URLs for a batch of value sets, in order."""
         cdef Writer w
