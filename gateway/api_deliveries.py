@@ -25,8 +25,8 @@ _STATUSES = ("queued", "delivered", "failed", "expired")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
-_STORE: web.AppKey[Store] = web.AppKey("deliveries_store", Store)  # type: ignore[type-abstract]
-_SINK: web.AppKey[DeliverySink] = web.AppKey("deliveries_sink", DeliverySink)  # type: ignore[type-abstract]
+_STORE: web.AppKey[Store] = web.AppKey("deliveries_store")
+_SINK: web.AppKey[DeliverySink] = web.AppKey("deliveries_sink")
 
 
 class BadParam(Exception):

@@ -81,9 +81,13 @@ class Sink:
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"
 
-    def script(self, name: str, answers: Sequence[tuple[int, str] | tuple[int, str, dict[str, str]]]) -> str:
+    def script(
+        self, name: str, answers: Sequence[tuple[int, str] | tuple[int, str, dict[str, str]]]
+    ) -> str:
         """Answers for ``/script/{name}``, in order; returns its URL."""
-        self.scripts[name] = [(a[0], a[1], a[2] if len(a) > 2 else {}) for a in answers]  # type: ignore[misc]
+        self.scripts[name] = [
+            (a[0], a[1], a[2] if len(a) > 2 else {}) for a in answers  # type: ignore[misc]
+        ]
         return self.url(f"/script/{name}")
 
     def count(self, prefix: str = "/") -> int:

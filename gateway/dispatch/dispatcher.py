@@ -24,7 +24,7 @@ import msgspec
 
 from gateway.clock import Clock, SystemClock
 from gateway.dispatch.breaker import Breaker
-from gateway.dispatch.outcome import error_verdict, judge
+from gateway.dispatch.attempt import expired_attempt, from_answer, from_error, request_headers
 from gateway.dispatch.ratelimit import HostRateLimiter
 from gateway.dispatch.recorder import AttemptRecorder
 from gateway.dispatch.decide import Decision, decide
@@ -32,7 +32,7 @@ from gateway.dispatch.settings import DeliverySettings
 from gateway.dispatch.transport import AiohttpTransport, Answer, Transport, TransportError
 from gateway.metrics import Metrics, status_class
 from gateway.outcome import Verdict
-from gateway.store.base import Attempt, Delivery, Store
+from gateway.store.base import Delivery, Store
 
 __all__ = ("Dispatcher",)
 
@@ -357,36 +357,22 @@ class Dispatcher:
         log write (grouped with others) completes."""
         started = self._clock.now()
         if d.expires_at is not None and d.expires_at < started:
-            expired = Attempt(
-                delivery_id=d.delivery_id, started_at=started, url=d.display_url,
-                status_code=None, error=None, latency_ms=0.0, body_prefix="",
-                outcome="expired", reason="click older than the destination remembers",
-            )
-            self._record(d, Decision("expired", None, expired, "expired"), count=False)
+            decision = Decision("expired", None, expired_attempt(d, started), "expired")
+            self._record(d, decision, count=False)
             return
-        body = d.body.encode() if d.body is not None else None
         t0 = time.perf_counter()
         answer: Answer | None = None
         try:
             answer = await self._transport.send(
-                d.method, d.url, body, _headers(d.body), self.settings.timeout
+                d.method, d.url, None if d.body is None else d.body.encode(),
+                request_headers(d.body), self.settings.timeout,
             )
         except TransportError as exc:
-            verdict = error_verdict(exc.reason, final=exc.final)
-            elapsed, final_url, prefix, code, error = (
-                exc.elapsed or time.perf_counter() - t0, exc.final_url, "", None, exc.reason
-            )
+            attempt, verdict = from_error(d, exc, started, exc.elapsed or time.perf_counter() - t0)
         else:
-            prefix = answer.body_prefix.decode("utf-8", "replace")
-            verdict = judge(d.answer_rule, answer.status, prefix)
-            elapsed, final_url, code, error = answer.elapsed, answer.final_url, answer.status, None
-        self._child("delivery_latency", d.traffic_source).observe(elapsed)
-        self._breaker_note(d.host, code, verdict)
-        attempt = Attempt(
-            delivery_id=d.delivery_id, started_at=started, url=_shown_url(d, final_url),
-            status_code=code, error=error, latency_ms=elapsed * 1000.0, body_prefix=prefix,
-            outcome=verdict.outcome, reason=verdict.reason,
-        )
+            attempt, verdict = from_answer(d, answer, started)
+        self._child("delivery_latency", d.traffic_source).observe(attempt.latency_ms / 1000.0)
+        self._breaker_note(d.host, attempt.status_code, verdict)
         retry_after = answer.headers.get("retry-after") if answer is not None else None
         decision = decide(d, attempt, verdict, retry_after, self.settings, self._clock.now(),
                           self._rng)
@@ -461,19 +447,3 @@ class Dispatcher:
             self._children[key] = child
         return child
 
-
-def _headers(body: str | None) -> dict[str, str]:
-    if body is None:
-        return {}
-    stripped = body.lstrip()
-    if stripped.startswith(("{", "[")):
-        return {"Content-Type": "application/json"}
-    return {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-def _shown_url(d: Delivery, final_url: str) -> str:
-    """The display URL; after a redirect, where it ended, without its query (secrets)."""
-    if not final_url or final_url == d.url:
-        return d.display_url
-    base = final_url.split("?", 1)[0].split("#", 1)[0]
-    return f"{d.display_url} -> {base}"

@@ -33,7 +33,9 @@ class Answer(msgspec.Struct, kw_only=True):
     """What a destination answered (after redirects)."""
 
     status: int
-    headers: dict[str, str]  # lower-case names
+    #: Response headers; ``.get()`` with a lower-case name must work (a dict with
+    #: lower-case keys, or aiohttp's case-insensitive view, not copied per answer).
+    headers: Mapping[str, str]
     body_prefix: bytes
     elapsed: float  # seconds, all hops
     final_url: str
@@ -107,6 +109,7 @@ class AiohttpTransport:
         )
         self._overrides = parse_resolve(settings.resolve)
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         s = self._settings
@@ -144,13 +147,21 @@ class AiohttpTransport:
         try:
             for hop in range(constants.MAX_REDIRECTS + 1):
                 target = self._check_url(current, started)
-                left = deadline - time.perf_counter()
-                if left <= 0:
-                    raise TimeoutError
+                if hop == 0:  # the usual case: one immutable timeout object per value
+                    client_timeout = self._timeouts.get(timeout)
+                    if client_timeout is None:
+                        client_timeout = self._timeouts[timeout] = aiohttp.ClientTimeout(
+                            total=timeout
+                        )
+                else:
+                    left = deadline - time.perf_counter()
+                    if left <= 0:
+                        raise TimeoutError
+                    client_timeout = aiohttp.ClientTimeout(total=left)
                 # inline, not a helper coroutine: one frame less per I/O wake-up
                 async with session.request(
                     method, target, data=body, headers=headers or None,
-                    allow_redirects=False, timeout=aiohttp.ClientTimeout(total=left),
+                    allow_redirects=False, timeout=client_timeout,
                 ) as resp:
                     content = resp.content
                     prefix = await content.read(cap)
@@ -162,7 +173,7 @@ class AiohttpTransport:
                     # Leaving the block releases the connection; aiohttp closes it
                     # instead of draining when the body was longer than the cap.
                     status = resp.status
-                    resp_headers = {k.lower(): v for k, v in resp.headers.items()}
+                    resp_headers = resp.headers  # case-insensitive, parsed already
                 location = resp_headers.get("location")
                 if status in _REDIRECTS and location and hop < constants.MAX_REDIRECTS:
                     current = str(target.join(URL(location)))
