@@ -92,7 +92,6 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_at);
 CREATE INDEX IF NOT EXISTS deliveries_source ON deliveries (traffic_source);
 CREATE INDEX IF NOT EXISTS deliveries_campaign ON deliveries (campaign_id);
 CREATE INDEX IF NOT EXISTS deliveries_created ON deliveries (created_at);
-CREATE INDEX IF NOT EXISTS deliveries_conversion ON deliveries (conversion_id);
 CREATE TABLE IF NOT EXISTS attempts (
     attempt_id  INTEGER PRIMARY KEY AUTOINCREMENT,
     delivery_id INTEGER NOT NULL,
