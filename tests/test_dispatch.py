@@ -344,3 +344,38 @@ async def test_retention_purges_old_finished_rows(store: SQLiteStore, sink: Sink
         assert (await h2.get(fresh.delivery_id)).status == "delivered"
     finally:
         await h2.dispatcher.stop()
+
+
+class _PlainStore:
+    """The SQLite store seen only through the Store protocol (no batch method),
+    so the recorder's one-by-one path runs against a real database."""
+
+    def __init__(self, inner: SQLiteStore) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "record_attempts":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+async def test_store_without_batch_method(store: SQLiteStore, sink: Sink) -> None:
+    h = Harness(_PlainStore(store), _settings())  # type: ignore[arg-type]
+    await h.dispatcher.start()
+    try:
+        await h.commit([new_delivery(sink.url("/ok"), now=T0) for _ in range(5)])
+        await h.dispatcher.wait_idle()
+        assert (await store.counts())["deliveries.delivered"] == 5
+    finally:
+        await h.dispatcher.stop()
+
+
+async def test_stop_leaves_unsent_deliveries_queued(store: SQLiteStore, sink: Sink) -> None:
+    h = Harness(store, _settings(max_connections_per_host=2))
+    await h.dispatcher.start()
+    await h.commit([new_delivery(sink.url("/slow?delay=30"), now=T0) for _ in range(6)])
+    await asyncio.sleep(0.2)
+    await h.dispatcher.stop(timeout=0.1)
+    rows = await store.list_deliveries(DeliveryFilter(), after_id=None, limit=10)
+    assert [(d.status, d.attempts) for d in rows] == [("queued", 0)] * 6
+    assert sink.count() == 2

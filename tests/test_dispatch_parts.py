@@ -9,9 +9,13 @@ import pytest
 
 from gateway import constants
 from gateway.dispatch.breaker import Breaker
+from gateway.dispatch.decide import decide
 from gateway.dispatch.outcome import error_verdict, judge
 from gateway.dispatch.ratelimit import HostRateLimiter
 from gateway.dispatch.schedule import jittered, next_delay, parse_retry_after
+from gateway.dispatch.settings import DeliverySettings
+from gateway.outcome import Verdict
+from gateway.store.base import Attempt, Delivery
 
 
 def test_default_schedule_with_jitter_bounds() -> None:
@@ -110,3 +114,43 @@ def test_unknown_rule_falls_back_to_status() -> None:
 def test_error_verdicts() -> None:
     assert error_verdict("timeout").outcome == "retry"
     assert error_verdict("blocked", final=True).outcome == "rejected"
+
+
+# -- decide: the pure next-state rule ----------------------------------------
+
+
+def _delivery(**kw: object) -> Delivery:
+    fields: dict[str, object] = dict(
+        conversion_id="c", traffic_source="s", campaign_id="k", rule="r", method="GET",
+        url="http://x/", display_url="http://x/", body=None, host="x", click_time=0.0,
+        not_before=0.0, max_attempts=3, created_at=0.0, delivery_id=1, status="queued",
+        attempts=0, next_at=0.0,
+    )
+    fields.update(kw)
+    return Delivery(**fields)  # type: ignore[arg-type]
+
+
+def _attempt(outcome: str = "retry") -> Attempt:
+    return Attempt(delivery_id=1, started_at=0.0, url="http://x/", status_code=500, error=None,
+                   latency_ms=1.0, body_prefix="", outcome=outcome, reason="HTTP 500")
+
+
+def test_decide_outcomes() -> None:
+    s = DeliverySettings(jitter=0.0, schedule=[10.0, 20.0], max_attempts=5)
+    ok = decide(_delivery(), _attempt("delivered"), Verdict("delivered", "HTTP 200"), None, s, 100)
+    assert (ok.status, ok.next_at, ok.counter) == ("delivered", None, "delivered")
+    no = decide(_delivery(), _attempt("rejected"), Verdict("rejected", "HTTP 404"), None, s, 100)
+    assert (no.status, no.counter) == ("failed", "failed")
+    retry = Verdict("retry", "HTTP 500")
+    first = decide(_delivery(), _attempt(), retry, None, s, 100)
+    assert (first.status, first.next_at, first.counter) == ("queued", 110.0, "retries")
+    second = decide(_delivery(attempts=1), _attempt(), retry, "60", s, 100)
+    assert second.next_at == 160.0  # Retry-After longer than the schedule's 20 s
+    spent = decide(_delivery(attempts=2), _attempt(), retry, None, s, 100)
+    assert spent.status == "failed" and "gave up after 3 attempts" in spent.attempt.reason
+    # the schedule ran out before max_attempts: dead letter too
+    out = decide(_delivery(attempts=2, max_attempts=9), _attempt(), retry, None, s, 100)
+    assert out.status == "failed"
+    # max_attempts <= 0 on the delivery: the settings decide
+    dflt = decide(_delivery(attempts=1, max_attempts=0), _attempt(), retry, None, s, 100)
+    assert dflt.next_at == 120.0
