@@ -66,7 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--config")
     test.add_argument("--source", help="traffic source name")
     test.add_argument("--campaign", help="campaign id")
-    test.add_argument("--set", dest="values", action="append", default=[], metavar="NAME=VALUE")
+    test.add_argument(
+        "--set", dest="values", action="append", default=[], metavar="NAME=VALUE",
+        help="a token value, e.g. --set externalid=abc --set payout=2.5 (defaults: a fake "
+             "externalid test-..., payout 1.00, status approved)",
+    )  # fmt: skip
+    test.add_argument("--rule", help="the rule's index or name (default: the first that fires)")
     test.add_argument("--json", action="store_true")
     return parser
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import logging
+import ssl
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -391,6 +392,11 @@ def validate(raw: Mapping[str, Any], path: str | None = None) -> tuple[Config | 
             problems.append(Problem(f"networks[{i}].name", f"duplicate name {net.name!r}"))
         networks[net.name] = Network(net, nets)
 
+    if spec.delivery.ca_file:
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=spec.delivery.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            problems.append(Problem("delivery.ca_file", f"cannot load CA certificates: {exc}"))
     if spec.attribution_window <= 0:
         problems.append(Problem("attribution_window", "must be > 0 seconds"))
     if spec.batch.max_size < 1 or spec.batch.max_wait_ms < 0:

@@ -110,6 +110,9 @@ async def _serve(config: Config, path: Path, host: str, port: int, db: str) -> N
     api = _optional("gateway.api_deliveries")
     if api is not None:
         api.add_routes(app, store, sink)
+    tester = _optional("gateway.api_postbacks")
+    if tester is not None:
+        tester.add_routes(app)  # POST /api/postbacks/test
     limit = max(8190, config.limits.max_query_bytes * 2 + 1024)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0,
                            max_line_size=limit, max_field_size=limit)  # fmt: skip

@@ -31,5 +31,8 @@ class DeliverySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     allowed_networks: list[str] = msgspec.field(default_factory=list)
     #: curl --resolve: "host[:port]" -> "address:port".
     resolve: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Extra CA certificates (PEM file) trusted for HTTPS on top of the system's,
+    #: e.g. a test CA for local sinks reached through ``resolve``.
+    ca_file: str | None = None
     #: Finished deliveries older than this many days are purged.
     retention_days: float = 30.0

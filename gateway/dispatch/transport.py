@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Protocol
@@ -113,7 +114,12 @@ class AiohttpTransport:
 
     def _open(self) -> aiohttp.ClientSession:
         s = self._settings
+        tls: ssl.SSLContext | bool = True  # aiohttp's default: verify against the system CAs
+        if s.ca_file:
+            tls = ssl.create_default_context()  # the system CAs...
+            tls.load_verify_locations(cafile=s.ca_file)  # ...and the extra ones
         connector = aiohttp.TCPConnector(
+            ssl=tls,
             limit=s.max_connections,
             limit_per_host=s.max_connections_per_host,
             resolver=_GuardedResolver(self._overrides),

@@ -1,0 +1,46 @@
+"""``POST /api/postbacks/test``: render one rule with given values, send it once.
+
+Request body (JSON object, every field optional but one of source/campaign)::
+
+    {"source": "exoclick",            # a traffic source's name, or
+     "campaign": "c1",                # a campaign id (its rules: the source's and its own)
+     "rule": 0,                       # index or name; default: the first the status fires
+     "values": {"externalid": "abc", "payout": "2.50", "status": "approved"}}
+
+Answer ``200`` with what was sent (the display URL, secrets as ``***``) and
+what came back: ``status_code``, ``latency_ms``, ``body_excerpt``,
+``outcome`` (``delivered`` / ``rejected`` / ``retry``) and ``reason``, judged
+as the dispatcher would. Nothing is stored. Bad input answers ``400
+{"error", "field"}``; an unknown source, campaign or rule name ``404``.
+Under ``/api``, so the bearer token applies when the config sets one
+(the app's middleware checks it before this handler runs).
+"""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from gateway.app import STATE
+from gateway.testpostback import BadRequest, parse_request, plan_and_send
+
+__all__ = ("add_routes",)
+
+ROUTE = "/api/postbacks/test"
+
+
+async def _test(request: web.Request) -> web.Response:
+    config = request.app[STATE].config  # the live config (swapped whole on SIGHUP)
+    try:
+        try:
+            raw = msgspec.json.decode(await request.read())
+        except msgspec.DecodeError as exc:
+            raise BadRequest(f"malformed JSON: {exc}", "body") from None
+        result = await plan_and_send(config, parse_request(raw))
+    except BadRequest as exc:
+        return web.json_response(exc.body(), status=exc.status)
+    return web.json_response(result)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post(ROUTE, _test)
