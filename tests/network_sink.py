@@ -98,18 +98,22 @@ class NetworkSink:
 
     def expect(self, click: str, answers: list[tuple[int, str] | tuple[int, str, dict[str, str]]]
                ) -> None:  # fmt: skip
-        """Answer requests carrying ``click`` (in the query or path) with ``answers``."""
+        """Answer requests carrying ``click`` (in the query or path) with ``answers``;
+        ``{request}`` in a body is replaced by the request's path and query."""
         self.answers[click] = [(a[0], a[1], a[2] if len(a) > 2 else {}) for a in answers]  # type: ignore[misc]
 
     def hits_for(self, click: str) -> list[NetHit]:
         return [h for h in list(self.hits) if click in h.query.values() or click in h.path]
 
     def resolve_map(self, hosts: dict[str, str]) -> dict[str, str]:
-        """``{host: scheme}`` -> the ``[delivery] resolve`` table reaching this sink."""
-        return {
-            host: f"127.0.0.1:{self.https_port if scheme == 'https' else self.http_port}"
-            for host, scheme in hosts.items()
-        }
+        """``{host: scheme}`` -> the ``[delivery] resolve`` table reaching this sink
+        (``host:80`` to the plain site, ``host:443`` to the TLS one)."""
+        table: dict[str, str] = {}
+        for host, scheme in hosts.items():
+            # both ports, so a redirect from http to https (or back) stays here too
+            table[f"{host}:80"] = f"127.0.0.1:{self.http_port}"
+            table[f"{host}:443"] = f"127.0.0.1:{self.https_port}"
+        return table
 
     def wait_hits(self, click: str, count: int, timeout: float = 10.0) -> list[NetHit]:
         deadline = time.monotonic() + timeout
@@ -148,5 +152,7 @@ class NetworkSink:
             answers = self.answers.get(value)
             if answers:
                 status, body, headers = answers.pop(0) if len(answers) > 1 else answers[0]
-                return web.Response(status=status, text=body, headers=headers)
+                # "{request}" in a body echoes the request line, as some error pages do
+                return web.Response(status=status, text=body.replace("{request}", raw),
+                                    headers=headers)  # fmt: skip
         return web.Response(text="OK")

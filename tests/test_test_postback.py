@@ -186,7 +186,7 @@ async def test_no_answer_is_a_retry(tmp_path: Path, network: tuple[NetworkSink, 
 
     closed = free_port()  # nothing listens there
     started = await start_app(tmp_path, config_text(
-        sink, ca, extra_resolve={"postback.zeroredirect1.com": f"127.0.0.1:{closed}"}))  # fmt: skip
+        sink, ca, extra_resolve={"postback.zeroredirect1.com:80": f"127.0.0.1:{closed}"}))  # fmt: skip
     try:
         status, result = await started.test({"source": "zp"})
     finally:
