@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -422,7 +423,7 @@ async def test_popads_48_hours_with_a_virtual_clock(tmp_path: Path, world: World
             resp = await http.get("/postback", params={"cid": clicks[externalid], "payout": "2"})
             body = await resp.json()
             assert (resp.status, body["postbacks"]) == (200, 1), body
-            for _ in range(400):
+            for _ in range(800):  # 20 s at most
                 page = await (await http.get("/api/deliveries",
                                              params={"traffic_source": "popads"})).json()  # fmt: skip
                 mine = [d for d in page["deliveries"]
@@ -495,3 +496,30 @@ async def test_secrets_never_shown(world: World, client: Client) -> None:
         for value in net.secrets:
             assert value not in log_text, (net.source, "log")
             assert value not in seen, (net.source, "API or metrics")
+
+
+@pytest.mark.parametrize(("url", "display", "hidden"), [
+    ("https://h/p?goal=G1&tag=x", "https://h/p?goal=***&tag=x", ["G1"]),
+    ("http://h/zp/U1?cid=x&k=K22", "http://h/zp/***?cid=x&k=***", ["K22", "U1"]),
+    ("http://h/c/AB/?a=AB", "http://h/c/***/?a=***", ["AB", "AB"]),
+    ("https://h/p?x=1", "https://h/p?x=1", []),
+    ("https://h/p?goal=G1", "https://other/p?goal=***", None),  # does not align
+])  # fmt: skip
+def test_hidden_values(url: str, display: str, hidden: list[str] | None) -> None:
+    """The delivery log recovers a delivery's secrets by aligning its URL with the
+    display copy, to hide them in bodies and redirect targets too."""
+    from gateway.dispatch.attempt import _hide, hidden_values  # noqa: PLC0415
+    from tests.sinks import new_delivery  # noqa: PLC0415
+
+    d = msgspec.structs.replace(new_delivery(url, now=0.0), display_url=display)
+    assert hidden_values(d) == hidden
+    if hidden:
+        assert _hide(d, f"echo {url}") == f"echo {redacted_with(url, hidden)}"
+    if hidden is None:
+        assert _hide(d, "echo G1") == "(withheld: may quote a secret)"
+
+
+def redacted_with(text: str, hidden: list[str]) -> str:
+    for value in hidden:
+        text = text.replace(value, "***")
+    return text
