@@ -100,16 +100,18 @@ class NetworkSink:
                ) -> None:  # fmt: skip
         """Answer requests carrying ``click`` (in the query or path) with ``answers``;
         ``{request}`` in a body is replaced by the request's path and query."""
-        self.answers[click] = [(a[0], a[1], a[2] if len(a) > 2 else {}) for a in answers]  # type: ignore[misc]
+        self.answers[click] = [
+            (a[0], a[1], a[2] if len(a) > 2 else {}) for a in answers  # type: ignore[misc]
+        ]
 
     def hits_for(self, click: str) -> list[NetHit]:
         return [h for h in list(self.hits) if click in h.query.values() or click in h.path]
 
     def resolve_map(self, hosts: dict[str, str]) -> dict[str, str]:
-        """``{host: scheme}`` -> the ``[delivery] resolve`` table reaching this sink
-        (``host:80`` to the plain site, ``host:443`` to the TLS one)."""
+        """``{host: scheme}`` -> the ``[delivery] resolve`` table reaching this sink:
+        ``host:80`` to the plain site, ``host:443`` to the TLS one, whatever the scheme."""
         table: dict[str, str] = {}
-        for host, scheme in hosts.items():
+        for host in hosts:
             # both ports, so a redirect from http to https (or back) stays here too
             table[f"{host}:80"] = f"127.0.0.1:{self.http_port}"
             table[f"{host}:443"] = f"127.0.0.1:{self.https_port}"

@@ -36,7 +36,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from _fastrender import compile_template
-from gateway import api_deliveries, api_postbacks
+from gateway import api_deliveries
 from gateway.app import create_app
 from gateway.clock import VirtualClock
 from gateway.config import load
@@ -304,7 +304,8 @@ async def test_preset_end_to_end(name: str, world: World, client: Client) -> Non
         conversion = await client.convert(click_id, txid)
         d = await client.delivery_for(net.source, conversion["conversion_id"])
         where = (name, scenario, d)
-        assert (d["status"], d["last_outcome"], d["attempt_count"]) == (status, outcome, attempts), where
+        got = (d["status"], d["last_outcome"], d["attempt_count"])
+        assert got == (status, outcome, attempts), where
         assert d["answer_rule"] == name and d["host"] == net.host
         shown = redacted(net, expected_url(net, externalid, txid))
         assert d["url"] == d["display_url"] == shown, where
@@ -424,8 +425,8 @@ async def test_popads_48_hours_with_a_virtual_clock(tmp_path: Path, world: World
             body = await resp.json()
             assert (resp.status, body["postbacks"]) == (200, 1), body
             for _ in range(800):  # 20 s at most
-                page = await (await http.get("/api/deliveries",
-                                             params={"traffic_source": "popads"})).json()  # fmt: skip
+                listed = await http.get("/api/deliveries", params={"traffic_source": "popads"})
+                page = await listed.json()
                 mine = [d for d in page["deliveries"]
                         if d["conversion_id"] == body["conversion_id"]]  # fmt: skip
                 if mine and mine[0]["status"] != "queued":
@@ -446,7 +447,8 @@ async def test_popads_48_hours_with_a_virtual_clock(tmp_path: Path, world: World
         assert not world.sink.hits_for(late)
         text = (await (await http.get("/metrics")).text())
         assert 'gateway_deliveries_expired_total{traffic_source="popads"} 1.0' in text
-        assert 'gateway_deliveries_delivered_total{status_class="2xx",traffic_source="popads"} 1.0' in text
+        sent_line = 'gateway_deliveries_delivered_total{status_class="2xx",traffic_source="popads"}'
+        assert f"{sent_line} 1.0" in text
     finally:
         await http.close()
         await dispatcher.stop()

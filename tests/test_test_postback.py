@@ -48,8 +48,9 @@ def config_text(sink: NetworkSink, ca: Path, *, token: bool = False, private: bo
                 extra_resolve: dict[str, str] | None = None) -> str:  # fmt: skip
     resolve = {**sink.resolve_map(HOSTS), **(extra_resolve or {})}
     table = ", ".join(f'"{k}" = "{v}"' for k, v in resolve.items())
+    api_token = f'api_token = "{TOKEN}"' if token else ""
     return f"""
-{'api_token = "%s"' % TOKEN if token else ''}
+{api_token}
 [batch]
 max_wait_ms = 1.0
 
@@ -78,7 +79,8 @@ preset = "evadav"
 name = "hand"
 [[traffic_sources.postbacks]]
 name = "hand:sale"
-url = "http://pb.example/sale?c={{externalid}}&p={{payout}}&tx={{txid}}&z={{var:zoneid}}&s={{status}}"
+url = "http://pb.example/sale?c={{externalid}}&p={{payout}}&tx={{txid}}&z={{var:zoneid}}\
+&s={{status}}"
 [[traffic_sources.postbacks]]
 name = "hand:lead"
 url = "http://pb.example/lead?c={{externalid}}&s={{status}}"
@@ -185,8 +187,8 @@ async def test_no_answer_is_a_retry(tmp_path: Path, network: tuple[NetworkSink, 
     from tests.gateway_proc import free_port  # noqa: PLC0415
 
     closed = free_port()  # nothing listens there
-    started = await start_app(tmp_path, config_text(
-        sink, ca, extra_resolve={"postback.zeroredirect1.com:80": f"127.0.0.1:{closed}"}))  # fmt: skip
+    dead = {"postback.zeroredirect1.com:80": f"127.0.0.1:{closed}"}
+    started = await start_app(tmp_path, config_text(sink, ca, extra_resolve=dead))
     try:
         status, result = await started.test({"source": "zp"})
     finally:
