@@ -64,6 +64,8 @@ class NetHit:
     query: dict[str, str]
     raw: str  # path and query as sent
     at: float
+    body: str = ""
+    content_type: str = ""
 
 
 class NetworkSink:
@@ -148,7 +150,8 @@ class NetworkSink:
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         hit = NetHit(scheme=request.scheme, host=request.headers.get("Host", ""),
                      method=request.method, path=unquote(split.path), query=query, raw=raw,
-                     at=time.time())  # fmt: skip
+                     at=time.time(), body=(await request.read()).decode("utf-8", "replace"),
+                     content_type=request.headers.get("Content-Type", ""))  # fmt: skip
         self.hits.append(hit)
         for value in [*query.values(), *hit.path.split("/")]:
             answers = self.answers.get(value)

@@ -86,6 +86,12 @@ name = "hand:lead"
 url = "http://pb.example/lead?c={{externalid}}&s={{status}}"
 statuses = ["pending"]
 
+[[traffic_sources.postbacks]]
+name = "hand:post"
+url = "http://pb.example/form"
+method = "POST"
+body = "click={{externalid}}&amount={{payout}}"
+
 [[campaigns]]
 id = "c-exo"
 name = "Exo campaign"
@@ -219,7 +225,8 @@ async def test_values_rules_and_campaigns(app: App, network: tuple[NetworkSink, 
     values = {"external_id": "tp-vals", "payout": 2.5, "txid": "T-1", "tName:zoneid": "77"}
     status, result = await app.test({"source": "hand", "values": values})
     assert status == 200, result
-    assert result["rule"] == "hand:sale" and result["rules"] == ["hand:sale", "hand:lead"]
+    assert result["rules"] == ["hand:sale", "hand:lead", "hand:post"]
+    assert result["rule"] == "hand:sale"
     assert result["url"] == "http://pb.example/sale?c=tp-vals&p=2.5&tx=T-1&z=77&s=approved"
     assert sink.hits_for("tp-vals")[0].host == "pb.example"
 
@@ -238,6 +245,29 @@ async def test_values_rules_and_campaigns(app: App, network: tuple[NetworkSink, 
     assert result["rules"] == ["exo:preset", "c-exo:own"] and result["campaign"] == "c-exo"
     _, result = await app.test({"campaign": "c-exo", "source": "exo"})
     assert result["rule"] == "exo:preset" and result["outcome"] == "delivered"
+
+
+async def test_post_rule_sends_its_body(app: App, network: tuple[NetworkSink, Path]) -> None:
+    sink, _ = network
+    values = {"externalid": "tp-post", "payout": "4.20"}
+    status, result = await app.test({"source": "hand", "rule": "hand:post", "values": values})
+    assert status == 200 and result["method"] == "POST" and result["outcome"] == "delivered"
+    [hit] = [h for h in sink.hits if h.path == "/form" and h.body.startswith("click=tp-post")]
+    assert (hit.method, hit.host) == ("POST", "pb.example")
+    assert hit.body == "click=tp-post&amount=4.20"
+    assert hit.content_type == "application/x-www-form-urlencoded"
+
+
+async def test_redirect_target_is_redacted(app: App, network: tuple[NetworkSink, Path]) -> None:
+    """Zeropark's credential is a path segment: where a redirect ended shows it as ***."""
+    sink, _ = network
+    moved = f"https://postback.zeroredirect1.com/moved/zppostback/{UUID}?cid=tp-moved"
+    sink.expect("tp-moved", [(301, "", {"Location": moved}), (200, "OK")])
+    _, result = await app.test({"source": "zp", "values": {"externalid": "tp-moved"}})
+    assert result["outcome"] == "delivered"
+    assert result["final_url"] == "https://postback.zeroredirect1.com/moved/zppostback/***"
+    assert [h.scheme for h in sink.hits_for("tp-moved")] == ["http", "https"]
+    assert UUID not in json.dumps(result)
 
 
 async def test_nothing_is_stored(app: App) -> None:
