@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,19 @@ class Harness:
         return 0.0 if value is None else value
 
 
+_KIND = {"transport": "aiohttp"}
+
+
+@pytest.fixture(autouse=True, params=["aiohttp", "lean"])
+def transport_kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every dispatcher test runs over both transports."""
+    _KIND["transport"] = request.param
+    yield request.param
+    _KIND["transport"] = "aiohttp"
+
+
 def _settings(**kw: Any) -> DeliverySettings:
+    kw.setdefault("transport", _KIND["transport"])
     kw.setdefault("allow_private_targets", True)
     kw.setdefault("jitter", 0.0)
     kw.setdefault("timeout", 5.0)
@@ -210,6 +222,7 @@ async def test_answer_rule_judges_the_body(make: Any, sink: Sink) -> None:
 async def test_redirect_to_blocked_address_fails(store: SQLiteStore, sink: Sink) -> None:
     h = Harness(store, DeliverySettings(
         jitter=0.0, resolve={"net.example": f"127.0.0.1:{sink.port}"},
+        transport=_KIND["transport"],  # type: ignore[arg-type]
         allowed_networks=["127.0.0.1/32"],
     ))
     await h.dispatcher.start()

@@ -29,12 +29,13 @@ from gateway.dispatch.ratelimit import HostRateLimiter
 from gateway.dispatch.recorder import AttemptRecorder
 from gateway.dispatch.decide import Decision, decide
 from gateway.dispatch.settings import DeliverySettings
+from gateway.dispatch.lean import LeanTransport
 from gateway.dispatch.transport import AiohttpTransport, Answer, Transport, TransportError
 from gateway.metrics import Metrics, status_class
 from gateway.outcome import Verdict
 from gateway.store.base import Delivery, Store
 
-__all__ = ("Dispatcher",)
+__all__ = ("Dispatcher", "make_transport")
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,13 @@ REFILL_LIMIT = 10_000
 PURGE_INTERVAL = 3600.0
 #: When recording an attempt fails (store trouble), try the delivery again after this.
 STORE_ERROR_DELAY = 5.0
+
+
+def make_transport(settings: DeliverySettings) -> Transport:
+    """The configured HTTP client (``[delivery] transport``)."""
+    if settings.transport == "lean":
+        return LeanTransport(settings)
+    return AiohttpTransport(settings)
 
 
 class Dispatcher:
@@ -62,7 +70,7 @@ class Dispatcher:
         self._store = store
         self._metrics = metrics
         self._clock: Clock = clock if clock is not None else SystemClock()
-        self._transport: Transport = transport if transport is not None else AiohttpTransport(
+        self._transport: Transport = transport if transport is not None else make_transport(
             settings
         )
         self._rng = rng or random.Random()
@@ -304,13 +312,20 @@ class Dispatcher:
         self._update_idle()
         wake_at = min(self._timer[0][0] if self._timer else float("inf"), self._next_refill)
         self._planned_wake = wake_at
-        delay = wake_at - self._clock.now()
-        if delay > 0:
-            await self._sleep_or_wake(delay)
+        if wake_at > self._clock.now():
+            await self._sleep_or_wake(wake_at)
         self._planned_wake = float("-inf")
 
-    async def _sleep_or_wake(self, delay: float) -> None:
-        sleeper = asyncio.ensure_future(self._clock.sleep(delay))
+    async def _sleep_until(self, when: float) -> None:
+        # The delay is computed when this task first runs, not when it is
+        # created: time may have moved in between (a virtual clock's advance()).
+        # (A virtual clock's sleep(0) would wait for the next advance(): skip it.)
+        delay = when - self._clock.now()
+        if delay > 0:
+            await self._clock.sleep(delay)
+
+    async def _sleep_or_wake(self, when: float) -> None:
+        sleeper = asyncio.ensure_future(self._sleep_until(when))
         waker = asyncio.ensure_future(self._wake.wait())
         try:
             await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from gateway import constants
@@ -36,3 +38,6 @@ class DeliverySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     ca_file: str | None = None
     #: Finished deliveries older than this many days are purged.
     retention_days: float = 30.0
+    #: The HTTP client: "aiohttp" (one pooled ClientSession) or "lean" (a small
+    #: asyncio.Protocol HTTP/1.1 client, several times cheaper per postback).
+    transport: Literal["aiohttp", "lean"] = "aiohttp"
