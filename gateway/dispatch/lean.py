@@ -357,6 +357,8 @@ class LeanTransport:
                 continue
             if scheme == "https" and self._ssl is None:
                 self._ssl = ssl.create_default_context()
+                if self._settings.ca_file:  # extra trusted CAs ([delivery] ca_file)
+                    self._ssl.load_verify_locations(cafile=self._settings.ca_file)
             try:
                 _, conn = await loop.create_connection(
                     _Conn, sock=sock, ssl=self._ssl if scheme == "https" else None,
