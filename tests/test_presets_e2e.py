@@ -1,7 +1,8 @@
 """Presets end to end: a real gateway, real SQLite, real HTTP(S), real presets.
 
 ``python -m gateway serve`` runs in a subprocess with one traffic source per
-preset. Each preset's real host name is mapped to a loopback stand-in network
+preset, once per HTTP client (``[delivery] transport``: aiohttp and lean).
+Each preset's real host name is mapped to a loopback stand-in network
 with ``[delivery] resolve`` (``allow_private_targets = true``); https presets
 stay https, verified against a throwaway CA (``[delivery] ca_file``), so the
 URL, ``Host`` header and SNI are the network's own. The stand-in answers as
@@ -103,7 +104,7 @@ def make_net(name: str) -> Net:
 NETS = {name: make_net(name) for name in PRESETS}
 
 
-def config_text(nets: dict[str, Net], sink: NetworkSink, ca: Path) -> str:
+def config_text(nets: dict[str, Net], sink: NetworkSink, ca: Path, transport: str) -> str:
     resolve = sink.resolve_map({n.host: n.scheme for n in nets.values()})
     table = ", ".join(f'"{k}" = "{v}"' for k, v in resolve.items())
     parts = [f"""
@@ -113,6 +114,7 @@ api_token = "{TOKEN}"
 max_wait_ms = 1.0
 
 [delivery]
+transport = "{transport}"
 allow_private_targets = true
 ca_file = "{ca}"
 timeout = 5.0
@@ -159,6 +161,7 @@ class World:
     sink: NetworkSink
     ca: Path
     log: Path
+    transport: str
     shown: list[str] = field(default_factory=list)  # every API answer seen, for the grep
 
     @property
@@ -166,18 +169,21 @@ class World:
         return self.gateway.url
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    root = tmp_path_factory.mktemp("presets-e2e")
+@pytest.fixture(scope="module", params=["aiohttp", "lean"])
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[World]:  # fmt: skip
+    """The gateway subprocess and the stand-in networks, once per HTTP client."""
+    transport: str = request.param
+    root = tmp_path_factory.mktemp(f"presets-e2e-{transport}")
     ca, pem, key = make_tls(root / "tls", sorted({n.host for n in NETS.values()}))
     sink = NetworkSink(pem, key).start()
     config = root / "gateway.toml"
-    config.write_text(config_text(NETS, sink, ca))
+    config.write_text(config_text(NETS, sink, ca, transport))
     log = root / "gateway.log"
     gateway = GatewayProcess(config, root / "gateway.sqlite", log)
     try:
         gateway.start()
-        yield World(gateway, sink, ca, log)
+        yield World(gateway, sink, ca, log, transport)
     finally:
         gateway.stop()
         sink.close()
@@ -398,7 +404,7 @@ async def test_popads_48_hours_with_a_virtual_clock(tmp_path: Path, world: World
     """
     net = NETS["popads"]
     path = tmp_path / "gateway.toml"
-    path.write_text(config_text({"popads": net}, world.sink, world.ca).replace(
+    path.write_text(config_text({"popads": net}, world.sink, world.ca, world.transport).replace(
         f'api_token = "{TOKEN}"', ""))  # fmt: skip
     config = load(path)
     clock = VirtualClock(start=time.time())
