@@ -352,7 +352,10 @@ class Dispatcher:
         if fresh:
             log.info("loaded %d queued deliveries from the store", len(fresh))
             self.submit(fresh)
-        return len(rows) >= REFILL_LIMIT
+        # A full page with news: look again soon. A full page of rows memory
+        # already holds (e.g. a paused host's backlog) would only repeat itself.
+        # TODO: page past held rows (needs a store query with an id cursor).
+        return len(rows) >= REFILL_LIMIT and bool(fresh)
 
     async def _retention(self) -> None:
         days = self.settings.retention_days
