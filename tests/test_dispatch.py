@@ -392,3 +392,26 @@ async def test_stop_leaves_unsent_deliveries_queued(store: SQLiteStore, sink: Si
     rows = await store.list_deliveries(DeliveryFilter(), after_id=None, limit=10)
     assert [(d.status, d.attempts) for d in rows] == [("queued", 0)] * 6
     assert sink.count() == 2
+
+
+async def test_global_slots_rotate_between_hosts(store: SQLiteStore, sink: Sink) -> None:
+    """With the pool full of one host's slow deliveries, another host still gets a turn."""
+    settings = _settings(max_connections=2, max_connections_per_host=2, resolve={
+        "slow.test": f"127.0.0.1:{sink.port}", "quick.test": f"127.0.0.1:{sink.port}",
+    })
+    h = Harness(store, settings)
+    await h.dispatcher.start()
+    try:
+        await h.commit([new_delivery("http://slow.test/slow?delay=0.3", now=T0)
+                        for _ in range(10)])
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        await h.commit([new_delivery("http://quick.test/ok", now=T0) for _ in range(2)])
+        while sink.count("/ok") < 2 and time.monotonic() - started < 5:
+            await asyncio.sleep(0.01)
+        # the quick host waited for one slow round (0.3 s), not for all five
+        assert sink.count("/ok") == 2 and time.monotonic() - started < 1.0
+        await h.dispatcher.wait_idle()
+        assert sink.count("/slow") == 10
+    finally:
+        await h.dispatcher.stop()

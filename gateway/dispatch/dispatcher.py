@@ -263,11 +263,12 @@ class Dispatcher:
             self._inflight_host[host] -= 1
             if not self._inflight_host[host]:
                 del self._inflight_host[host]
-            self._pump(host)
+            # hosts waiting for a global slot go first, then this host again
             while self._starved and self._inflight < self.settings.max_connections:
                 other = next(iter(self._starved))
                 del self._starved[other]
                 self._pump(other)
+            self._pump(host)
             self._update_idle()
 
     def _retry_later(self, d: Delivery) -> None:
