@@ -23,13 +23,13 @@ from typing import Any
 import msgspec
 
 from gateway.clock import Clock, SystemClock
-from gateway.dispatch.breaker import Breaker
 from gateway.dispatch.attempt import expired_attempt, from_answer, from_error, request_headers
+from gateway.dispatch.breaker import Breaker
+from gateway.dispatch.decide import Decision, decide
+from gateway.dispatch.lean import LeanTransport
 from gateway.dispatch.ratelimit import HostRateLimiter
 from gateway.dispatch.recorder import AttemptRecorder
-from gateway.dispatch.decide import Decision, decide
 from gateway.dispatch.settings import DeliverySettings
-from gateway.dispatch.lean import LeanTransport
 from gateway.dispatch.transport import AiohttpTransport, Answer, Transport, TransportError
 from gateway.metrics import Metrics, status_class
 from gateway.outcome import Verdict

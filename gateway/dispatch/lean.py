@@ -31,7 +31,7 @@ __all__ = ("LeanTransport",)
 log = logging.getLogger(__name__)
 
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
-_USER_AGENT = b"postback-gateway/0.1"
+_USER_AGENT = "postback-gateway/0.1"
 _UNSAFE = re.compile(r"[^\x21-\x7e]")
 _MAX_HEAD = 64 * 1024
 Key = tuple[str, str, int]
@@ -193,7 +193,7 @@ class LeanTransport:
         shown = f"[{host}]" if ":" in host else host
         host_header = shown if port == default else f"{shown}:{port}"
         lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header}",
-                 "User-Agent: postback-gateway/0.1"]
+                 f"User-Agent: {_USER_AGENT}"]
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
                 raise TransportError("header with a line break", final=True, final_url=url)
