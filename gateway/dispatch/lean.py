@@ -34,6 +34,7 @@ _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 _USER_AGENT = "postback-gateway/0.1"
 _UNSAFE = re.compile(r"[^\x21-\x7e]")
 _MAX_HEAD = 64 * 1024
+_PER_ADDRESS_CONNECT = 2.0  # seconds, when more addresses are left to try
 Key = tuple[str, str, int]
 
 
@@ -340,7 +341,7 @@ class LeanTransport:
         infos = await loop.getaddrinfo(dial_host, dial_port, type=socket.SOCK_STREAM)
         blocked: list[str] = []
         last: OSError | None = None
-        for family, type_, proto, _, sockaddr in infos:
+        for n, (family, type_, proto, _, sockaddr) in enumerate(infos):
             address = str(sockaddr[0]).split("%", 1)[0]
             ip = literal_address(address)
             reason = "unparseable" if ip is None else self.policy.check(ip)
@@ -349,8 +350,16 @@ class LeanTransport:
                 continue
             sock = socket.socket(family, type_, proto)
             sock.setblocking(False)
+            # An address that does not answer (a broken IPv6 route) must not eat
+            # the whole timeout while another one is left to try.
+            wait = _PER_ADDRESS_CONNECT if n < len(infos) - 1 else None
             try:
-                await loop.sock_connect(sock, sockaddr)
+                async with asyncio.timeout(wait):
+                    await loop.sock_connect(sock, sockaddr)
+            except TimeoutError:
+                sock.close()
+                last = OSError(f"connect to {address} timed out")
+                continue
             except OSError as exc:
                 sock.close()
                 last = exc
