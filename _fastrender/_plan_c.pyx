@@ -433,7 +433,10 @@ cdef class Plan:
     # binding=False: a plain method descriptor, so plan.render is a builtin
     # bound method called straight through vectorcall (with binding, every
     # call goes through a Python method object wrapping a cyfunction).
+    # always_allow_keywords=False makes it METH_O: no argument parsing at all
+    # (measured 103 -> 95 ns per corpus URL); the twin is positional-only too.
     @cython.binding(False)
+    @cython.always_allow_keywords(False)
     def render(self, values):
         """render(values) -> str: the URL for one set of values."""
         cdef Writer w
@@ -446,6 +449,7 @@ cdef class Plan:
             _writer_release(&w)
 
     @cython.binding(False)
+    @cython.always_allow_keywords(False)
     def render_many(self, many):
         """render_many(many) -> list[str]: the URLs for a batch of value sets, in order."""
         cdef Writer w

@@ -85,7 +85,7 @@ class Plan:
     def __reduce__(self) -> tuple[type[Plan], tuple[str, tuple[str, ...], tuple[Slot, ...]]]:
         return (type(self), (self._template, self._pieces, self._slots))
 
-    def render(self, values: Mapping[str, object]) -> str:
+    def render(self, values: Mapping[str, object], /) -> str:
         """The URL for one set of values."""
         pieces = self._pieces
         if not self._slots:
@@ -97,7 +97,7 @@ class Plan:
             parts.append(piece)
         return "".join(parts)
 
-    def render_many(self, many: Iterable[Mapping[str, object]]) -> list[str]:
+    def render_many(self, many: Iterable[Mapping[str, object]], /) -> list[str]:
         """The URLs for a batch of value sets, in order."""
         render = self.render
         return [render(values) for values in many]

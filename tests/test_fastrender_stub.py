@@ -82,10 +82,14 @@ def test_stub_plan_members_exist_on_both_twins():
 
 @pytest.mark.c_extension
 @pytest.mark.skipif(not c_available(), reason="compiled _fastrender not built")
-def test_compiled_methods_take_keywords_like_the_twin():
+def test_compiled_methods_are_positional_only_like_the_twin():
     from _fastrender import _plan_c  # noqa: PLC0415 - optional: absent when not built
 
     for module in (_plan_c, _plan_py):
         plan = module.compile_template("https://h/?x={var1}")
-        assert plan.render(values={"var1": 1}) == "https://h/?x=1"
-        assert plan.render_many(many=[{"var1": 2}]) == ["https://h/?x=2"]
+        assert plan.render({"var1": 1}) == "https://h/?x=1"
+        assert plan.render_many([{"var1": 2}]) == ["https://h/?x=2"]
+        with pytest.raises(TypeError):
+            plan.render(values={"var1": 1})
+        with pytest.raises(TypeError):
+            plan.render_many(many=[{"var1": 2}])
