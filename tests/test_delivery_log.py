@@ -1,0 +1,114 @@
+"""The grouped delivery-log write (``SQLiteStore.record_attempts``): one
+statement per group with the rows as JSON, and the executemany path it falls
+back to; both must store exactly what ``record_attempt`` stores."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.store.base import Attempt, NewDelivery
+from gateway.store.sqlite import SQLiteStore
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    s = SQLiteStore(tmp_path / "g.sqlite")
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def _deliveries(store: SQLiteStore, n: int) -> list[int]:
+    rows = [
+        NewDelivery(conversion_id=f"v{i}", traffic_source="ts", campaign_id="camp", rule="r",
+                    method="GET", url=f"https://h.example/pb?i={i}",
+                    display_url="https://h.example/pb?i=***", body=None, host="h.example",
+                    click_time=NOW, not_before=NOW, max_attempts=9, created_at=NOW)
+        for i in range(n)
+    ]  # fmt: skip
+    return [d.delivery_id for d in (await store.commit_batch([], [], rows)).deliveries]
+
+
+def _attempt(did: int, *, started: float, latency: float, body: str = "OK",
+             code: int | None = 200, error: str | None = None, outcome: str = "delivered",
+             reason: str = "HTTP 200") -> Attempt:  # fmt: skip
+    return Attempt(delivery_id=did, started_at=started, url=f"https://h.example/pb?i=*** #{did}",
+                   status_code=code, error=error, latency_ms=latency, body_prefix=body,
+                   outcome=outcome, reason=reason)  # type: ignore[arg-type]  # fmt: skip
+
+
+@pytest.mark.parametrize("odd", [None, "nul", "duplicate"])
+async def test_group_write_stores_every_field_exactly(store: SQLiteStore, odd: str | None) -> None:
+    rng = random.Random(7)
+    ids = await _deliveries(store, 40)
+    bodies = ["OK", "", 'quote " back\\slash \n\t\x01', "\u00e9\u4e2d\U0001f600",
+              "ERROR: tag invalid"]  # fmt: skip
+    items = []
+    for i, did in enumerate(ids):
+        started = NOW + rng.random() * 1000
+        latency = rng.expovariate(1.0) * 37.0
+        if i % 3 == 0:
+            a = _attempt(did, started=started, latency=latency, code=None,
+                         error="connect error: refused", outcome="retry", reason="refused")
+            items.append((a, "queued", started + 10.0 + rng.random(), True))
+        elif i % 3 == 1:
+            a = _attempt(did, started=started, latency=latency, body=bodies[i % len(bodies)])
+            items.append((a, "delivered", None, True))
+        else:
+            a = _attempt(did, started=started, latency=0.0, code=None, outcome="expired",
+                         reason="click older than the destination remembers", body="")
+            items.append((a, "expired", None, False))
+    if odd == "nul":  # a body with NUL bytes is kept whole
+        a = _attempt(ids[1], started=NOW, latency=1.0, body="a\x00b\x00")
+        items[1] = (a, "delivered", None, True)
+    if odd == "duplicate":  # one delivery twice in a group: both rows, the last state wins
+        first = _attempt(ids[0], started=NOW, latency=1.0, code=503, outcome="retry",
+                         reason="HTTP 503")
+        items.insert(0, (first, "queued", NOW + 5.0, True))
+    statements: list[str] = []
+    store._conn.set_trace_callback(statements.append)
+    try:
+        await store.record_attempts(items)
+    finally:
+        store._conn.set_trace_callback(None)
+    grouped = any("json_each" in sql for sql in statements)
+    assert grouped == (odd is None)
+
+    for did in ids:
+        mine = [(a, status, next_at, count) for a, status, next_at, count in items
+                if a.delivery_id == did]  # fmt: skip
+        assert await store.list_attempts(did) == [a for a, _, _, _ in mine]
+        a, status, next_at, _ = mine[-1]
+        d = await store.get_delivery(did)
+        assert d is not None
+        assert (d.status, d.next_at, d.last_outcome, d.last_reason) == (
+            status, next_at, a.outcome, a.reason)
+        assert d.attempts == sum(1 for _, _, _, count in mine if count)
+        assert d.updated_at == a.started_at + a.latency_ms / 1000.0
+
+
+async def test_group_write_matches_single_writes(tmp_path: Path) -> None:
+    one, many = SQLiteStore(tmp_path / "one.sqlite"), SQLiteStore(tmp_path / "many.sqlite")
+    await one.open()
+    await many.open()
+    try:
+        ids = await _deliveries(one, 5)
+        assert await _deliveries(many, 5) == ids
+        items = [(_attempt(did, started=NOW + did / 3, latency=did / 7), "delivered", None, True)
+                 for did in ids]  # fmt: skip
+        for a, status, next_at, count in items:
+            await one.record_attempt(a, status=status, next_at=next_at,  # type: ignore[arg-type]
+                                     count_attempt=count)
+        await many.record_attempts(items)  # type: ignore[arg-type]
+        for did in ids:
+            assert await one.list_attempts(did) == await many.list_attempts(did)
+            assert await one.get_delivery(did) == await many.get_delivery(did)
+    finally:
+        await one.close()
+        await many.close()
