@@ -8,11 +8,13 @@ trip: look up clicks and earlier conversions, decide and render
 transaction.  Only then are the futures resolved and the new deliveries, with
 their ids, handed to the ``DeliverySink``.
 
-Two batches may be in flight: while the writer commits one, the next is
-queued behind it on the same thread, so the writer never idles and the event
-loop keeps parsing requests.  The writer is one thread, so batches still
-commit strictly in order and each one's dedup decisions see every earlier
-commit.
+One batch is in flight at a time: while the writer commits it, new inputs
+pile up and become the next batch as soon as it is done, so the batch size
+follows the load (group commit).  A second batch queued behind the first
+would be frozen while still small, and its writer work would fight the event
+loop for the GIL; measured with bench/intake_wrk.sh, one in flight is faster.
+The writer is one thread, so batches commit strictly in order and each one's
+dedup decisions see every earlier commit.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ __all__ = ("Batcher", "Closed")
 
 log = logging.getLogger(__name__)
 
-#: Batches in flight at once: one committing, one queued behind it.
-PIPELINE_DEPTH = 2
+#: Batches in flight at once (see the module docstring).
+PIPELINE_DEPTH = 1
+#: Loop iterations without a new input that end the wait for company.
+QUIET_ROUNDS = 3
 
 
 class Closed(RuntimeError):
@@ -95,13 +99,35 @@ class Batcher:
             window = batch_config.max_wait_ms / 1000.0
             if (not self._inflight and window > 0 and not self._closing
                     and len(self._pending) < batch_config.max_size):  # fmt: skip
-                await asyncio.sleep(window)  # idle: a moment for company
+                await self._company(window, batch_config.max_size)  # idle: a moment for company
             await self._slots.acquire()
             batch = self._pending[: batch_config.max_size]
             del self._pending[: batch_config.max_size]
             task = asyncio.get_running_loop().create_task(self._flush(batch))
             self._inflight.add(task)
             task.add_done_callback(self._done)
+
+    async def _company(self, window: float, max_size: int) -> None:
+        """Wait for company until the arrivals stop or ``window`` has passed.
+
+        Arrivals have stopped when QUIET_ROUNDS loop iterations (each one polls the
+        sockets and runs the handlers that were woken) bring no new input.  A burst
+        (every client answered at once sends its next request at once) becomes one
+        batch without the loop idling out the rest of the window, and a lone
+        request waits microseconds, not ``window``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + window
+        seen = len(self._pending)
+        quiet = 0
+        while quiet < QUIET_ROUNDS and seen < max_size and not self._closing:
+            await asyncio.sleep(0)
+            if len(self._pending) == seen:
+                quiet += 1
+            else:
+                seen, quiet = len(self._pending), 0
+            if loop.time() >= deadline:
+                return
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)

@@ -107,3 +107,24 @@ async def test_failed_commit_answers_503_and_keeps_running(tmp_path: Path) -> No
         assert resp.status == 200  # nothing of the failed batch was written
     finally:
         await stop_gateway(gw)
+
+
+async def test_a_lone_input_does_not_wait_out_the_window(tmp_path: Path) -> None:
+    """The wait for company ends when arrivals stop, not at max_wait_ms."""
+    path = write_config(tmp_path)
+    path.write_text(path.read_text().replace("max_wait_ms = 1.0", "max_wait_ms = 5000.0"))
+    config = load(path)
+    assert config.batch.max_wait_ms == 5000.0
+    store = SQLiteStore(tmp_path / "lone.sqlite")
+    await store.open()
+    batcher = Batcher(store, RecordingSink(), config=lambda: config, metrics=Metrics(),
+                      clock=SystemClock())  # fmt: skip
+    batcher.start()
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await batcher.put(ClickInput(_click(SystemClock().now())))
+        assert loop.time() - started < 1.0
+    finally:
+        await batcher.stop()
+        await store.close()

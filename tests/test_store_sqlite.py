@@ -149,3 +149,25 @@ async def test_ids_survive_reopen_and_wal_is_on(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"deliveries_due", "deliveries_source", "deliveries_campaign", "deliveries_created"} <= names
+
+
+@pytest.mark.parametrize("n", [1, 7, 64, 300, 777])
+async def test_multi_row_inserts_keep_order_and_ids(store: SQLiteStore, n: int) -> None:
+    """Rows go in as multi-row INSERT chunks (256, 128, ..., 1): every row, in order."""
+    clicks = [_click(i) for i in range(n)]
+    convs = [_conv(i) for i in range(n)]
+    result = await store.commit_batch(clicks, convs, [_delivery(f"v{i}") for i in range(n)])
+    ids = [d.delivery_id for d in result.deliveries]
+    assert ids == list(range(ids[0], ids[0] + n))
+    stored = await store.list_deliveries(DeliveryFilter(), after_id=None, limit=n + 1)
+    assert [(d.delivery_id, d.conversion_id) for d in stored] == [(ids[i], f"v{i}") for i in range(n)]
+    assert stored[-1].schedule == [1.0, 2.0] and stored[-1].status == "queued"
+    counts = await store.counts()
+    assert (counts["clicks"], counts["conversions"], counts["deliveries"]) == (n, n, n)
+    # the same rows again: clicks are ignored, conversions become updates (one row each)
+    again = await store.commit_batch(clicks, [_conv(i, "rejected") for i in range(n)], [])
+    assert again.deliveries == []
+    counts = await store.counts()
+    assert (counts["clicks"], counts["conversions"]) == (n, n)
+    last = await store.find_conversion(f"c{n - 1}|t:{n - 1}")
+    assert last is not None and last.status == "rejected"

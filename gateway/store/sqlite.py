@@ -112,16 +112,50 @@ _DELIVERY_COLUMNS = (
     " body, host, click_time, not_before, max_attempts, created_at, schedule, expires_at,"
     " answer_rule, status, attempts, next_at, last_outcome, last_reason, updated_at"
 )
-_INSERT_DELIVERY = (
-    f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES"
-    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, NULL, NULL, ?)"
+_INSERT_DELIVERIES = f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES "
+_DELIVERY_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, NULL, NULL, ?)"
+_INSERT_CLICKS = "INSERT OR IGNORE INTO clicks VALUES "
+_CLICK_VALUES = "(?, ?, ?, ?, ?)"
+_INSERT_CONVERSIONS = "INSERT INTO conversions VALUES "
+_CONVERSION_VALUES = "(?, ?, ?, ?, ?, ?, ?)"
+_UPSERT_CONVERSIONS = (
+    " ON CONFLICT (conversion_id) DO UPDATE SET status = excluded.status,"
+    " updated_at = excluded.updated_at, tokens = excluded.tokens"
 )
+#: Rows per multi-row INSERT: a batch is written as chunks of these sizes (its
+#: binary digits), so a few statements stay prepared in the connection's cache
+#: and the writer makes one ``sqlite3_step`` per chunk instead of one per row.
+#: Each step releases and retakes the GIL, and retaking it while the event loop
+#: runs costs a switch (up to ``sys.getswitchinterval()``), so fewer steps keep
+#: a group commit short.  256 rows x 19 values stays far below SQLite's limit.
+_CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
 _ATTEMPT_COLUMNS = (
     "delivery_id, started_at, url, status_code, error, latency_ms, body_prefix, outcome, reason"
 )
 _encode = msgspec.json.Encoder().encode
 _decode_tokens = msgspec.json.Decoder(dict[str, str]).decode
 _decode_schedule = msgspec.json.Decoder(list[float]).decode
+
+
+def _insert_rows(db: sqlite3.Connection, head: str, values: str, tail: str,
+                 rows: Sequence[tuple[Any, ...]]) -> None:  # fmt: skip
+    """``rows`` through multi-row INSERTs of the sizes in _CHUNKS, in order."""
+    start, total = 0, len(rows)
+    for size in _CHUNKS:
+        while total - start >= size:
+            sql = _statement(head, values, tail, size)
+            db.execute(sql, [v for row in rows[start : start + size] for v in row])
+            start += size
+
+
+_STATEMENTS: dict[tuple[str, int], str] = {}
+
+
+def _statement(head: str, values: str, tail: str, size: int) -> str:
+    sql = _STATEMENTS.get((head, size))
+    if sql is None:
+        sql = _STATEMENTS[(head, size)] = head + ", ".join([values] * size) + tail
+    return sql
 
 
 def _delivery(row: sqlite3.Row | tuple[Any, ...]) -> Delivery:
@@ -188,7 +222,8 @@ class SQLiteStore:
         return self._db
 
     def _open(self) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                             cached_statements=256)  # fmt: skip
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
@@ -360,21 +395,17 @@ class SQLiteStore:
 
         def work(db: sqlite3.Connection) -> None:
             if clicks:
-                db.executemany(
-                    "INSERT OR IGNORE INTO clicks VALUES (?, ?, ?, ?, ?)",
-                    [(c.click_id, c.campaign_id, c.traffic_source, c.created_at,
-                      _encode(c.tokens)) for c in clicks],
-                )  # fmt: skip
+                _insert_rows(db, _INSERT_CLICKS, _CLICK_VALUES, "", [
+                    (c.click_id, c.campaign_id, c.traffic_source, c.created_at, _encode(c.tokens))
+                    for c in clicks
+                ])  # fmt: skip
             if conversions:
-                db.executemany(
-                    "INSERT INTO conversions VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (conversion_id) DO UPDATE SET status = excluded.status,"
-                    " updated_at = excluded.updated_at, tokens = excluded.tokens",
-                    [(c.conversion_id, c.click_id, c.dedup_key, c.status, c.created_at,
-                      c.created_at, _encode(c.tokens)) for c in conversions],
-                )  # fmt: skip
+                _insert_rows(db, _INSERT_CONVERSIONS, _CONVERSION_VALUES, _UPSERT_CONVERSIONS, [
+                    (c.conversion_id, c.click_id, c.dedup_key, c.status, c.created_at,
+                     c.created_at, _encode(c.tokens)) for c in conversions
+                ])  # fmt: skip
             if rows:
-                db.executemany(_INSERT_DELIVERY, rows)
+                _insert_rows(db, _INSERT_DELIVERIES, _DELIVERY_VALUES, "", rows)
 
         self._transaction(work)
         self._next_delivery_id = first_id + len(rows)
