@@ -154,3 +154,40 @@ def test_decide_outcomes() -> None:
     # max_attempts <= 0 on the delivery: the settings decide
     dflt = decide(_delivery(attempts=1, max_attempts=0), _attempt(), retry, None, s, 100)
     assert dflt.next_at == 120.0
+
+
+def test_tally_applies_what_observe_and_inc_would() -> None:
+    import math
+
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    from gateway.dispatch.tally import Tally, observe_many
+
+    r1, r2 = CollectorRegistry(), CollectorRegistry()
+    buckets = (0.005, 0.01, 0.1, 1.0, 10.0)
+    h1 = Histogram("h", "h", ["s"], buckets=buckets, registry=r1)
+    h2 = Histogram("h", "h", ["s"], buckets=buckets, registry=r2)
+    values = [0.0, 0.005, 0.0051, 0.01, 0.5, 1.0, 9.99, 10.0, 10.01, 1e9, 0.1, 0.1]
+    for v in values:
+        h1.labels("a").observe(v)
+    observe_many(h2.labels("a"), values)
+    observe_many(h2.labels("a"), [math.nan])  # like observe(): in the sum, in no bucket
+    h1.labels("a").observe(math.nan)
+    s1 = {(s.name, tuple(sorted(s.labels.items()))): s.value
+          for m in r1.collect() for s in m.samples if not s.name.endswith("_created")}
+    s2 = {(s.name, tuple(sorted(s.labels.items()))): s.value
+          for m in r2.collect() for s in m.samples if not s.name.endswith("_created")}
+    assert s1.keys() == s2.keys()
+    for k in s1:
+        assert (math.isnan(s1[k]) and math.isnan(s2[k])) or s1[k] == s2[k], k
+
+    c = Counter("c", "c", ["s", "k"], registry=CollectorRegistry())
+    t = Tally(lambda name, *labels: {"c": c, "h": h2}[name].labels(*labels))
+    for _ in range(3):
+        t.inc(("c", "x", "2xx"))
+    t.observe(("h", "b"), 0.5)
+    assert c.labels("x", "2xx")._value.get() == 0  # nothing until apply()
+    t.apply()
+    t.apply()  # idempotent once applied
+    assert c.labels("x", "2xx")._value.get() == 3
+    assert h2.labels("b")._sum.get() == 0.5

@@ -48,10 +48,20 @@ class Breaker:
             return None
         return state.open_until
 
-    def success(self, host: str) -> None:
+    def success(self, host: str) -> bool:
+        """Close ``host``'s circuit; True when it was open (a probe came back)."""
+        if not self._hosts:  # the usual case: no host in trouble
+            return False
         state = self._hosts.pop(host, None)
         if state is not None and state.open_until:
             log.info("circuit closed for %s", host)
+            return True
+        return False
+
+    @property
+    def active(self) -> bool:
+        """Whether any host has failures on record (else nothing is ever blocked)."""
+        return bool(self._hosts)
 
     def failure(self, host: str, now: float) -> None:
         state = self._hosts.get(host)

@@ -30,8 +30,9 @@ from gateway.dispatch.lean import LeanTransport
 from gateway.dispatch.ratelimit import HostRateLimiter
 from gateway.dispatch.recorder import AttemptRecorder
 from gateway.dispatch.settings import DeliverySettings
+from gateway.dispatch.tally import Tally
 from gateway.dispatch.transport import AiohttpTransport, Answer, Transport, TransportError
-from gateway.metrics import Metrics, status_class
+from gateway.metrics import Metrics
 from gateway.outcome import Verdict
 from gateway.store.base import Delivery, Store
 
@@ -46,6 +47,8 @@ REFILL_LIMIT = 10_000
 PURGE_INTERVAL = 3600.0
 #: When recording an attempt fails (store trouble), try the delivery again after this.
 STORE_ERROR_DELAY = 5.0
+#: Status class labels (``gateway.metrics.status_class``), looked up, not formatted.
+_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
 
 
 def make_transport(settings: DeliverySettings) -> Transport:
@@ -77,8 +80,11 @@ class Dispatcher:
         self._breaker = Breaker(failures=settings.breaker_failures, pause=settings.breaker_pause)
         self._limiter = HostRateLimiter(settings.rate_per_host)
         self._recorder = AttemptRecorder(store)
+        self._recorder.on_group = self._log_written
         self._recorder.on_flushed = self._after_log_write
         self._children: dict[tuple[str, str, str], Any] = {}  # labelled metrics, cached
+        self._tally = Tally(self._child)  # metric updates, applied once per log group
+        self._now = self._clock.now
         self._known: dict[int, Delivery] = {}  # queued in memory or in flight
         self._due_seq: dict[int, int] = {}  # delivery_id -> seq of its live timer entry
         self._timer: list[tuple[float, int, int, str]] = []  # (due, seq, delivery_id|-1, host)
@@ -144,6 +150,7 @@ class Dispatcher:
                 log.warning("stop: %d attempts cut short; they stay queued", len(pending))
                 await asyncio.gather(*pending, return_exceptions=True)
         await self._recorder.drain()
+        self._tally.apply()
         await self._transport.close()
         self._idle.set()
 
@@ -225,15 +232,16 @@ class Dispatcher:
 
     def _take(self, host: str) -> Delivery | None:
         """The host's next ready delivery if the breaker and rate limit let it go now."""
-        now = self._clock.now()
-        until = self._breaker.blocked_until(host, now)
-        if until is not None:
-            self._hold(host, until)
-            return None
-        wait = self._limiter.reserve(host, now)
-        if wait > 0:
-            self._hold(host, now + wait)
-            return None
+        if self._breaker.active or self._limiter.rate is not None:
+            now = self._now()
+            until = self._breaker.blocked_until(host, now)
+            if until is not None:
+                self._hold(host, until)
+                return None
+            wait = self._limiter.reserve(host, now)
+            if wait > 0:
+                self._hold(host, now + wait)
+                return None
         queue = self._ready[host]
         d = queue.popleft()
         if not queue:
@@ -374,7 +382,7 @@ class Dispatcher:
     async def _attempt(self, d: Delivery) -> None:
         """Send ``d`` and hand the result to the log; the slot moves on while the
         log write (grouped with others) completes."""
-        started = self._clock.now()
+        started = self._now()
         if d.expires_at is not None and d.expires_at < started:
             decision = Decision("expired", None, expired_attempt(d, started), "expired")
             self._record(d, decision, count=False)
@@ -390,11 +398,16 @@ class Dispatcher:
             attempt, verdict = from_error(d, exc, started, exc.elapsed or time.perf_counter() - t0)
         else:
             attempt, verdict = from_answer(d, answer, started)
-        self._child("delivery_latency", d.traffic_source).observe(attempt.latency_ms / 1000.0)
-        self._breaker_note(d.host, attempt.status_code, verdict)
-        retry_after = answer.headers.get("retry-after") if answer is not None else None
-        decision = decide(d, attempt, verdict, retry_after, self.settings, self._clock.now(),
-                          self._rng)
+        self._tally.observe(("delivery_latency", d.traffic_source), attempt.latency_ms / 1000.0)
+        code = attempt.status_code
+        if code is None or code in (408, 429) or code >= 500 or self._breaker.active:
+            self._breaker_note(d.host, code, verdict)
+        if verdict.outcome == "delivered":  # the usual case, as decide() has it
+            decision = Decision("delivered", None, attempt, "delivered")
+        else:
+            retry_after = answer.headers.get("retry-after") if answer is not None else None
+            decision = decide(d, attempt, verdict, retry_after, self.settings, self._now(),
+                              self._rng)
         self._record(d, decision)
 
     def _breaker_note(self, host: str, code: int | None, verdict: Verdict) -> None:
@@ -405,29 +418,33 @@ class Dispatcher:
             return
         if code in (408, 429) or code >= 500:
             self._breaker.failure(host, self._clock.now())
-        else:
-            was_open = self._breaker.is_open(host)
-            self._breaker.success(host)
-            if was_open:
-                self._held.pop(host, None)
-                self._pump(host)
+        elif self._breaker.success(host):  # a probe came back: the host's queue goes
+            self._held.pop(host, None)
+            self._pump(host)
 
     def _record(self, d: Delivery, decision: Decision, *, count: bool = True) -> None:
         """Hand the attempt to the log; the delivery moves on once it is committed."""
         self._unrecorded += 1
-        item = (decision.attempt, decision.status, decision.next_at, count)
-        self._recorder.add(item, lambda exc: self._recorded(d, decision, exc))
+        self._recorder.add_tagged((decision.attempt, decision.status, decision.next_at, count),
+                                  (d, decision))
 
-    def _recorded(self, d: Delivery, decision: Decision, exc: BaseException | None) -> None:
-        self._unrecorded -= 1
-        if exc is not None:
-            log.error("delivery %d: attempt not recorded (%s); trying again later",
-                      d.delivery_id, exc)
-            self._retry_later(d)
-            return
-        self._moved_on(d, decision)
+    def _log_written(self, done: list[tuple[Delivery, Decision]],
+                     exc: BaseException | None) -> None:
+        """A group of attempts is committed (or failed to be): their deliveries move on."""
+        self._unrecorded -= len(done)
+        for d, decision in done:
+            try:
+                if exc is not None:
+                    log.error("delivery %d: attempt not recorded (%s); trying again later",
+                              d.delivery_id, exc)
+                    self._retry_later(d)
+                else:
+                    self._moved_on(d, decision)
+            except Exception:
+                log.exception("delivery %d: could not move on", d.delivery_id)
 
     def _after_log_write(self) -> None:
+        self._tally.apply()
         self._metrics.queue_depth.set(len(self._known))
         self._update_idle()
 
@@ -435,9 +452,11 @@ class Dispatcher:
         a = decision.attempt
         source = d.traffic_source
         if decision.counter == "expired":
-            self._child("expired", source).inc()
+            self._tally.inc(("expired", source))
         else:
-            self._child(decision.counter, source, status_class(a.status_code)).inc()
+            code = a.status_code
+            sclass = "error" if code is None else _CLASSES.get(code // 100) or f"{code // 100}xx"
+            self._tally.inc((decision.counter, source, sclass))
         if decision.status == "queued":
             assert decision.next_at is not None
             d = msgspec.structs.replace(
@@ -449,8 +468,7 @@ class Dispatcher:
                 self._schedule(d, decision.next_at, self._clock.now())
             return
         if decision.status == "delivered":
-            now = self._clock.now()
-            self._child("end_to_end", source).observe(max(0.0, now - d.created_at))
+            self._tally.observe(("end_to_end", source), max(0.0, self._now() - d.created_at))
         self._known.pop(d.delivery_id, None)
         self._due_seq.pop(d.delivery_id, None)
         self._recent_done.add(d.delivery_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from gateway.store.base import Attempt, DeliveryStatus, Store
 
@@ -30,15 +30,27 @@ class BatchAttemptStore(Protocol):
     async def record_attempts(self, items: Sequence[Item]) -> None: ...
 
 
+class _Call:
+    """A per-item callback (``add``), told apart from ``add_tagged``'s tags."""
+
+    __slots__ = ("done",)
+
+    def __init__(self, done: Done) -> None:
+        self.done = done
+
+
 class AttemptRecorder:
     def __init__(self, store: Store, *, max_batch: int = 512) -> None:
         self._store = store
         self._batch = store if isinstance(store, BatchAttemptStore) else None
         self._max_batch = max_batch
-        self._pending: list[tuple[Item, Done]] = []
+        self._pending: list[tuple[Item, Any]] = []
         self._flusher: asyncio.Task[None] | None = None
         #: Called once after each group's callbacks (cheaper than once per item).
         self.on_flushed: Callable[[], None] | None = None
+        #: Called once per group with the tags of the items added by ``add_tagged``
+        #: (in order) and the write's error: one call instead of one closure per item.
+        self.on_group: Callable[[list[Any], BaseException | None], None] | None = None
 
     async def record(
         self, attempt: Attempt, *, status: DeliveryStatus, next_at: float | None,
@@ -62,7 +74,13 @@ class AttemptRecorder:
 
     def add(self, item: Item, done: Done) -> None:
         """Queue one attempt for the next group write; ``done(error)`` runs after it."""
-        self._pending.append((item, done))
+        self._pending.append((item, _Call(done)))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="attempt-recorder")
+
+    def add_tagged(self, item: Item, tag: Any) -> None:
+        """Queue one attempt; ``on_group(tags, error)`` hears of it with its group."""
+        self._pending.append((item, tag))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="attempt-recorder")
 
@@ -81,9 +99,18 @@ class AttemptRecorder:
             except Exception as exc:
                 log.exception("could not write %d attempts to the delivery log", len(batch))
                 error = exc
-            for _, done in batch:
+            tags = []
+            for _, tag in batch:
+                if type(tag) is _Call:
+                    try:
+                        tag.done(error)
+                    except Exception:
+                        log.exception("delivery-log callback failed")
+                else:
+                    tags.append(tag)
+            if tags and self.on_group is not None:
                 try:
-                    done(error)
+                    self.on_group(tags, error)
                 except Exception:
                     log.exception("delivery-log callback failed")
             if self.on_flushed is not None:
