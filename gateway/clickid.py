@@ -13,7 +13,7 @@ import base64
 import os
 import re
 
-__all__ = ("LENGTH", "created_at", "new_click_id")
+__all__ = ("LENGTH", "created_at", "new_click_id", "new_click_ids")
 
 LENGTH = 24
 _RANDOM_BYTES = 12  # 96 bits: the contract asks for at least 80
@@ -25,6 +25,15 @@ _DIGITS = {c: i for i, c in enumerate(
 def new_click_id(now: float) -> str:
     millis = int(now * 1000).to_bytes(6, "big")
     return base64.urlsafe_b64encode(millis + os.urandom(_RANDOM_BYTES)).decode("ascii")
+
+
+def new_click_ids(now: float, count: int) -> list[str]:
+    """``count`` ids for the same moment, from one ``os.urandom`` call (a group commit)."""
+    millis = int(now * 1000).to_bytes(6, "big")
+    noise = os.urandom(_RANDOM_BYTES * count)
+    encode = base64.urlsafe_b64encode
+    return [encode(millis + noise[i : i + _RANDOM_BYTES]).decode("ascii")
+            for i in range(0, _RANDOM_BYTES * count, _RANDOM_BYTES)]  # fmt: skip
 
 
 def created_at(click_id: str) -> float | None:

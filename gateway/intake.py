@@ -268,10 +268,6 @@ def click_tokens(campaign: Campaign, params: Mapping[str, str], *, click_id: str
     return tokens
 
 
-def _new_id(now: float) -> str:
-    return clickid.new_click_id(now)
-
-
 class Result:
     __slots__ = ("body", "code")
 
@@ -297,10 +293,14 @@ def build_batch(
     fired: dict[int, tuple[CompiledRule, list[dict[str, str]], list[tuple[Conversion, Click | None]]]] = {}
     counts: dict[str, int] = {}
     window = config.attribution_window
+    new_ids = clickid.new_click_ids(now, len(conversions))  # one urandom call per batch
+    born_of: dict[str, float | None] = {}  # a click's conversions often share a batch
     for conv in conversions:
         click: Click | None = None
         if conv.click_id is not None:
-            born = clickid.created_at(conv.click_id)
+            born = born_of.get(conv.click_id, 0.0)
+            if born == 0.0:
+                born = born_of[conv.click_id] = clickid.created_at(conv.click_id)
             if born is not None and now - born <= window:
                 click = batch_clicks.get(conv.click_id) or stored_clicks.get(conv.click_id)
         if click is not None:
@@ -335,7 +335,7 @@ def build_batch(
             label = "accepted"
         else:
             record = Conversion(
-                conversion_id=_new_id(now), click_id=conv.click_id, dedup_key=key,
+                conversion_id=new_ids.pop(), click_id=conv.click_id, dedup_key=key,
                 status=conv.status, created_at=now, tokens={**conv.tokens, **conv.data},
             )  # fmt: skip
             label = "accepted" if (click is not None or conv.data) else "unattributed"

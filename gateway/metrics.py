@@ -6,18 +6,65 @@ account secret can reach a label.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ("CONTENT_TYPE_LATEST", "Metrics", "status_class")
+__all__ = ("CONTENT_TYPE_LATEST", "BatchedObserver", "Metrics", "status_class")
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _E2E_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200)
 
 
+class BatchedObserver:
+    """A histogram child fed in bulk: the hot path appends a float, and every
+    ``limit`` observations (and before each scrape) they are folded in with one
+    lock round per bucket instead of a locked ``observe`` per request.
+
+    Reads the child's ``_upper_bounds``/``_buckets``/``_sum`` (prometheus_client's
+    own layout, stable for years); without them it falls back to ``observe``.
+    """
+
+    __slots__ = ("_child", "_limit", "_pending")
+
+    def __init__(self, child: Any, limit: int = 256) -> None:
+        self._child = child
+        self._limit = limit
+        self._pending: list[float] = []
+
+    def observe(self, value: float) -> None:
+        pending = self._pending
+        pending.append(value)
+        if len(pending) >= self._limit:
+            self.flush()
+
+    def flush(self) -> None:
+        values, self._pending = self._pending, []
+        if not values:
+            return
+        child = self._child
+        bounds = getattr(child, "_upper_bounds", None)
+        buckets = getattr(child, "_buckets", None)
+        total = getattr(child, "_sum", None)
+        if bounds is None or buckets is None or total is None:
+            for value in values:
+                child.observe(value)
+            return
+        counts = [0] * len(bounds)
+        for value in values:  # the first bound >= value, as observe() does; the last is +Inf
+            counts[bisect_left(bounds, value)] += 1
+        total.inc(sum(values))
+        for i, n in enumerate(counts):
+            if n:
+                buckets[i].inc(n)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
+        self._batched: list[BatchedObserver] = []
         self.clicks = Counter("gateway_clicks", "Clicks recorded", ["traffic_source"], registry=r)
         self.ingested = Counter(
             "gateway_conversions_ingested", "Conversions accepted", ["traffic_source"], registry=r
@@ -70,7 +117,18 @@ class Metrics:
             ["traffic_source"], buckets=_E2E_BUCKETS, registry=r,
         )
 
+    def batched(self, child: Any) -> BatchedObserver:
+        """A BatchedObserver for ``child`` that is flushed before every exposition."""
+        observer = BatchedObserver(child)
+        self._batched.append(observer)
+        return observer
+
+    def flush(self) -> None:
+        for observer in self._batched:
+            observer.flush()
+
     def exposition(self) -> bytes:
+        self.flush()
         return generate_latest(self.registry)
 
 
