@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import logging
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -161,6 +162,11 @@ async def _measure(n: int, concurrency: int, rounds: int) -> dict[str, float]:
             proc.kill()
             proc.wait()
     best = {name: max(v) for name, v in rps.items()}
+    median = {name: statistics.median(v) for name, v in rps.items()}
+    # each round's dispatcher against the bare loop of the same round: a neighbour's
+    # burst moves both, so this is the steadier ratio on a shared machine
+    per_round = {name: statistics.median(a / b for a, b in zip(v, rps["bare"]))
+                 for name, v in rps.items()}
     return {"n": n, "concurrency": concurrency, "rounds": rounds,
             "bare_rps": round(best["bare"], 1),
             "dispatcher_rps": round(best["aiohttp"], 1),
@@ -170,7 +176,16 @@ async def _measure(n: int, concurrency: int, rounds: int) -> dict[str, float]:
             # CPU of this process per request (a dispatcher's includes its store thread)
             "bare_cpu_us": round(min(cpu["bare"]), 1),
             "dispatcher_cpu_us": round(min(cpu["aiohttp"]), 1),
-            "dispatcher_lean_cpu_us": round(min(cpu["lean"]), 1)}
+            "dispatcher_lean_cpu_us": round(min(cpu["lean"]), 1),
+            # medians over the rounds, and the median of the per-round ratios
+            "bare_rps_median": round(median["bare"], 1),
+            "dispatcher_rps_median": round(median["aiohttp"], 1),
+            "dispatcher_lean_rps_median": round(median["lean"], 1),
+            "ratio_round_median": round(per_round["aiohttp"], 3),
+            "ratio_lean_round_median": round(per_round["lean"], 3),
+            "bare_cpu_us_median": round(statistics.median(cpu["bare"]), 1),
+            "dispatcher_cpu_us_median": round(statistics.median(cpu["aiohttp"]), 1),
+            "dispatcher_lean_cpu_us_median": round(statistics.median(cpu["lean"]), 1)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -199,13 +214,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         r = result
         print(f"n={r['n']}, concurrency={r['concurrency']},"
-              f" best of {r['rounds']} interleaved rounds")
-        print(f"{'':28} {'per s':>9} {'ratio':>7} {'CPU us/req':>11}")
-        print(f"{'bare aiohttp loop':28} {r['bare_rps']:>9.0f} {1:>7.3f} {r['bare_cpu_us']:>11}")
-        print(f"{'dispatcher (aiohttp)':28} {r['dispatcher_rps']:>9.0f} {r['ratio']:>7.3f}"
-              f" {r['dispatcher_cpu_us']:>11}")
-        print(f"{'dispatcher (lean transport)':28} {r['dispatcher_lean_rps']:>9.0f}"
-              f" {r['ratio_lean']:>7.3f} {r['dispatcher_lean_cpu_us']:>11}")
+              f" {r['rounds']} interleaved rounds: best | median")
+        print(f"{'':28} {'per s':>15} {'ratio':>13} {'CPU us/req':>13}")
+        for label, key, ratio, ratio_med in (
+            ("bare aiohttp loop", "bare", None, None),
+            ("dispatcher (aiohttp)", "dispatcher", "ratio", "ratio_round_median"),
+            ("dispatcher (lean transport)", "dispatcher_lean", "ratio_lean",
+             "ratio_lean_round_median"),
+        ):
+            rates = f"{r[key + '_rps']:.0f} | {r[key + '_rps_median']:.0f}"
+            ratios = f"{r[ratio]:.3f} | {r[ratio_med]:.3f}" if ratio else "1 | 1"
+            cpus = f"{r[key + '_cpu_us']} | {r[key + '_cpu_us_median']}"
+            print(f"{label:28} {rates:>15} {ratios:>13} {cpus:>13}")
+        print("(ratio: best vs best | median of each round's ratio to that round's bare loop)")
     return 0
 
 

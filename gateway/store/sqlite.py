@@ -486,51 +486,48 @@ class SQLiteStore:
     def _record_attempts(
         self, items: list[tuple[Attempt, DeliveryStatus, float | None, bool]]
     ) -> None:
-        # Two statements for the whole group, the rows passed as JSON (msgspec):
-        # executemany would step once per row, and every step hands the GIL to the
-        # event loop and waits to get it back; here the thread holds it only to
-        # encode, and SQLite unpacks the rows with the GIL released. (Floats
-        # round-trip exactly; strings with NUL would be cut, so those groups,
-        # and groups naming one delivery twice, take the executemany path.)
+        # Up to 64 rows per statement (VALUES lists padded with NULL rows, so two
+        # statement texts per size are all the cache holds): executemany would
+        # step once per row, and every step hands the GIL to the event loop and
+        # waits to get it back; here the thread holds it only to bind. A group
+        # naming one delivery twice (UPDATE ... FROM would pick one row) takes
+        # the executemany path.
         rows = [(a.delivery_id, a.started_at, a.url, a.status_code, a.error, a.latency_ms,
                  a.body_prefix, a.outcome, a.reason) for a, _, _, _ in items]  # fmt: skip
         moves = [(a.delivery_id, status, next_at, 1 if count else 0, a.outcome, a.reason,
                   a.started_at + a.latency_ms / 1000.0)
                  for a, status, next_at, count in items]  # fmt: skip
-        payload = moves_payload = b""
-        if len({m[0] for m in moves}) == len(moves):
-            try:
-                payload, moves_payload = _encode(rows), _encode(moves)
-            except (TypeError, ValueError, UnicodeEncodeError):  # e.g. a lone surrogate
-                payload = b""
-            if b"\\u0000" in payload or b"\\u0000" in moves_payload:
-                payload = b""
+        grouped = len({m[0] for m in moves}) == len(moves)
 
         def work(db: sqlite3.Connection) -> None:
-            if payload:
-                db.execute(
-                    f"INSERT INTO attempts ({_ATTEMPT_COLUMNS}) SELECT value->>0, value->>1,"
-                    " value->>2, value->>3, value->>4, value->>5, value->>6, value->>7,"
-                    " value->>8 FROM json_each(?)", (payload,),
+            if not grouped:
+                db.executemany(
+                    f"INSERT INTO attempts ({_ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
                 )  # fmt: skip
-                db.execute(
-                    "UPDATE deliveries SET status = m.value->>1, next_at = m.value->>2,"
-                    " attempts = attempts + (m.value->>3), last_outcome = m.value->>4,"
-                    " last_reason = m.value->>5, updated_at = m.value->>6"
-                    " FROM json_each(?) AS m WHERE deliveries.delivery_id = m.value->>0",
-                    (moves_payload,),
+                db.executemany(
+                    "UPDATE deliveries SET status = ?, next_at = ?, attempts = attempts + ?,"
+                    " last_outcome = ?, last_reason = ?, updated_at = ? WHERE delivery_id = ?",
+                    [(m[1], m[2], m[3], m[4], m[5], m[6], m[0]) for m in moves],
                 )  # fmt: skip
                 return
-            db.executemany(
-                f"INSERT INTO attempts ({_ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )  # fmt: skip
-            db.executemany(
-                "UPDATE deliveries SET status = ?, next_at = ?, attempts = attempts + ?,"
-                " last_outcome = ?, last_reason = ?, updated_at = ? WHERE delivery_id = ?",
-                [(status, next_at, count, outcome, reason, updated_at, delivery_id)
-                 for delivery_id, status, next_at, count, outcome, reason, updated_at in moves],
-            )  # fmt: skip
+            for i in range(0, len(rows), 64):
+                chunk, chunk_moves = rows[i : i + 64], moves[i : i + 64]
+                size = 8 if len(chunk) <= 8 else 64
+                pad = size - len(chunk)
+                db.execute(
+                    f"INSERT INTO attempts ({_ATTEMPT_COLUMNS}) SELECT * FROM (VALUES "
+                    + ",".join(("(?,?,?,?,?,?,?,?,?)",) * size) + ") WHERE column1 IS NOT NULL",
+                    [v for row in chunk for v in row] + [None] * (9 * pad),
+                )  # fmt: skip
+                db.execute(
+                    "UPDATE deliveries SET status = v.column2, next_at = v.column3,"
+                    " attempts = attempts + v.column4, last_outcome = v.column5,"
+                    " last_reason = v.column6, updated_at = v.column7 FROM (VALUES "
+                    + ",".join(("(?,?,?,?,?,?,?)",) * size)
+                    + ") AS v WHERE deliveries.delivery_id = v.column1",
+                    [v for move in chunk_moves for v in move] + [None] * (7 * pad),
+                )  # fmt: skip
 
         self._transaction(work)
 
