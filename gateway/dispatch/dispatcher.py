@@ -176,7 +176,10 @@ class Dispatcher:
     def _schedule(self, d: Delivery, due: float, now: float) -> None:
         if due <= now and self._running:
             self._due_seq.pop(d.delivery_id, None)
-            self._ready.setdefault(d.host, deque()).append(d)
+            queue = self._ready.get(d.host)
+            if queue is None:
+                queue = self._ready[d.host] = deque()
+            queue.append(d)
             self._pump(d.host)
             return
         seq = next(self._seq)
@@ -432,6 +435,8 @@ class Dispatcher:
                      exc: BaseException | None) -> None:
         """A group of attempts is committed (or failed to be): their deliveries move on."""
         self._unrecorded -= len(done)
+        now = self._now()
+        debug = log.isEnabledFor(logging.DEBUG)
         for d, decision in done:
             try:
                 if exc is not None:
@@ -439,7 +444,7 @@ class Dispatcher:
                               d.delivery_id, exc)
                     self._retry_later(d)
                 else:
-                    self._moved_on(d, decision)
+                    self._moved_on(d, decision, now, debug)
             except Exception:
                 log.exception("delivery %d: could not move on", d.delivery_id)
 
@@ -448,7 +453,7 @@ class Dispatcher:
         self._metrics.queue_depth.set(len(self._known))
         self._update_idle()
 
-    def _moved_on(self, d: Delivery, decision: Decision) -> None:
+    def _moved_on(self, d: Delivery, decision: Decision, now: float, debug: bool) -> None:
         a = decision.attempt
         source = d.traffic_source
         if decision.counter == "expired":
@@ -465,14 +470,15 @@ class Dispatcher:
             )
             if d.delivery_id in self._known and self._running:
                 self._known[d.delivery_id] = d
-                self._schedule(d, decision.next_at, self._clock.now())
+                self._schedule(d, decision.next_at, now)
             return
         if decision.status == "delivered":
-            self._tally.observe(("end_to_end", source), max(0.0, self._now() - d.created_at))
+            self._tally.observe(("end_to_end", source), max(0.0, now - d.created_at))
         self._known.pop(d.delivery_id, None)
         self._due_seq.pop(d.delivery_id, None)
         self._recent_done.add(d.delivery_id)
-        log.debug("delivery %d %s: %s", d.delivery_id, decision.status, a.reason)
+        if debug:
+            log.debug("delivery %d %s: %s", d.delivery_id, decision.status, a.reason)
 
     def _child(self, metric: str, source: str, sclass: str = "") -> Any:
         """A labelled metric, cached: ``labels()`` costs more than the increment."""

@@ -33,11 +33,20 @@ def rule_for(name: str) -> AnswerRule | None:
         return None
 
 
+#: classify_status per status code, kept (a Verdict is immutable): no formatting per answer.
+_BY_STATUS: dict[int, Verdict] = {}
+
+
 def judge(answer_rule: str | None, status: int, body: str) -> Verdict:
     """The verdict on one HTTP answer (after redirects)."""
     rule = rule_for(answer_rule) if answer_rule else None
     if rule is None:
-        return classify_status(status)
+        verdict = _BY_STATUS.get(status)
+        if verdict is None:
+            verdict = classify_status(status)
+            if 100 <= status < 1000:  # bounded: one entry per code
+                _BY_STATUS[status] = verdict
+        return verdict
     return rule.classify(status, body)
 
 

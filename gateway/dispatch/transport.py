@@ -180,8 +180,8 @@ class AiohttpTransport:
                     # instead of draining when the body was longer than the cap.
                     status = resp.status
                     resp_headers = resp.headers  # case-insensitive, parsed already
-                location = resp_headers.get("location")
-                if status in _REDIRECTS and location and hop < constants.MAX_REDIRECTS:
+                location = resp_headers.get("location") if status in _REDIRECTS else None
+                if location and hop < constants.MAX_REDIRECTS:
                     current = str(target.join(URL(location)))
                     if status == 303 or (status in (301, 302) and method == "POST"):
                         method, body = "GET", None
