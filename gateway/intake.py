@@ -357,7 +357,9 @@ def build_batch(
                        **conv.tokens}  # fmt: skip
             for rule in rules:
                 if rule.matches(conv.status, conv.event, context, record.conversion_id):
-                    slot = fired.setdefault(id(rule), (rule, [], []))
+                    slot = fired.get(id(rule))
+                    if slot is None:  # not setdefault: that builds the tuple for every match
+                        slot = fired[id(rule)] = (rule, [], [])
                     slot[1].append(context)
                     slot[2].append((record, click))
                     fired_here += 1

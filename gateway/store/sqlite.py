@@ -22,6 +22,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -132,6 +133,7 @@ _CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
 _ATTEMPT_COLUMNS = (
     "delivery_id, started_at, url, status_code, error, latency_ms, body_prefix, outcome, reason"
 )
+_chain = chain.from_iterable
 _encode = msgspec.json.Encoder().encode
 _decode_tokens = msgspec.json.Decoder(dict[str, str]).decode
 _decode_schedule = msgspec.json.Decoder(list[float]).decode
@@ -144,7 +146,7 @@ def _insert_rows(db: sqlite3.Connection, head: str, values: str, tail: str,
     for size in _CHUNKS:
         while total - start >= size:
             sql = _statement(head, values, tail, size)
-            db.execute(sql, [v for row in rows[start : start + size] for v in row])
+            db.execute(sql, list(_chain(rows[start : start + size])))
             start += size
 
 
