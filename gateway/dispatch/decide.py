@@ -17,7 +17,7 @@ from gateway.store.base import Attempt, Delivery, DeliveryStatus
 __all__ = ("Decision", "decide")
 
 
-class Decision(msgspec.Struct, frozen=True):
+class Decision(msgspec.Struct, frozen=True, gc=False):  # never in a cycle: untracked
     status: DeliveryStatus
     next_at: float | None
     attempt: Attempt  # as it goes to the log (reason completed)

@@ -30,7 +30,7 @@ _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 _USER_AGENT = "postback-gateway/0.1"
 
 
-class Answer(msgspec.Struct, kw_only=True):
+class Answer(msgspec.Struct, kw_only=True, gc=False):  # never in a cycle: untracked
     """What a destination answered (after redirects)."""
 
     status: int
