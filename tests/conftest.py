@@ -6,7 +6,11 @@ the same one without a top-level conftest.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 import pytest
+import uvloop
 
 from _fastrender._testing import (
     FastrenderAPI,
@@ -32,3 +36,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def fastrender_module(fastrender_implementation: FastrenderImplementation) -> FastrenderAPI:
     return fastrender_implementation.api
+
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test runs on both loops: the stdlib one and uvloop, which serve uses.
+
+    A module that shares one stand-in network or gateway process across its
+    tests and counts what it saw sets ``ONE_LOOP = True`` and runs once.
+    """
+    if getattr(getattr(item, "module", None), "ONE_LOOP", False):
+        return {"asyncio": asyncio.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}

@@ -49,7 +49,11 @@ from gateway.store.sqlite import SQLiteStore
 from tests.gateway_proc import GatewayProcess
 from tests.network_sink import NetHit, NetworkSink, make_tls
 
+# One gateway subprocess and one stand-in network serve the whole module and its
+# counters are asserted exactly, so the tests run on one client loop only (the
+# gateway under test runs uvloop in its own process either way).
 pytestmark = pytest.mark.slow
+ONE_LOOP = True  # read by tests/conftest.py
 
 TOKEN = "e2e-api-token-" + secrets.token_hex(4)
 PAYOUT = "1.25"

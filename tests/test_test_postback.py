@@ -26,6 +26,10 @@ from gateway.store.sqlite import SQLiteStore
 from tests.intake_helpers import RecordingSink
 from tests.network_sink import NetworkSink, make_tls
 
+# The stand-in network is shared by the module and its hits are counted, so
+# one client loop; serve's own uvloop path is covered by the subprocess tests.
+ONE_LOOP = True  # read by tests/conftest.py
+
 ROOT = Path(__file__).resolve().parent.parent
 GOAL = "GOALsecret0123456789abcdef012345"
 UUID = "UUIDsecret-5f0c-4d7e-9a31-000000000000"
