@@ -23,7 +23,10 @@ __all__ = (
     "PlanAPI",
     "add_options",
     "c_available",
+    "fastrender_module",
     "implementation_params",
+    "pytest_addoption",
+    "pytest_generate_tests",
 )
 
 NO_C_EXTENSIONS_OPTION = "--no-c-extensions"
@@ -96,6 +99,23 @@ def implementation_params(config: pytest.Config) -> list[Any]:
             pytest.param(FastrenderImplementation(False), id="c", marks=pytest.mark.c_extension),
         )
     return params
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise ``fastrender_implementation`` over the available twins."""
+    if "fastrender_implementation" in metafunc.fixturenames:
+        metafunc.parametrize(
+            "fastrender_implementation", implementation_params(metafunc.config), scope="session"
+        )
+
+
+@pytest.fixture(scope="session")
+def fastrender_module(fastrender_implementation: FastrenderImplementation) -> FastrenderAPI:
+    return fastrender_implementation.api
 
 
 def c_available() -> bool:

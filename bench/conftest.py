@@ -8,27 +8,9 @@ pytest-benchmark by default, so a plain ``pytest bench`` just checks outputs:
 
 from __future__ import annotations
 
-import pytest
-
-from _fastrender._testing import (
-    FastrenderAPI,
-    FastrenderImplementation,
-    add_options,
-    implementation_params,
+# The c/py implementation hooks and the ``fastrender_module`` fixture, shared with tests/.
+from _fastrender._testing import (  # noqa: F401 - pytest finds hooks and fixtures by name
+    fastrender_module,
+    pytest_addoption,
+    pytest_generate_tests,
 )
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    add_options(parser)
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "fastrender_implementation" in metafunc.fixturenames:
-        metafunc.parametrize(
-            "fastrender_implementation", implementation_params(metafunc.config), scope="session"
-        )
-
-
-@pytest.fixture(scope="session")
-def fastrender_module(fastrender_implementation: FastrenderImplementation) -> FastrenderAPI:
-    return fastrender_implementation.api

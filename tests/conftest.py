@@ -12,31 +12,16 @@ from collections.abc import Callable
 import pytest
 import uvloop
 
-from _fastrender._testing import (
+# The c/py implementation hooks and the ``fastrender_module`` fixture, shared with bench/.
+from _fastrender._testing import (  # noqa: F401 - pytest finds hooks and fixtures by name
     FastrenderAPI,
     FastrenderImplementation,
-    add_options,
-    implementation_params,
+    fastrender_module,
+    pytest_addoption,
+    pytest_generate_tests,
 )
 
 __all__ = ("FastrenderAPI", "FastrenderImplementation")
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    add_options(parser)
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "fastrender_implementation" in metafunc.fixturenames:
-        metafunc.parametrize(
-            "fastrender_implementation", implementation_params(metafunc.config), scope="session"
-        )
-
-
-@pytest.fixture(scope="session")
-def fastrender_module(fastrender_implementation: FastrenderImplementation) -> FastrenderAPI:
-    return fastrender_implementation.api
-
 
 
 def pytest_asyncio_loop_factories(

@@ -87,10 +87,7 @@ class _Conn(asyncio.Protocol):
 class LeanTransport:
     def __init__(self, settings: DeliverySettings) -> None:
         self._settings = settings
-        self.policy = AddressPolicy(
-            allow_private=settings.allow_private_targets,
-            allowed_networks=settings.allowed_networks,
-        )
+        self.policy = AddressPolicy.from_settings(settings)
         self._overrides = parse_resolve(settings.resolve)
         self._idle: dict[Key, list[_Conn]] = {}
         self._open: dict[Key, int] = {}
@@ -282,13 +279,20 @@ class LeanTransport:
 
     # -- the pool ----------------------------------------------------------------
 
-    async def _acquire(self, key: Key) -> _Conn:
+    def _take_idle(self, key: Key) -> _Conn | None:
+        """A pooled connection still fit for a request; closed or dirty ones are dropped."""
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
             if not conn.eof and not conn.buf:
                 return conn
             self._discard(key, conn)
+        return None
+
+    async def _acquire(self, key: Key) -> _Conn:
+        conn = self._take_idle(key)
+        if conn is not None:
+            return conn
         while self._open.get(key, 0) >= self._settings.max_connections_per_host:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.setdefault(key, deque()).append(waiter)
@@ -298,12 +302,9 @@ class LeanTransport:
                 waiters = self._waiters.get(key)
                 if waiters is not None and waiter in waiters:
                     waiters.remove(waiter)
-            idle = self._idle.get(key)
-            while idle:
-                conn = idle.pop()
-                if not conn.eof and not conn.buf:
-                    return conn
-                self._discard(key, conn)
+            conn = self._take_idle(key)
+            if conn is not None:
+                return conn
         self._open[key] = self._open.get(key, 0) + 1
         try:
             conn = await self._connect(key)

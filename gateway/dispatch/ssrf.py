@@ -165,6 +165,14 @@ class AddressPolicy:
         ]
         self._host_cache: dict[str, str | None] = {}
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> AddressPolicy:
+        """The policy a ``[delivery]`` table asks for (``DeliverySettings``)."""
+        return cls(
+            allow_private=settings.allow_private_targets,
+            allowed_networks=settings.allowed_networks,
+        )
+
     def check(self, ip: IPAddress) -> str | None:
         """The reason to refuse ``ip``, or None to allow it."""
         reason = blocked_reason(ip)

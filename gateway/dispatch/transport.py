@@ -104,10 +104,7 @@ class AiohttpTransport:
 
     def __init__(self, settings: DeliverySettings) -> None:
         self._settings = settings
-        self.policy = AddressPolicy(
-            allow_private=settings.allow_private_targets,
-            allowed_networks=settings.allowed_networks,
-        )
+        self.policy = AddressPolicy.from_settings(settings)
         self._overrides = parse_resolve(settings.resolve)
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
