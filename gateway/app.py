@@ -27,7 +27,7 @@ from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
 from gateway.store.base import Click
 from gateway.store.sqlite import SQLiteStore
 
-__all__ = ("STATE", "AppState", "create_app")
+__all__ = ("STATE", "AppState", "click", "create_app", "failure", "over_limits", "postback")
 
 log = logging.getLogger(__name__)
 
@@ -62,35 +62,48 @@ def _error(status: int, error: str, field: str | None = None) -> web.Response:
     return _json({"error": error, "field": field}, status)
 
 
+def over_limits(state: AppState, request: web.BaseRequest) -> web.Response | None:
+    """413 for a query or declared body over the configured limits, else None."""
+    limits = state.config.limits
+    if len(request.raw_path) > limits.max_query_bytes + 256:
+        return _error(413, f"query too large (max {limits.max_query_bytes} bytes)", "query")
+    length = request.content_length
+    if length is not None and length > limits.max_body_bytes:
+        return _error(413, f"body too large (max {limits.max_body_bytes} bytes)", "body")
+    return None
+
+
+def failure(request: web.BaseRequest, exc: Exception) -> web.Response:
+    """The JSON answer for an exception out of a handler (never a traceback)."""
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400:
+            raise exc
+        return _error(exc.status, exc.reason, "body" if exc.status == 413 else None)
+    if isinstance(exc, Closed):
+        return _error(503, "shutting down; retry")
+    # a bug or a failed commit: logged, answered
+    log.error("%s %s failed", request.method, request.path, exc_info=exc)
+    return _error(503, "internal error; retry")
+
+
 def _middleware(state: AppState) -> Any:
     """Errors -> JSON, size limits (413), bearer token on /api/* (401): one
-    middleware rather than three, since it wraps every request on the hot path."""
+    middleware rather than three.  The hot routes skip it (gateway.front)."""
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            config = state.config
-            limits = config.limits
-            if len(request.raw_path) > limits.max_query_bytes + 256:
-                return _error(413, f"query too large (max {limits.max_query_bytes} bytes)", "query")
-            length = request.content_length
-            if length is not None and length > limits.max_body_bytes:
-                return _error(413, f"body too large (max {limits.max_body_bytes} bytes)", "body")
-            token = config.api_token
+            refused = over_limits(state, request)
+            if refused is not None:
+                return refused
+            token = state.config.api_token
             if token and request.path.startswith("/api/"):
                 given = request.headers.get("Authorization", "")
                 if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
                     return _error(401, "missing or wrong bearer token", "Authorization")
             return await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            return _error(exc.status, exc.reason, "body" if exc.status == 413 else None)
-        except Closed:
-            return _error(503, "shutting down; retry")
-        except Exception:  # a bug or a failed commit: logged, answered, never a traceback
-            log.exception("%s %s failed", request.method, request.path)
-            return _error(503, "internal error; retry")
+        except Exception as exc:
+            return failure(request, exc)
 
     return guard
 
@@ -140,11 +153,11 @@ def _click(state: AppState, campaign_id: str, params: Any, *, ip: str, user_agen
     return click, tokens
 
 
-async def _click_handler(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
+async def click(state: AppState, request: web.BaseRequest, campaign_id: str) -> web.Response:
+    """GET /click/{campaign_id}: record the click, then 302 to the offer."""
     started = time.perf_counter()
     headers = request.headers
-    made = _click(state, request.match_info["campaign_id"], request.query,
+    made = _click(state, campaign_id, request.query,
                   ip=request.remote or "", user_agent=headers.get("User-Agent", ""),
                   referer=headers.get("Referer", ""),
                   language=headers.get("Accept-Language", "").split(",")[0].strip())  # fmt: skip
@@ -156,6 +169,14 @@ async def _click_handler(request: web.Request) -> web.StreamResponse:
     location = campaign.offer.render(tokens) if campaign is not None else "/"
     state.latency["click"].observe(time.perf_counter() - started)
     return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
+
+
+async def _click_route(request: web.Request) -> web.Response:
+    return await click(request.app[STATE], request, request.match_info["campaign_id"])
+
+
+async def _postback_route(request: web.Request) -> web.Response:
+    return await postback(request.app[STATE], request)
 
 
 async def _read_array(request: web.Request) -> list[Any] | Reject:
@@ -218,8 +239,8 @@ async def _api_clicks(request: web.Request) -> web.Response:
     return _json(results)
 
 
-async def _postback(request: web.Request) -> web.Response:
-    state = request.app[STATE]
+async def postback(state: AppState, request: web.BaseRequest) -> web.Response:
+    """GET|POST /postback: one conversion, answered after its group commit."""
     started = time.perf_counter()
     params: Any = request.query
     if request.method == "POST":
@@ -292,10 +313,13 @@ def create_app(config: Config, store: SQLiteStore, sink: DeliverySink, *,
     app[STATE] = state
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/click/{campaign_id}", _click_handler, allow_head=False)  # no HEAD clicks
+    # The hot routes are answered by gateway.front before the router sees them;
+    # registered here too for apps served by a plain AppRunner and for paths the
+    # front leaves to the router (percent-encoded ones).
+    app.router.add_get("/click/{campaign_id}", _click_route, allow_head=False)  # no HEAD clicks
     app.router.add_post("/api/clicks", _api_clicks)
-    app.router.add_route("GET", "/postback", _postback)
-    app.router.add_route("POST", "/postback", _postback)
+    app.router.add_route("GET", "/postback", _postback_route)
+    app.router.add_route("POST", "/postback", _postback_route)
     app.router.add_post("/api/conversions", _api_conversions)
 
     async def lifecycle(app: web.Application) -> Any:

@@ -27,6 +27,7 @@ from gateway import constants
 from gateway.app import STATE, create_app
 from gateway.clock import SystemClock
 from gateway.config import Config, ConfigError, default_config_path, load, read
+from gateway.front import GatewayRunner
 from gateway.logs import setup_logging
 from gateway.metrics import Metrics
 from gateway.store.base import Delivery
@@ -124,7 +125,7 @@ async def _serve(config: Config, path: Path, host: str, port: int, db: str) -> N
     if tester is not None:
         tester.add_routes(app)  # POST /api/postbacks/test
     limit = max(8190, config.limits.max_query_bytes * 2 + 1024)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0,
+    runner = GatewayRunner(app, access_log=None, shutdown_timeout=10.0,
                            max_line_size=limit, max_field_size=limit)  # fmt: skip
     await runner.setup()
     # Startup's objects (modules, config, compiled plans) go to the permanent

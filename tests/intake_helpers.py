@@ -6,14 +6,29 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import BaseRunner, TestClient, TestServer
 
 from gateway.app import create_app
+from gateway.front import GatewayRunner
 from gateway.clock import Clock
 from gateway.config import Config, load
 from gateway.metrics import Metrics
 from gateway.store.base import Delivery
 from gateway.store.sqlite import SQLiteStore
+
+class GatewayTestServer(TestServer):
+    """aiohttp's TestServer with the gateway's own runner (hot routes first), as
+    ``serve`` runs it; ``front=False`` serves through the plain AppRunner."""
+
+    def __init__(self, app: Any, *, front: bool = True, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.front = front
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        if not self.front:
+            return await super()._make_runner(**kwargs)
+        return GatewayRunner(self.app, **kwargs)
+
 
 CONFIG = """
 postback_secret = "{global_secret}"
@@ -129,14 +144,15 @@ class Gateway:
         return resp.status, await resp.json()
 
 
-async def start_gateway(tmp_path: Path, config_path: Path, clock: Clock | None = None) -> Gateway:
+async def start_gateway(tmp_path: Path, config_path: Path, clock: Clock | None = None, *,
+                        front: bool = True) -> Gateway:  # fmt: skip
     config = load(config_path)
     store = SQLiteStore(tmp_path / "gateway.sqlite")
     await store.open()
     sink = RecordingSink()
     metrics = Metrics()
     app = create_app(config, store, sink, metrics=metrics, clock=clock)
-    client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))
+    client: TestClient[Any, Any] = TestClient(GatewayTestServer(app, host="127.0.0.1", front=front))
     await client.start_server()
     return Gateway(client, store, sink, config, metrics)
 

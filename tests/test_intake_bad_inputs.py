@@ -11,9 +11,10 @@ import pytest
 from tests.intake_helpers import Gateway, start_gateway, stop_gateway, write_config
 
 
-@pytest.fixture
-async def gw(tmp_path: Path) -> AsyncIterator[Gateway]:
-    gateway = await start_gateway(tmp_path, write_config(tmp_path))
+@pytest.fixture(params=[True, False], ids=["front", "router"])
+async def gw(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Gateway]:
+    """Every case twice: through gateway.front (as served) and through the router."""
+    gateway = await start_gateway(tmp_path, write_config(tmp_path), front=request.param)
     yield gateway
     await stop_gateway(gateway)
 
@@ -48,6 +49,9 @@ CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
     ("POST", "/postback", {"json": {"cid": {"x": 1}}}, 400, "cid"),
     ("POST", "/postback", {"json": {"cid": "a", "status": True}}, 400, "status"),
     ("PUT", "/postback", {}, 405, None),
+    ("GET", "/click/", {}, 404, None),
+    ("GET", "/click/c-hand/more", {}, 404, None),
+    ("GET", "/click/nope%2Fc-hand", {}, 404, "campaign_id"),
     ("GET", "/nowhere", {}, 404, None),
 ]
 

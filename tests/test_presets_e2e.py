@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import msgspec
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from _fastrender import compile_template
 from gateway import api_deliveries
@@ -46,6 +46,7 @@ from gateway.metrics import Metrics
 from gateway.sources import catalog
 from gateway.sources.rules import classify
 from gateway.store.sqlite import SQLiteStore
+from tests.intake_helpers import GatewayTestServer
 from tests.gateway_proc import GatewayProcess
 from tests.network_sink import NetHit, NetworkSink, make_tls
 
@@ -419,7 +420,7 @@ async def test_popads_48_hours_with_a_virtual_clock(tmp_path: Path, world: World
     await dispatcher.start()
     app = create_app(config, store, dispatcher, metrics=metrics, clock=clock)
     api_deliveries.add_routes(app, store, dispatcher)
-    http: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))
+    http: TestClient[Any, Any] = TestClient(GatewayTestServer(app, host="127.0.0.1"))
     await http.start_server()
     try:
         early, late = f"popads-47h-{secrets.token_hex(3)}", f"popads-49h-{secrets.token_hex(3)}"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from gateway import api_postbacks
 from gateway.app import create_app
@@ -23,7 +23,7 @@ from gateway.config import load
 from gateway.metrics import Metrics
 from gateway.store.base import DeliveryFilter
 from gateway.store.sqlite import SQLiteStore
-from tests.intake_helpers import RecordingSink
+from tests.intake_helpers import GatewayTestServer, RecordingSink
 from tests.network_sink import NetworkSink, make_tls
 
 # The stand-in network is shared by the module and its hits are counted, so
@@ -127,7 +127,7 @@ async def start_app(tmp_path: Path, text: str) -> App:
     await store.open()
     app = create_app(load(path), store, RecordingSink(), metrics=Metrics())
     api_postbacks.add_routes(app)
-    client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))
+    client: TestClient[Any, Any] = TestClient(GatewayTestServer(app, host="127.0.0.1"))
     await client.start_server()
     return App(client, store)
 

@@ -1,0 +1,44 @@
+"""gateway.front: the hot routes answered before the router, the rest handed on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.front import GatewayRunner
+from tests.intake_helpers import start_gateway, stop_gateway, write_config
+
+
+async def test_the_runner_puts_the_front_ahead_of_the_application(tmp_path: Path) -> None:
+    gw = await start_gateway(tmp_path, write_config(tmp_path))
+    try:
+        runner = gw.client.server.runner
+        assert isinstance(runner, GatewayRunner)
+        assert runner.server is not None
+        handler = runner.server.request_handler
+        assert getattr(handler, "__qualname__", "") == "front.<locals>.handle"
+    finally:
+        await stop_gateway(gw)
+
+
+async def test_hot_and_handed_on_routes_answer_alike(tmp_path: Path) -> None:
+    """A click by its plain and its percent-encoded path (router), then postbacks
+    by GET and POST (front) and /health (router): one gateway, one store."""
+    gw = await start_gateway(tmp_path, write_config(tmp_path))
+    try:
+        plain = await gw.client.get("/click/c-hand", params={"cid": "P"}, allow_redirects=False)
+        encoded = await gw.client.get("/click/c%2Dhand", params={"cid": "E"},
+                                      allow_redirects=False)  # fmt: skip
+        assert plain.status == encoded.status == 302
+        assert plain.headers["Cache-Control"] == encoded.headers["Cache-Control"] == "no-store"
+        click_id = plain.headers["Location"].split("sub=")[1].split("&")[0]
+        got = await gw.client.get("/postback", params={"cid": click_id, "txid": "t1"})
+        assert got.status == 200 and (await got.json())["status"] == "accepted"
+        posted = await gw.client.post("/postback", data={"cid": click_id, "txid": "t1"})
+        assert posted.status == 200 and (await posted.json())["status"] == "duplicate"
+        health = await gw.client.get("/health")
+        assert health.status == 200 and await health.json() == {"status": "ok"}
+        counts = await gw.store.counts()
+        assert counts["clicks"] == 2 and counts["conversions"] == 1
+    finally:
+        await stop_gateway(gw)
+
