@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -171,3 +173,47 @@ async def test_multi_row_inserts_keep_order_and_ids(store: SQLiteStore, n: int) 
     assert (counts["clicks"], counts["conversions"]) == (n, n)
     last = await store.find_conversion(f"c{n - 1}|t:{n - 1}")
     assert last is not None and last.status == "rejected"
+
+
+def _prepare_on(seen: list[int], i: int) -> object:
+    """A commit_prepared callback that writes one click and notes its thread."""
+
+    def prepare(find: object) -> tuple[list[Click], list[Conversion], list[NewDelivery], int]:
+        seen.append(threading.get_ident())
+        return [_click(i)], [], [], i
+
+    return prepare
+
+
+async def test_inline_commit_runs_on_the_loop_only_while_the_writer_is_idle(
+    store: SQLiteStore,
+) -> None:
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+    _, extra = await store.commit_prepared(_prepare_on(seen, 1), inline=True)
+    assert extra == 1 and seen == [loop_thread]  # idle writer: run in place
+
+    gate = threading.Event()
+    busy = asyncio.ensure_future(store._call(gate.wait, 5.0))  # the writer thread is taken
+    await asyncio.sleep(0.01)
+    second = asyncio.ensure_future(store.commit_prepared(_prepare_on(seen, 2), inline=True))
+    await asyncio.sleep(0.01)
+    assert len(seen) == 1 and not second.done()  # queued behind the job, not run beside it
+    gate.set()
+    await busy
+    await second
+    assert seen[1] != loop_thread  # it went to the writer thread
+    _, extra = await store.commit_prepared(_prepare_on(seen, 3), inline=True)
+    assert seen[2] == loop_thread  # idle again once the thread's jobs are done
+    assert (await store.counts())["clicks"] == 3
+
+
+async def test_a_failing_job_leaves_the_writer_idle(store: SQLiteStore) -> None:
+    def boom() -> None:
+        raise sqlite3.OperationalError("boom")
+
+    with pytest.raises(sqlite3.OperationalError):
+        await store._call(boom)
+    seen: list[int] = []
+    await store.commit_prepared(_prepare_on(seen, 1), inline=True)
+    assert seen == [threading.get_ident()]
