@@ -239,10 +239,13 @@ async def _api_clicks(request: web.Request) -> web.Response:
     return _json(results)
 
 
-async def postback(state: AppState, request: web.BaseRequest) -> web.Response:
-    """GET|POST /postback: one conversion, answered after its group commit."""
+async def postback(state: AppState, request: web.BaseRequest,
+                   query: list[tuple[str, str]] | None = None) -> web.Response:  # fmt: skip
+    """GET|POST /postback: one conversion, answered after its group commit.
+
+    ``query``: the query's pairs when the caller has them already (gateway.front)."""
     started = time.perf_counter()
-    params: Any = request.query
+    params: Any = request.query if query is None else query
     if request.method == "POST":
         merged = dict(request.query)
         if request.content_type == "application/json":

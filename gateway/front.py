@@ -25,11 +25,27 @@ from aiohttp import web
 
 from gateway.app import STATE, AppState, click, failure, over_limits, postback
 
-__all__ = ("GatewayRunner", "front")
+__all__ = ("GatewayRunner", "front", "plain_query_pairs")
 
 RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 _CLICK = "/click/"
+
+
+def plain_query_pairs(query: str) -> list[tuple[str, str]] | None:
+    """A query's (name, value) pairs when nothing in it is percent-encoded,
+    read as yarl reads it ('+' is a space, blank values kept, empty pairs
+    skipped); None when it needs decoding (or has a fragment): then the
+    request's own ``query`` is used.  Saves building a multidict per postback.
+    """
+    if "%" in query or "#" in query:
+        return None
+    pairs = []
+    for pair in query.replace("+", " ").split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            pairs.append((name, value))
+    return pairs
 
 
 def front(state: AppState, fallback: RequestHandler) -> RequestHandler:
@@ -55,7 +71,8 @@ def front(state: AppState, fallback: RequestHandler) -> RequestHandler:
             if refused is not None:
                 return refused
             if campaign_id is None:
-                return await postback(state, request)
+                query = plain_query_pairs(target[end + 1 :]) if end >= 0 else []
+                return await postback(state, request, query if method == "GET" else None)
             return await click(state, request, campaign_id)
         except Exception as exc:
             return failure(request, exc)

@@ -128,13 +128,18 @@ _ROLES: dict[str, tuple[str, int]] = {
 }  # fmt: skip
 
 
-def parse_conversion(params: Mapping[str, Any], config: Config) -> ConversionInput | Reject:
-    """One conversion from query/form/JSON parameters (aliases accepted), in one pass."""
+def parse_conversion(params: Mapping[str, Any] | Sequence[tuple[str, Any]],
+                     config: Config) -> ConversionInput | Reject:  # fmt: skip
+    """One conversion from query/form/JSON parameters (aliases accepted), in one pass.
+
+    ``params`` is a mapping (a multidict: every item is seen) or its items as
+    (name, value) pairs, in order."""
     limit = config.limits.max_value_length
     found: dict[str, tuple[int, Any]] = {}
     data: dict[str, str] = {}
     roles = _ROLES
-    for name, value in params.items():
+    items = getattr(params, "items", None)
+    for name, value in params if items is None else items():
         if value.__class__ is not str:
             if isinstance(value, bool) or not isinstance(value, (str, int, float)):
                 return Reject(400, "values must be strings or numbers", str(name)[:64])

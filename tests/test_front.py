@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.front import GatewayRunner
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from yarl import URL
+
+from gateway.front import GatewayRunner, plain_query_pairs
 from tests.intake_helpers import start_gateway, stop_gateway, write_config
 
 
@@ -42,3 +47,17 @@ async def test_hot_and_handed_on_routes_answer_alike(tmp_path: Path) -> None:
     finally:
         await stop_gateway(gw)
 
+
+
+_PLAIN = st.text(alphabet="ab1-_.~+=&;:@!$'()*,/?", max_size=40)
+
+
+@given(_PLAIN)
+def test_plain_query_pairs_read_a_query_as_yarl_does(query: str) -> None:
+    url = URL.build(path="/postback", query_string=query, encoded=True)
+    assert plain_query_pairs(query) == list(url.query.items())
+
+
+@pytest.mark.parametrize("query", ["cid=a%20b", "cid=a#frag", "%41=1"])
+def test_queries_that_need_decoding_are_left_to_yarl(query: str) -> None:
+    assert plain_query_pairs(query) is None
