@@ -72,6 +72,27 @@ async def test_conversion_update_keeps_one_row(store: SQLiteStore) -> None:
     assert (await store.counts())["conversions"] == 1
 
 
+async def test_a_file_from_before_the_conversions_key_change_still_updates(tmp_path: Path) -> None:
+    """Files made when conversion_id was the table's PRIMARY KEY keep that index;
+    the upsert (now on dedup_key) works on both shapes."""
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE conversions (conversion_id TEXT PRIMARY KEY, click_id TEXT,"
+            " dedup_key TEXT NOT NULL UNIQUE, status TEXT NOT NULL, created_at REAL NOT NULL,"
+            " updated_at REAL NOT NULL, tokens BLOB NOT NULL)"
+        )  # fmt: skip
+    old = SQLiteStore(path)
+    await old.open()
+    try:
+        await old.commit_batch([], [_conv(1, "pending")], [])
+        await old.commit_batch([], [_conv(1, "approved")], [])
+        assert (await old.find_conversions(["c1|t:1"]))["c1|t:1"].status == "approved"
+        assert (await old.counts())["conversions"] == 1
+    finally:
+        await old.close()
+
+
 async def test_due_record_attempt_and_log(store: SQLiteStore) -> None:
     res = await store.commit_batch([], [], [_delivery(), _delivery(not_before=NOW + 60)])
     first, later = res.deliveries

@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS clicks (
     tokens         BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS conversions (
-    conversion_id TEXT PRIMARY KEY,
+    conversion_id TEXT NOT NULL,  -- random 144 bits; looked up only through dedup_key
     click_id      TEXT,
     dedup_key     TEXT NOT NULL UNIQUE,
     status        TEXT NOT NULL,
@@ -120,7 +120,7 @@ _CLICK_VALUES = "(?, ?, ?, ?, ?)"
 _INSERT_CONVERSIONS = "INSERT INTO conversions VALUES "
 _CONVERSION_VALUES = "(?, ?, ?, ?, ?, ?, ?)"
 _UPSERT_CONVERSIONS = (
-    " ON CONFLICT (conversion_id) DO UPDATE SET status = excluded.status,"
+    " ON CONFLICT (dedup_key) DO UPDATE SET status = excluded.status,"
     " updated_at = excluded.updated_at, tokens = excluded.tokens"
 )
 #: Rows per multi-row INSERT: a batch is written as chunks of these sizes (its
