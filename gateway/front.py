@@ -30,6 +30,9 @@ __all__ = ("GatewayRunner", "front", "plain_query_pairs")
 RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 _CLICK = "/click/"
+#: A click path with any of these is left to the router: "%" needs decoding,
+#: and "/", "{", "}" are outside what ``{campaign_id}`` matches there.
+_PLAIN_SEGMENT = frozenset("%/{}")
 
 
 def plain_query_pairs(query: str) -> list[tuple[str, str]] | None:
@@ -62,7 +65,7 @@ def front(state: AppState, fallback: RequestHandler) -> RequestHandler:
             campaign_id = None
         elif path.startswith(_CLICK) and method == "GET":
             campaign_id = path[len(_CLICK) :]
-            if not campaign_id or "/" in campaign_id or "%" in campaign_id:
+            if not campaign_id or not _PLAIN_SEGMENT.isdisjoint(campaign_id):
                 return await fallback(request)  # the router decodes and matches these
         else:
             return await fallback(request)

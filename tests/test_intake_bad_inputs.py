@@ -52,6 +52,7 @@ CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
     ("GET", "/click/", {}, 404, None),
     ("GET", "/click/c-hand/more", {}, 404, None),
     ("GET", "/click/nope%2Fc-hand", {}, 404, "campaign_id"),
+    ("GET", "/click/c{hand}", {}, 404, None),
     ("GET", "/nowhere", {}, 404, None),
 ]
 
