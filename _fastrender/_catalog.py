@@ -7,8 +7,9 @@ template identically by construction, not by keeping two copies in step.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final, Mapping
+from typing import Final
 
 __all__ = (
     "ARG_TOKENS",

@@ -8,7 +8,8 @@ suite checks that with hypothesis.
 from __future__ import annotations
 
 import re
-from typing import Callable, Final, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final
 
 from ._errors import TemplateError
 from ._parse import Slot, parse
@@ -92,7 +93,7 @@ class Plan:
             return pieces[0]
         get = _getter(values)
         parts = [pieces[0]]
-        for slot, piece in zip(self._slots, pieces[1:]):
+        for slot, piece in zip(self._slots, pieces[1:], strict=True):
             parts.append(_slot_text(slot, get(slot.key)))
             parts.append(piece)
         return "".join(parts)

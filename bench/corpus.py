@@ -101,7 +101,8 @@ def expected_value(value: object) -> str:
 
 
 def expected_urls(template: str, rows: tuple[dict[str, object], ...]) -> tuple[str, ...]:
-    return tuple(TOKEN.sub(lambda m: expected_value(row.get(m[1])), template) for row in rows)
+    return tuple(TOKEN.sub(lambda m, row=row: expected_value(row.get(m[1])), template)  # type: ignore[misc]
+                 for row in rows)
 
 
 def _build() -> tuple[Case, ...]:

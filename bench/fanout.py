@@ -165,7 +165,7 @@ async def _measure(n: int, concurrency: int, rounds: int) -> dict[str, float]:
     median = {name: statistics.median(v) for name, v in rps.items()}
     # each round's dispatcher against the bare loop of the same round: a neighbour's
     # burst moves both, so this is the steadier ratio on a shared machine
-    per_round = {name: statistics.median(a / b for a, b in zip(v, rps["bare"]))
+    per_round = {name: statistics.median(a / b for a, b in zip(v, rps["bare"], strict=True))
                  for name, v in rps.items()}
     return {"n": n, "concurrency": concurrency, "rounds": rounds,
             "bare_rps": round(best["bare"], 1),

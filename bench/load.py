@@ -148,7 +148,7 @@ async def _send(
                 request=request, status=answer.status, latency=now - sent_at,
                 answered_at=time.time(), body=body, location=answer.headers.get("Location"),
             )
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         return Outcome(
             request=request, status=0, latency=time.perf_counter() - sent_at,
             answered_at=time.time(), error=type(exc).__name__,

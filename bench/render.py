@@ -13,7 +13,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import re
 import string
 import sys
 import timeit

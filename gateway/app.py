@@ -22,7 +22,14 @@ from gateway.batcher import Batcher, Closed
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.dispatch import DeliverySink
-from gateway.intake import ClickInput, ConversionInput, Reject, Result, click_tokens, parse_conversion
+from gateway.intake import (
+    ClickInput,
+    ConversionInput,
+    Reject,
+    Result,
+    click_tokens,
+    parse_conversion,
+)
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
 from gateway.store.base import Click
 from gateway.store.sqlite import SQLiteStore
@@ -113,7 +120,7 @@ def _reject(state: AppState, reject: Reject) -> web.Response:
     return _json(reject.body(), reject.code)
 
 
-def _guard(config: Config, conv: ConversionInput, request: web.Request) -> Reject | None:
+def _guard(config: Config, conv: ConversionInput, request: web.BaseRequest) -> Reject | None:
     """Network allowlist and /postback secrets (constant-time)."""
     network = conv.network
     expected = network.secret if network is not None else config.spec.postback_secret
@@ -268,7 +275,7 @@ async def postback(state: AppState, request: web.BaseRequest,
     return _json(result.body, result.code)
 
 
-async def _read_object(request: web.Request) -> dict[str, Any] | Reject:
+async def _read_object(request: web.BaseRequest) -> dict[str, Any] | Reject:
     try:
         body = _decode(await request.read())
     except msgspec.DecodeError as exc:

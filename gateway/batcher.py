@@ -181,9 +181,9 @@ class Batcher:
             if not item.future.done():
                 item.future.set_result(None)
         result: Result
-        for item, result in zip(convs, results, strict=True):
-            if not item.future.done():
-                item.future.set_result(result)
+        for conv, result in zip(convs, results, strict=True):
+            if not conv.future.done():
+                conv.future.set_result(result)
         if committed.deliveries:
             try:
                 self.sink.submit(committed.deliveries)

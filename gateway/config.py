@@ -335,7 +335,7 @@ def validate(raw: Mapping[str, Any], path: str | None = None) -> tuple[Config | 
                       ("networks", NetworkSpec)):  # fmt: skip
         items = sections.get(key, [])
         if not isinstance(items, list):
-            problems.append(Problem(key, "must be an array of tables ([[%s]])" % key))
+            problems.append(Problem(key, f"must be an array of tables ([[{key}]])"))
             items = []
         lists[key] = [x for i, item in enumerate(items)
                       if (x := _decode_item(item, kind, f"{key}[{i}]", problems)) is not None]  # fmt: skip

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from gateway import clickid
 from gateway.config import Campaign, Config, Network
 from gateway.rules import CompiledRule
-from gateway.store.base import Click, Conversion, Delivery, NewDelivery
+from gateway.store.base import Click, Conversion, ConversionStatus, Delivery, NewDelivery
 
 __all__ = (
     "ALLOWED",
@@ -41,7 +41,7 @@ PAYOUT_NAMES = ("payout", "sum", "amount")
 TXID_NAMES = ("txid", "transaction_id", "tid")
 EVENT_NAMES = ("event", "et")
 
-STATUS_WORDS: Mapping[str, str] = {
+STATUS_WORDS: Mapping[str, ConversionStatus] = {
     **dict.fromkeys(("approved", "approve", "confirmed", "confirm", "sale", "success", "ok",
                      "paid", "completed", "complete", "accepted", "1"), "approved"),
     **dict.fromkeys(("pending", "lead", "hold", "on_hold", "waiting", "new", "2"), "pending"),
@@ -72,6 +72,16 @@ class Reject:
 class ConversionInput:
     __slots__ = ("campaign", "click_id", "data", "event", "future", "network", "secret", "status",
                  "tokens", "traffic_source", "txid")  # fmt: skip
+    campaign: str | None
+    click_id: str | None
+    data: dict[str, str]
+    event: str | None
+    network: Network | None
+    secret: Any  # as sent: only a str can match
+    status: ConversionStatus
+    tokens: dict[str, str]
+    traffic_source: str | None
+    txid: str | None
 
     def __init__(self) -> None:
         self.future: Any = None
@@ -104,7 +114,7 @@ def _bad_text(value: str, limit: int) -> bool:
     return False
 
 
-def normalise_status(word: str, network: Network | None) -> str | None:
+def normalise_status(word: str, network: Network | None) -> ConversionStatus | None:
     key = word.strip().lower()
     if network is not None:
         found = network.statuses.get(key)
@@ -139,7 +149,8 @@ def parse_conversion(params: Mapping[str, Any] | Sequence[tuple[str, Any]],
     data: dict[str, str] = {}
     roles = _ROLES
     items = getattr(params, "items", None)
-    for name, value in params if items is None else items():
+    pairs: Iterable[tuple[str, Any]] = params if items is None else items()  # type: ignore[assignment]
+    for name, value in pairs:
         if value.__class__ is not str:
             if isinstance(value, bool) or not isinstance(value, (str, int, float)):
                 return Reject(400, "values must be strings or numbers", str(name)[:64])
@@ -259,14 +270,14 @@ def click_tokens(campaign: Campaign, params: Mapping[str, str], *, click_id: str
     if externalid:
         tokens["externalid"] = externalid
     for i, name in enumerate(spec.variables[:20], start=1):
-        value = params.get(name)
-        if value:
-            tokens[f"var{i}"] = value
-            tokens[f"var:{name}"] = value
+        given = params.get(name)
+        if given:
+            tokens[f"var{i}"] = given
+            tokens[f"var:{name}"] = given
     for key in _VAR_KEYS:
-        value = params.get(key)
-        if value and key not in tokens:
-            tokens[key] = value
+        given = params.get(key)
+        if given and key not in tokens:
+            tokens[key] = given
     cost = params.get("cost")
     if cost:
         tokens["click.cost"] = cost

@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit
 
 import msgspec
 
-from _fastrender import compile_template
+from _fastrender import Plan, compile_template
 
 __all__ = ("CompiledRule", "PayoutTransform", "RuleSpec", "compile_rule", "redact")
 
@@ -96,6 +96,23 @@ class CompiledRule:
         "method", "name", "payout", "plan", "require", "sample", "schedule", "secrets",
         "statuses", "traffic_source",
     )  # fmt: skip
+    answer_rule: str | None
+    body_plan: Plan | None
+    delay: float
+    events: frozenset[str] | None
+    host: str
+    max_attempts: int | None
+    max_click_age: int | None
+    method: str
+    name: str
+    payout: PayoutTransform | None
+    plan: Plan
+    require: tuple[str, ...]
+    sample: float
+    schedule: list[float] | None
+    secrets: tuple[str, ...]
+    statuses: frozenset[str]
+    traffic_source: str
 
     def __init__(self, **fields: Any) -> None:
         for key, value in fields.items():
@@ -125,7 +142,7 @@ class CompiledRule:
             ]
         urls: list[str] = self.plan.render_many(contexts)
         bodies: list[str | None] = (
-            self.body_plan.render_many(contexts) if self.body_plan is not None
+            list(self.body_plan.render_many(contexts)) if self.body_plan is not None
             else [None] * len(urls)
         )  # fmt: skip
         secrets = self.secrets

@@ -9,12 +9,13 @@ from typing import Any
 from aiohttp.test_utils import BaseRunner, TestClient, TestServer
 
 from gateway.app import create_app
-from gateway.front import GatewayRunner
 from gateway.clock import Clock
 from gateway.config import Config, load
+from gateway.front import GatewayRunner
 from gateway.metrics import Metrics
 from gateway.store.base import Delivery
 from gateway.store.sqlite import SQLiteStore
+
 
 class GatewayTestServer(TestServer):
     """aiohttp's TestServer with the gateway's own runner (hot routes first), as

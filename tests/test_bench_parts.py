@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import tomllib
 from collections.abc import Iterator
 
 import aiohttp
@@ -17,11 +18,12 @@ import pytest
 
 from _fastrender._plan_py import compile_template
 from bench import configgen, expect
+from bench.cli import main
 from bench.load import Outcome, Request, run_load
 from bench.procs import Child, spawn_server
 from bench.report import percentile
 from bench.runner import ListSource
-from bench.sink import Records
+from bench.sink import Record, Records
 
 
 @pytest.fixture
@@ -171,8 +173,6 @@ async def test_a_refused_step_ends_its_chain() -> None:
 
 
 def test_compare_counts_lost_duplicated_wrong() -> None:
-    from bench.sink import Record
-
     expected = {"http://h:1/a?x=1": 10.0, "http://h:1/b": 10.0, "http://h:1/c": 10.0}
     records = [
         Record(10.5, "GET", "h:1", "/a?x=1", ""),
@@ -189,8 +189,6 @@ def test_compare_counts_lost_duplicated_wrong() -> None:
 
 
 def test_generated_config_is_valid_for_the_gateway() -> None:
-    import tomllib
-
     config_mod = pytest.importorskip("gateway.config")
     sources = expect.make_sources(6, "http://127.0.0.1:5555")
     text = configgen.render_config(sources)
@@ -213,10 +211,6 @@ async def test_sink_keeps_up_with_concurrent_load(sink_factory) -> None:
 
 
 def test_config_command_prints_a_valid_config(capsys: pytest.CaptureFixture[str]) -> None:
-    import tomllib
-
-    from bench.cli import main
-
     config_mod = pytest.importorskip("gateway.config")
     assert main(["config", "--sources", "2", "--sink-port", "4321"]) == 0
     text = capsys.readouterr().out

@@ -73,7 +73,7 @@ async def _load(base: str, stop_at: float, answered: dict[str, Any], clicks: lis
                     }) as resp:  # fmt: skip
                         if 200 <= resp.status < 300:
                             answered[txid] = (click_id, await resp.json())
-                except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError):
+                except (TimeoutError, aiohttp.ClientError, ConnectionError):
                     await asyncio.sleep(0.01)  # the process is gone: keep trying until stop_at
 
         await asyncio.gather(*(worker(w) for w in range(WORKERS)))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from gateway import constants
 from gateway.dispatch.breaker import Breaker
@@ -14,6 +16,7 @@ from gateway.dispatch.outcome import error_verdict, judge
 from gateway.dispatch.ratelimit import HostRateLimiter
 from gateway.dispatch.schedule import jittered, next_delay, parse_retry_after
 from gateway.dispatch.settings import DeliverySettings
+from gateway.dispatch.tally import Tally, observe_many
 from gateway.outcome import Verdict
 from gateway.store.base import Attempt, Delivery
 
@@ -157,12 +160,6 @@ def test_decide_outcomes() -> None:
 
 
 def test_tally_applies_what_observe_and_inc_would() -> None:
-    import math
-
-    from prometheus_client import CollectorRegistry, Counter, Histogram
-
-    from gateway.dispatch.tally import Tally, observe_many
-
     r1, r2 = CollectorRegistry(), CollectorRegistry()
     buckets = (0.005, 0.01, 0.1, 1.0, 10.0)
     h1 = Histogram("h", "h", ["s"], buckets=buckets, registry=r1)

@@ -8,8 +8,8 @@ from urllib.parse import quote
 import pytest
 from sinks import Blackhole, Sink
 
-from gateway.dispatch.settings import DeliverySettings
 from gateway.dispatch.dispatcher import make_transport
+from gateway.dispatch.settings import DeliverySettings
 from gateway.dispatch.transport import Transport, TransportError
 
 

@@ -46,8 +46,8 @@ from gateway.metrics import Metrics
 from gateway.sources import catalog
 from gateway.sources.rules import classify
 from gateway.store.sqlite import SQLiteStore
-from tests.intake_helpers import GatewayTestServer
 from tests.gateway_proc import GatewayProcess
+from tests.intake_helpers import GatewayTestServer
 from tests.network_sink import NetHit, NetworkSink, make_tls
 
 # One gateway subprocess and one stand-in network serve the whole module and its

@@ -9,9 +9,9 @@ import msgspec
 import pytest
 from sinks import Sink
 
+from gateway.dispatch.dispatcher import make_transport
 from gateway.dispatch.settings import DeliverySettings
 from gateway.dispatch.ssrf import AddressPolicy, blocked_reason, literal_address, parse_resolve
-from gateway.dispatch.dispatcher import make_transport
 from gateway.dispatch.transport import TransportError
 
 BLOCKED = [

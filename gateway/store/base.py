@@ -17,6 +17,7 @@ __all__ = (
     "Click",
     "CommitResult",
     "Conversion",
+    "ConversionStatus",
     "Delivery",
     "DeliveryFilter",
     "DeliveryStatus",
@@ -25,6 +26,7 @@ __all__ = (
 )
 
 DeliveryStatus = Literal["queued", "delivered", "failed", "expired"]
+ConversionStatus = Literal["pending", "approved", "rejected"]
 
 
 #: The records below are created by the thousand per second on the hot path
@@ -48,7 +50,7 @@ class Conversion(msgspec.Struct, kw_only=True, gc=False):
     conversion_id: str
     click_id: str | None
     dedup_key: str
-    status: Literal["pending", "approved", "rejected"]
+    status: ConversionStatus
     created_at: float
     tokens: dict[str, str]
 
