@@ -1,5 +1,5 @@
-"""The grouped delivery-log write (``SQLiteStore.record_attempts``): up to 64
-rows per statement (padded VALUES lists), and the executemany path it falls
+"""The grouped delivery-log write (``SQLiteStore.record_attempts``): multi-row
+statements in chunks of 256, 128, ... 1 rows, and the executemany path it falls
 back to; both must store exactly what ``record_attempt`` stores."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _attempt(did: int, *, started: float, latency: float, body: str = "OK",
                    outcome=outcome, reason=reason)  # type: ignore[arg-type]  # fmt: skip
 
 
-@pytest.mark.parametrize("n", [3, 40, 150])
+@pytest.mark.parametrize("n", [3, 40, 150, 300])
 @pytest.mark.parametrize("odd", [None, "nul", "duplicate"])
 async def test_group_write_stores_every_field_exactly(
     store: SQLiteStore, odd: str | None, n: int

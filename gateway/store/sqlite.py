@@ -133,6 +133,15 @@ _CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
 _ATTEMPT_COLUMNS = (
     "delivery_id, started_at, url, status_code, error, latency_ms, body_prefix, outcome, reason"
 )
+_INSERT_ATTEMPTS = f"INSERT INTO attempts ({_ATTEMPT_COLUMNS}) VALUES "
+_ATTEMPT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_UPDATE_DELIVERIES = (
+    "UPDATE deliveries SET status = v.column2, next_at = v.column3,"
+    " attempts = attempts + v.column4, last_outcome = v.column5,"
+    " last_reason = v.column6, updated_at = v.column7 FROM (VALUES "
+)
+_MOVE_VALUES = "(?, ?, ?, ?, ?, ?, ?)"
+_UPDATE_DELIVERIES_TAIL = ") AS v WHERE deliveries.delivery_id = v.column1"
 _chain = chain.from_iterable
 _encode = msgspec.json.Encoder().encode
 _decode_tokens = msgspec.json.Decoder(dict[str, str]).decode
@@ -523,10 +532,12 @@ class SQLiteStore:
     def _record_attempts(
         self, items: list[tuple[Attempt, DeliveryStatus, float | None, bool]]
     ) -> None:
-        # Up to 64 rows per statement (VALUES lists padded with NULL rows, so two
-        # statement texts per size are all the cache holds): executemany would
-        # step once per row, and every step hands the GIL to the event loop and
-        # waits to get it back; here the thread holds it only to bind. A group
+        # Multi-row statements in the chunk sizes of _CHUNKS (as intake writes):
+        # executemany would step once per row, and every step hands the GIL to
+        # the event loop and waits to get it back; here the thread holds it only
+        # to bind.  Chunks of exact sizes, not VALUES lists padded with NULL rows
+        # to a fixed size: padding made SQLite read, bind and join the padding
+        # too (measured: 12.1 -> 6.4 us per attempt in groups of 32).  A group
         # naming one delivery twice (UPDATE ... FROM would pick one row) takes
         # the executemany path.
         rows = [(a.delivery_id, a.started_at, a.url, a.status_code, a.error, a.latency_ms,
@@ -548,23 +559,13 @@ class SQLiteStore:
                     [(m[1], m[2], m[3], m[4], m[5], m[6], m[0]) for m in moves],
                 )  # fmt: skip
                 return
-            for i in range(0, len(rows), 64):
-                chunk, chunk_moves = rows[i : i + 64], moves[i : i + 64]
-                size = 8 if len(chunk) <= 8 else 64
-                pad = size - len(chunk)
-                db.execute(
-                    f"INSERT INTO attempts ({_ATTEMPT_COLUMNS}) SELECT * FROM (VALUES "
-                    + ",".join(("(?,?,?,?,?,?,?,?,?)",) * size) + ") WHERE column1 IS NOT NULL",
-                    [v for row in chunk for v in row] + [None] * (9 * pad),
-                )  # fmt: skip
-                db.execute(
-                    "UPDATE deliveries SET status = v.column2, next_at = v.column3,"
-                    " attempts = attempts + v.column4, last_outcome = v.column5,"
-                    " last_reason = v.column6, updated_at = v.column7 FROM (VALUES "
-                    + ",".join(("(?,?,?,?,?,?,?)",) * size)
-                    + ") AS v WHERE deliveries.delivery_id = v.column1",
-                    [v for move in chunk_moves for v in move] + [None] * (7 * pad),
-                )  # fmt: skip
+            _insert_rows(db, _INSERT_ATTEMPTS, _ATTEMPT_VALUES, "", rows)
+            start, total = 0, len(moves)
+            for size in _CHUNKS:
+                while total - start >= size:
+                    sql = _statement(_UPDATE_DELIVERIES, _MOVE_VALUES, _UPDATE_DELIVERIES_TAIL, size)
+                    db.execute(sql, list(_chain(moves[start : start + size])))
+                    start += size
 
         self._transaction(work)
 
