@@ -12,6 +12,7 @@ import pytest
 from sinks import Blackhole, Sink, new_delivery
 
 from gateway.clock import VirtualClock
+from gateway.dispatch import dispatcher as dispatcher_module
 from gateway.dispatch.dispatcher import Dispatcher
 from gateway.dispatch.settings import DeliverySettings
 from gateway.metrics import Metrics
@@ -318,6 +319,41 @@ async def test_queued_rows_are_loaded_on_start(store: SQLiteStore, sink: Sink) -
         assert counts["deliveries.delivered"] == 4
     finally:
         await h.dispatcher.stop()
+
+
+async def test_refill_pages_past_a_backlog_memory_already_holds(
+    store: SQLiteStore, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a restart, the oldest queued rows belong to a host that never answers;
+    the rows behind them (a healthy host's) still load, a page per refill."""
+    monkeypatch.setattr(dispatcher_module, "REFILL_LIMIT", 10)
+    clock = VirtualClock(T0)
+    hole = Blackhole()
+    stuck = [new_delivery("http://hole.test/", now=T0, not_before=T0 - 60) for _ in range(10)]
+    healthy = [new_delivery("http://ok.test/ok", now=T0) for _ in range(15)]
+    await store.commit_batch([], [], stuck + healthy)
+    settings = _settings(timeout=30.0, max_connections_per_host=1, resolve={
+        "hole.test": f"127.0.0.1:{hole.port}", "ok.test": f"127.0.0.1:{sink.port}"})
+    h = Harness(store, settings, clock)
+    await h.dispatcher.start()  # loads the first page: the stuck host's ten
+    try:
+        await asyncio.sleep(0.1)
+        assert sink.count() == 0
+        await clock.advance(61)  # the periodic refill goes on past them: ten healthy ones
+        await _until(lambda: sink.count() == 10)
+        await clock.advance(2)  # that page was full and new: the next comes a second later
+        await _until(lambda: sink.count() == 15)
+        assert (await store.counts())["deliveries.delivered"] == 15
+    finally:
+        await h.dispatcher.stop(timeout=0.2)
+        hole.close()
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert condition()
 
 
 async def test_retry_survives_a_restart(store: SQLiteStore, sink: Sink) -> None:

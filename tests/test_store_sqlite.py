@@ -93,6 +93,22 @@ async def test_a_file_from_before_the_conversions_key_change_still_updates(tmp_p
         await old.close()
 
 
+async def test_due_deliveries_page_by_next_at_then_id(store: SQLiteStore) -> None:
+    times = [NOW + 5, NOW, NOW + 5, NOW + 1, NOW, NOW + 5, NOW + 2]
+    res = await store.commit_batch([], [], [_delivery(not_before=t) for t in times])
+    expected = sorted(res.deliveries, key=lambda d: (d.not_before, d.delivery_id))
+    pages: list[list[int]] = []
+    after = None
+    while True:
+        page = await store.due_deliveries(NOW + 10, 3, after)
+        pages.append([d.delivery_id for d in page])
+        if len(page) < 3:
+            break
+        after = (page[-1].next_at or 0.0, page[-1].delivery_id)
+    assert [i for p in pages for i in p] == [d.delivery_id for d in expected]
+    assert [len(p) for p in pages] == [3, 3, 1]
+
+
 async def test_due_record_attempt_and_log(store: SQLiteStore) -> None:
     res = await store.commit_batch([], [], [_delivery(), _delivery(not_before=NOW + 60)])
     first, later = res.deliveries

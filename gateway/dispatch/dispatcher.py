@@ -104,6 +104,8 @@ class Dispatcher:
         self._loaded = False
         self._refilling = False
         self._next_refill = float("inf")
+        #: Where the next refill goes on: the key of the last row of a full page.
+        self._refill_after: tuple[float, int] | None = None
         self._background: list[asyncio.Task[None]] = []
 
     # -- public API ------------------------------------------------------------
@@ -351,12 +353,19 @@ class Dispatcher:
         self._recent_done.clear()
         self._refilling = True
         try:
-            rows = await self._store.due_deliveries(now + REFILL_INTERVAL, REFILL_LIMIT)
+            rows = await self._store.due_deliveries(now + REFILL_INTERVAL, REFILL_LIMIT,
+                                                    self._refill_after)  # fmt: skip
         except Exception:
             log.exception("could not load queued deliveries from the store")
             return False
         finally:
             self._refilling = False
+        full = len(rows) >= REFILL_LIMIT
+        # After a full page the next refill goes on past it, so a backlog memory
+        # already holds (a paused host's) cannot hide the rows queued behind it;
+        # a short page was the end, and the next refill starts from the top.
+        last = rows[-1] if full else None
+        self._refill_after = None if last is None else (last.next_at or 0.0, last.delivery_id)
         fresh = [
             d for d in rows if d.delivery_id not in self._known
             and d.delivery_id not in self._recent_done
@@ -364,10 +373,9 @@ class Dispatcher:
         if fresh:
             log.info("loaded %d queued deliveries from the store", len(fresh))
             self.submit(fresh)
-        # A full page with news: look again soon. A full page of rows memory
-        # already holds (e.g. a paused host's backlog) would only repeat itself.
-        # TODO: page past held rows (needs a store query with an id cursor).
-        return len(rows) >= REFILL_LIMIT and bool(fresh)
+        # A full page with news: look again soon.  A full page of rows memory
+        # already holds: the next page waits for the usual interval.
+        return full and bool(fresh)
 
     async def _retention(self) -> None:
         days = self.settings.retention_days

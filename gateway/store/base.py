@@ -131,8 +131,10 @@ class Store(Protocol):
         """Write everything in one transaction; return once it is durable."""
         ...
 
-    async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
-        """Queued deliveries whose ``next_at`` has come (used after a restart)."""
+    async def due_deliveries(self, now: float, limit: int,
+                             after: tuple[float, int] | None = None) -> list[Delivery]:  # fmt: skip
+        """Queued deliveries whose ``next_at`` has come, by (next_at, delivery_id);
+        ``after``: only those past that key (paging)."""
         ...
 
     async def record_attempt(

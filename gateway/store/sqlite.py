@@ -471,14 +471,22 @@ class SQLiteStore:
 
     # -- delivery side --------------------------------------------------------
 
-    async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
-        return await self._call(self._due, now, limit)
+    async def due_deliveries(self, now: float, limit: int,
+                             after: tuple[float, int] | None = None) -> list[Delivery]:  # fmt: skip
+        return await self._call(self._due, now, limit, after)
 
-    def _due(self, now: float, limit: int) -> list[Delivery]:
-        cursor = self._conn.execute(
-            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE status = 'queued'"
-            " AND next_at <= ? ORDER BY next_at, delivery_id LIMIT ?", (now, limit),
-        )  # fmt: skip
+    def _due(self, now: float, limit: int, after: tuple[float, int] | None) -> list[Delivery]:
+        if after is None:
+            cursor = self._conn.execute(
+                f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE status = 'queued'"
+                " AND next_at <= ? ORDER BY next_at, delivery_id LIMIT ?", (now, limit),
+            )  # fmt: skip
+        else:  # keyset paging along deliveries_due (status, next_at, rowid)
+            cursor = self._conn.execute(
+                f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE status = 'queued'"
+                " AND next_at <= ? AND (next_at, delivery_id) > (?, ?)"
+                " ORDER BY next_at, delivery_id LIMIT ?", (now, after[0], after[1], limit),
+            )  # fmt: skip
         return [_delivery(row) for row in cursor]
 
     async def get_delivery(self, delivery_id: int) -> Delivery | None:
