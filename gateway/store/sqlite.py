@@ -148,9 +148,10 @@ _decode_tokens = msgspec.json.Decoder(dict[str, str]).decode
 _decode_schedule = msgspec.json.Decoder(list[float]).decode
 
 
-def _insert_rows(db: sqlite3.Connection, head: str, values: str, tail: str,
-                 rows: Sequence[tuple[Any, ...]]) -> None:  # fmt: skip
-    """``rows`` through multi-row INSERTs of the sizes in _CHUNKS, in order."""
+def _execute_rows(db: sqlite3.Connection, head: str, values: str, tail: str,
+                  rows: Sequence[tuple[Any, ...]]) -> None:  # fmt: skip
+    """``rows`` through multi-row statements (``head`` + ``values`` once per row,
+    comma-separated, + ``tail``) of the sizes in _CHUNKS, in order."""
     start, total = 0, len(rows)
     for size in _CHUNKS:
         while total - start >= size:
@@ -159,13 +160,14 @@ def _insert_rows(db: sqlite3.Connection, head: str, values: str, tail: str,
             start += size
 
 
-_STATEMENTS: dict[tuple[str, int], str] = {}
+_STATEMENTS: dict[tuple[str, str, int], str] = {}
 
 
 def _statement(head: str, values: str, tail: str, size: int) -> str:
-    sql = _STATEMENTS.get((head, size))
+    key = (head, tail, size)
+    sql = _STATEMENTS.get(key)
     if sql is None:
-        sql = _STATEMENTS[(head, size)] = head + ", ".join([values] * size) + tail
+        sql = _STATEMENTS[key] = head + ", ".join([values] * size) + tail
     return sql
 
 
@@ -441,17 +443,17 @@ class SQLiteStore:
 
         def work(db: sqlite3.Connection) -> None:
             if clicks:
-                _insert_rows(db, _INSERT_CLICKS, _CLICK_VALUES, "", [
+                _execute_rows(db, _INSERT_CLICKS, _CLICK_VALUES, "", [
                     (c.click_id, c.campaign_id, c.traffic_source, c.created_at, _encode(c.tokens))
                     for c in clicks
                 ])  # fmt: skip
             if conversions:
-                _insert_rows(db, _INSERT_CONVERSIONS, _CONVERSION_VALUES, _UPSERT_CONVERSIONS, [
+                _execute_rows(db, _INSERT_CONVERSIONS, _CONVERSION_VALUES, _UPSERT_CONVERSIONS, [
                     (c.conversion_id, c.click_id, c.dedup_key, c.status, c.created_at,
                      c.created_at, _encode(c.tokens)) for c in conversions
                 ])  # fmt: skip
             if rows:
-                _insert_rows(db, _INSERT_DELIVERIES, _DELIVERY_VALUES, "", rows)
+                _execute_rows(db, _INSERT_DELIVERIES, _DELIVERY_VALUES, "", rows)
 
         self._transaction(work)
         self._next_delivery_id = first_id + len(rows)
@@ -567,13 +569,8 @@ class SQLiteStore:
                     [(m[1], m[2], m[3], m[4], m[5], m[6], m[0]) for m in moves],
                 )  # fmt: skip
                 return
-            _insert_rows(db, _INSERT_ATTEMPTS, _ATTEMPT_VALUES, "", rows)
-            start, total = 0, len(moves)
-            for size in _CHUNKS:
-                while total - start >= size:
-                    sql = _statement(_UPDATE_DELIVERIES, _MOVE_VALUES, _UPDATE_DELIVERIES_TAIL, size)
-                    db.execute(sql, list(_chain(moves[start : start + size])))
-                    start += size
+            _execute_rows(db, _INSERT_ATTEMPTS, _ATTEMPT_VALUES, "", rows)
+            _execute_rows(db, _UPDATE_DELIVERIES, _MOVE_VALUES, _UPDATE_DELIVERIES_TAIL, moves)
 
         self._transaction(work)
 
