@@ -232,8 +232,9 @@ class SQLiteStore:
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
             raise RuntimeError("store is not open")
-        self._submitted += 1
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._job, fn, args)
+        job = asyncio.get_running_loop().run_in_executor(self._executor, self._job, fn, args)
+        self._submitted += 1  # counted once handed over (a refused submit leaves no job)
+        return await job
 
     def _job(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         try:
