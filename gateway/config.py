@@ -13,6 +13,7 @@ import difflib
 import ipaddress
 import logging
 import ssl
+import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -189,8 +190,15 @@ class Config:
 
 
 def default_config_path() -> Path:
-    """examples/gateway.toml next to the package (a checkout or an editable install)."""
-    return Path(__file__).resolve().parent.parent / "examples" / "gateway.toml"
+    """The example config: examples/gateway.toml beside the package (a checkout or
+    an editable install), else the copy a wheel installs in
+    ``<prefix>/share/postback-gateway/``; the first if neither exists (so the
+    error names it)."""
+    candidates = (
+        Path(__file__).resolve().parent.parent / "examples" / "gateway.toml",
+        Path(sys.prefix) / "share" / "postback-gateway" / "gateway.toml",
+    )
+    return next((path for path in candidates if path.is_file()), candidates[0])
 
 
 def _decode(raw: Any, kind: Any, path: str, problems: list[Problem]) -> Any:
