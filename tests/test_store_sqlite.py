@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from gateway.store.base import Attempt, Click, Conversion, DeliveryFilter, NewDelivery
-from gateway.store.sqlite import SQLiteStore
+from gateway.store.sqlite import BUSY_TIMEOUT_MS, SQLiteStore
 
 NOW = 1_800_000_000.0
 
@@ -253,4 +254,31 @@ async def test_a_failing_job_leaves_the_writer_idle(store: SQLiteStore) -> None:
         await store._call(boom)
     seen: list[int] = []
     await store.commit_prepared(_prepare_on(seen, 1), inline=True)
+    assert seen == [threading.get_ident()]
+
+
+async def test_inline_commit_never_waits_for_another_connections_lock(
+    store: SQLiteStore,
+) -> None:
+    """An operator's shell holding the write lock: the inline commit hands the job
+    to the writer thread, which waits, while the event loop keeps running."""
+    seen: list[int] = []
+    other = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # the write lock
+        started = time.monotonic()
+        commit = asyncio.ensure_future(store.commit_prepared(_prepare_on(seen, 1), inline=True))
+        for _ in range(20):  # the loop runs on while the commit waits on the thread
+            await asyncio.sleep(0.005)
+        # not blocked for the busy timeout (5 s), however slow the machine
+        assert time.monotonic() - started < BUSY_TIMEOUT_MS / 2000
+        assert not commit.done()
+        other.execute("ROLLBACK")
+        _, extra = await asyncio.wait_for(commit, 5.0)
+    finally:
+        other.close()
+    assert extra == 1 and seen[0] == threading.get_ident() and seen[-1] != seen[0]
+    assert (await store.counts())["clicks"] == 1
+    seen.clear()
+    await store.commit_prepared(_prepare_on(seen, 2), inline=True)  # inline again
     assert seen == [threading.get_ident()]

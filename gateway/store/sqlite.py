@@ -44,6 +44,10 @@ __all__ = ("SCHEMA", "SQLiteStore")
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: How long the writer thread waits for another connection's write lock.
+BUSY_TIMEOUT_MS = 5000
+#: SQLITE_BUSY and SQLITE_LOCKED: another connection holds what we need.
+_BUSY = frozenset((sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
 #: Seconds between background WAL checkpoints.
 CHECKPOINT_INTERVAL = 1.0
 
@@ -252,12 +256,25 @@ class SQLiteStore:
         conversion than the hop to the thread and back (executor queue, loop
         wake-up, GIL hand-offs), and the GIL kept the thread from overlapping
         much with the loop anyway.
+
+        The loop never waits for a lock: inline, SQLite's busy timeout is 0, and
+        if another connection holds the write lock (an operator's sqlite3 shell,
+        say) the job rolls back and goes to the thread, which may wait.
         """
         if self._executor is None:
             raise RuntimeError("store is not open")
         if self._submitted != self._finished:
             return await self._call(fn, *args)
-        return fn(*args)
+        db = self._conn
+        db.execute("PRAGMA busy_timeout=0")
+        try:
+            return fn(*args)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF not in _BUSY or db.in_transaction:
+                raise
+        finally:
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        return await self._call(fn, *args)  # rolled back (_transaction): nothing was written
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -269,7 +286,7 @@ class SQLiteStore:
                              cached_statements=256)  # fmt: skip
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=5000")
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         db.execute("PRAGMA foreign_keys=OFF")
         db.execute("PRAGMA cache_size=-65536")  # 64 MiB: the hot index pages stay in memory
         # Checkpoints (WAL -> database file, with an fsync) run on their own thread
