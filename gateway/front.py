@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from gateway.app import STATE, AppState, click, failure, over_limits, postback
 
@@ -33,6 +33,7 @@ __all__ = ("GatewayRunner", "front", "plain_query_pairs")
 RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 _CLICK = "/click/"
+_EXPECT = hdrs.EXPECT
 #: A click path with any of these is left to the router: "%" needs decoding,
 #: and "/", "{", "}" are outside what ``{campaign_id}`` matches there.
 _PLAIN_SEGMENT = frozenset("%/{}")
@@ -72,6 +73,8 @@ def front(state: AppState, fallback: RequestHandler) -> RequestHandler:
                 return await fallback(request)  # the router decodes and matches these
         else:
             return await fallback(request)
+        if _EXPECT in request.headers:  # 100-continue (curl, for bodies over 1 KiB) or 417:
+            return await fallback(request)  # the Application's expect handler answers it
         try:
             refused = over_limits(state, request)
             if refused is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,29 @@ def test_plain_query_pairs_read_a_query_as_yarl_does(query: str) -> None:
 @pytest.mark.parametrize("query", ["cid=a%20b", "cid=a#frag", "%41=1"])
 def test_queries_that_need_decoding_are_left_to_yarl(query: str) -> None:
     assert plain_query_pairs(query) is None
+
+
+async def test_expect_100_continue_is_answered_before_the_body(tmp_path: Path) -> None:
+    """curl sends ``Expect: 100-continue`` for bodies over 1 KiB and waits for the
+    interim answer; the front leaves such requests to the Application's handler."""
+    gw = await start_gateway(tmp_path, write_config(tmp_path))
+    try:
+        server = gw.client.server
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        body = b"cid=nope&txid=e1&payout=1"
+        writer.write(b"POST /postback HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                     b"Content-Type: application/x-www-form-urlencoded\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body))  # fmt: skip
+        await writer.drain()
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+        assert interim.startswith(b"HTTP/1.1 100 Continue")
+        writer.write(body)
+        await writer.drain()
+        final = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+        assert final.startswith(b"HTTP/1.1 202")  # unattributed, but taken
+        writer.close()
+        await writer.wait_closed()
+        bogus = await gw.client.post("/postback", data=b"cid=x", headers={"Expect": "bogus"})
+        assert bogus.status == 417
+    finally:
+        await stop_gateway(gw)
