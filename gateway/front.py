@@ -17,7 +17,13 @@ same limits and error answers as the middleware (``app.over_limits``,
 ``app.failure``) and hands every other request (other paths and methods,
 percent-encoded or absolute-form targets) to the Application unchanged.  The
 hot routes stay registered on the router too, so an app served by a plain
-``AppRunner`` behaves the same, only slower.
+``AppRunner`` behaves the same, only slower.  Requests with an ``Expect``
+header also take the Application's path (its expect handler answers them).
+
+What the hot routes skip, by design: the Application's middlewares (the one
+there is, ``app._middleware``, is mirrored here) and ``on_response_prepare``
+signals (none are used).  Adding either means adding it here too;
+``tests/test_front_parity.py`` compares the two paths.
 """
 
 from __future__ import annotations
