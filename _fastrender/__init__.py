@@ -16,7 +16,9 @@ from ._errors import TemplateError
 __all__ = ("NO_EXTENSIONS", "Plan", "TemplateError", "USE_EXTENSIONS", "compile_template")
 
 #: True when the environment or the interpreter rules the compiled core out.
-NO_EXTENSIONS = bool(os.environ.get("FASTRENDER_NO_EXTENSIONS")) or sys.implementation.name != "cpython"
+NO_EXTENSIONS = (
+    bool(os.environ.get("FASTRENDER_NO_EXTENSIONS")) or sys.implementation.name != "cpython"
+)
 
 # USE_EXTENSIONS: True when ``compile_template`` builds compiled (Cython) plans.
 if TYPE_CHECKING or NO_EXTENSIONS:

@@ -147,7 +147,9 @@ def _modifiers(match: re.Match[str]) -> tuple[tuple[Modifier, ...], bool]:
             raise TemplateError(message, position)
         if name == "raw":
             if index != len(found) - 1:
-                raise TemplateError(f"modifier |raw at {position} must be the last modifier", position)
+                raise TemplateError(
+                    f"modifier |raw at {position} must be the last modifier", position
+                )
             if arg is not None:
                 raise TemplateError(f"modifier |raw at {position} takes no argument", position)
             raw = True

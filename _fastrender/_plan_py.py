@@ -21,7 +21,9 @@ _UNRESERVED: Final = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 )
 # Bytes that stay encoded even under |raw: never valid anywhere in a URL.
-_NEVER_RAW: Final = frozenset(range(0x21)) | {0x7F} | frozenset(b'"<>\\^`{|}') | frozenset(range(0x80, 0x100))
+_NEVER_RAW: Final = (
+    frozenset(range(0x21)) | {0x7F} | frozenset(b'"<>\\^`{|}') | frozenset(range(0x80, 0x100))
+)
 _QUOTED: Final = tuple(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in range(256))
 _QUOTED_RAW: Final = tuple(f"%{b:02X}" if b in _NEVER_RAW else chr(b) for b in range(256))
 _is_unreserved: Final = re.compile(r"[A-Za-z0-9\-._~]*").fullmatch

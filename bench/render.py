@@ -76,7 +76,9 @@ def fastrender_render(module: ModuleType | None) -> Runner:
 
 def fastrender_render_many(module: ModuleType | None) -> Runner:
     assert module is not None
-    batches = [(module.compile_template(case.template).render_many, list(case.rows)) for case in CASES]
+    batches = [
+        (module.compile_template(case.template).render_many, list(case.rows)) for case in CASES
+    ]
 
     def run() -> list[str]:
         out: list[str] = []
@@ -234,7 +236,9 @@ def _module(twin: str) -> ModuleType | None:
         return None
 
 
-def measure(names: Sequence[str] | None = None, *, seconds: float = 0.2, repeat: int = 5) -> list[Result]:
+def measure(
+    names: Sequence[str] | None = None, *, seconds: float = 0.2, repeat: int = 5
+) -> list[Result]:
     """Check every contender's output, then time it: best of ``repeat`` runs of ~``seconds``."""
     want = expected()
     urls = all_rows()
@@ -244,12 +248,16 @@ def measure(names: Sequence[str] | None = None, *, seconds: float = 0.2, repeat:
             continue
         module = _module(contender.twin) if contender.twin else None
         if contender.twin and module is None:
-            logger.warning("%s: _fastrender.%s not importable, skipped", contender.name, contender.twin)
+            logger.warning(
+                "%s: _fastrender.%s not importable, skipped", contender.name, contender.twin
+            )
             continue
         run = contender.prepare(module)
         got = run()
         if got != want:
-            raise AssertionError(f"{contender.name}: wrong output, e.g. {_first_difference(got, want)}")
+            raise AssertionError(
+                f"{contender.name}: wrong output, e.g. {_first_difference(got, want)}"
+            )
         timer = timeit.Timer(run)
         number, _ = timer.autorange()
         number = max(1, int(number * seconds / 0.2))

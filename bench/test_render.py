@@ -103,7 +103,9 @@ def test_one_url_eager_quote_format(benchmark):
     template = _ONE.template
 
     def run() -> str:
-        return template.format(**{k: urllib.parse.quote(str(v), safe=SAFE) for k, v in _ONE_ROW.items()})
+        return template.format(
+            **{k: urllib.parse.quote(str(v), safe=SAFE) for k, v in _ONE_ROW.items()}
+        )
 
     assert benchmark(run) == _ONE_URL
 

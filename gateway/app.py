@@ -52,7 +52,9 @@ class AppState:
         self.store = store
         self.metrics = metrics
         self.clock = clock
-        self.batcher = Batcher(store, sink, config=lambda: self.config, metrics=metrics, clock=clock)
+        self.batcher = Batcher(
+            store, sink, config=lambda: self.config, metrics=metrics, clock=clock
+        )
         #: the histogram's children, looked up once and fed in bulk (metrics.BatchedObserver)
         self.latency = {e: metrics.batched(metrics.ingest_latency.labels(e))
                         for e in ("click", "postback", "conversions")}  # fmt: skip
@@ -313,7 +315,8 @@ async def _api_conversions(request: web.Request) -> web.Response:
 
 
 def create_app(config: Config, store: SQLiteStore, sink: DeliverySink, *,
-               metrics: Metrics | None = None, clock: Clock | None = None) -> web.Application:  # fmt: skip
+               metrics: Metrics | None = None,
+               clock: Clock | None = None) -> web.Application:  # fmt: skip
     """The app; the batcher starts and drains with the app's lifecycle."""
     state = AppState(config, store, sink, metrics or Metrics(), clock or SystemClock())
     app = web.Application(

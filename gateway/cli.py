@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     show.add_argument("--campaign", help="campaign id, to print the click URL")
     show.add_argument("--base-url", help="the gateway's public base URL")
-    classify = sources_commands.add_parser("classify", help="judge an answer as the dispatcher does")
+    classify = sources_commands.add_parser(
+        "classify", help="judge an answer as the dispatcher does"
+    )
     classify.add_argument("name")
     classify.add_argument("--status", type=int, required=True)
     classify.add_argument("--body", default="")

@@ -314,13 +314,15 @@ def _source(spec: TrafficSourceSpec, path: str, secrets: list[str],
             known = {p.name for p in preset.params}
             for extra in sorted(set(spec.params) - known):
                 problems.append(Problem(f"{path}.params.{extra}",
-                                        f"preset {preset.name!r} has no parameter {extra!r}"))  # fmt: skip
+                                        f"preset {preset.name!r} has no parameter "
+                                        f"{extra!r}"))  # fmt: skip
             try:
                 default_url = catalog.expand(preset, spec.params)
             except catalog.MissingParams as exc:
                 for name in exc.missing:
                     problems.append(Problem(f"{path}.params.{name}",
-                                            f"missing: preset {preset.name!r} needs it"))  # fmt: skip
+                                            "missing: preset "
+                                            f"{preset.name!r} needs it"))  # fmt: skip
     rule_specs = list(spec.postbacks)
     if spec.postback is not None:
         rule_specs.insert(0, RuleSpec(url=spec.postback, name=f"{spec.name}:postback"))
@@ -332,7 +334,9 @@ def _source(spec: TrafficSourceSpec, path: str, secrets: list[str],
     return Source(spec, rules, age)
 
 
-def validate(raw: Mapping[str, Any], path: str | None = None) -> tuple[Config | None, list[Problem]]:
+def validate(
+    raw: Mapping[str, Any], path: str | None = None
+) -> tuple[Config | None, list[Problem]]:
     """Every problem in a decoded TOML document, and the config if there are no errors."""
     problems: list[Problem] = []
     sections = {k: raw[k] for k in ("traffic_sources", "campaigns", "networks") if k in raw}
@@ -346,7 +350,8 @@ def validate(raw: Mapping[str, Any], path: str | None = None) -> tuple[Config | 
             problems.append(Problem(key, f"must be an array of tables ([[{key}]])"))
             items = []
         lists[key] = [x for i, item in enumerate(items)
-                      if (x := _decode_item(item, kind, f"{key}[{i}]", problems)) is not None]  # fmt: skip
+                      if (x := _decode_item(item, kind, f"{key}[{i}]",
+                                            problems)) is not None]  # fmt: skip
     spec = msgspec.structs.replace(spec, **lists)
     secrets = [s for s in (spec.api_token, spec.postback_secret,
                            *(n.secret for n in spec.networks),
@@ -368,7 +373,8 @@ def validate(raw: Mapping[str, Any], path: str | None = None) -> tuple[Config | 
             close = difflib.get_close_matches(camp.traffic_source, list(sources), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             problems.append(Problem(f"{path_i}.traffic_source",
-                                    f"unknown traffic source {camp.traffic_source!r}{hint}"))  # fmt: skip
+                                    "unknown traffic source "
+                                    f"{camp.traffic_source!r}{hint}"))  # fmt: skip
         offer = None
         try:
             offer = compile_template(camp.offer_url)

@@ -306,7 +306,9 @@ def build_batch(
     state: dict[str, Conversion] = dict(stored)
     rows: dict[str, Conversion] = {}
     results: list[Result] = []
-    fired: dict[int, tuple[CompiledRule, list[dict[str, str]], list[tuple[Conversion, Click | None]]]] = {}
+    fired: dict[
+        int, tuple[CompiledRule, list[dict[str, str]], list[tuple[Conversion, Click | None]]]
+    ] = {}
     counts: dict[str, int] = {}
     window = config.attribution_window
     new_ids = clickid.new_click_ids(now, len(conversions))  # one urandom call per batch
@@ -339,7 +341,8 @@ def build_batch(
                 continue
             if change == "duplicate":
                 results.append(Result(200, {"status": "duplicate",
-                                            "conversion_id": old.conversion_id, "postbacks": 0}))  # fmt: skip
+                                            "conversion_id": old.conversion_id,
+                                            "postbacks": 0}))  # fmt: skip
                 label = f"duplicate:{click.traffic_source if click is not None else 'none'}"
                 counts[label] = counts.get(label, 0) + 1
                 continue
@@ -382,7 +385,10 @@ def build_batch(
         code = 202 if label == "unattributed" else 200
         results.append(Result(code, {"status": label, "conversion_id": record.conversion_id,
                                      "postbacks": fired_here}))  # fmt: skip
-        label = f"{label}:{click.traffic_source if click is not None else (conv.traffic_source or 'none')}"
+        label = (
+            f"{label}:"
+            f"{click.traffic_source if click is not None else (conv.traffic_source or 'none')}"
+        )
         counts[label] = counts.get(label, 0) + 1
     deliveries = _render(config, fired.values(), now)
     return list(rows.values()), deliveries, results, counts

@@ -146,7 +146,9 @@ class CompiledRule:
             else [None] * len(urls)
         )  # fmt: skip
         secrets = self.secrets
-        return [(u, redact(u, secrets) if secrets else u, b) for u, b in zip(urls, bodies, strict=True)]
+        return [
+            (u, redact(u, secrets) if secrets else u, b) for u, b in zip(urls, bodies, strict=True)
+        ]
 
 
 def compile_rule(

@@ -113,7 +113,9 @@ async def _serve(config: Config, path: Path, host: str, port: int, db: str) -> N
     dispatch = _optional("gateway.dispatch.dispatcher")
     sink: Any = NullSink()
     if dispatch is not None:
-        sink = dispatch.Dispatcher(settings=config.delivery, store=store, metrics=metrics, clock=clock)
+        sink = dispatch.Dispatcher(
+            settings=config.delivery, store=store, metrics=metrics, clock=clock
+        )
         await sink.start()
     else:
         log.warning("no dispatcher module: deliveries are stored, not sent")

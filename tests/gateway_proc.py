@@ -37,7 +37,9 @@ class GatewayProcess:
 
     def start(self, timeout: float = 15.0) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-        argv = [sys.executable, "-m", "gateway", "serve", "--host", self.host, "--port", str(self.port)]
+        argv = [
+            sys.executable, "-m", "gateway", "serve", "--host", self.host, "--port", str(self.port)
+        ]
         if self.config is not None:
             argv += ["--config", str(self.config)]
         if self.db is not None:

@@ -21,7 +21,9 @@ from tests.intake_helpers import RecordingSink, start_gateway, stop_gateway, wri
 
 
 @pytest.fixture
-async def parts(tmp_path: Path) -> AsyncIterator[tuple[Batcher, SQLiteStore, RecordingSink, Config, Metrics]]:
+async def parts(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Batcher, SQLiteStore, RecordingSink, Config, Metrics]]:
     config = load(write_config(tmp_path))
     store = SQLiteStore(tmp_path / "b.sqlite")
     await store.open()

@@ -106,14 +106,17 @@ def test_every_problem_with_its_path(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     expected = [
         "api_token: Expected `str | null`, got `int`",
-        "traffic_sources[1].preset: unknown traffic-source preset 'exoclik'; did you mean 'exoclick'?",
+        "traffic_sources[1].preset: unknown traffic-source preset 'exoclik'; "
+        "did you mean 'exoclick'?",
         "traffic_sources[2].params.goal: missing",
         "campaigns[1].traffic_source: unknown traffic source 'tss'; did you mean 'ts'?",
-        "campaigns[2].postbacks[0].url: unknown token {extrnalid} at 38; did you mean {externalid}?",
+        "campaigns[2].postbacks[0].url: unknown token {extrnalid} at 38; "
+        "did you mean {externalid}?",
         "campaigns[2].postbacks[1].sample: Expected `float`, got `str`",
         "networks[0].allowed_cidrs[0]:",
         "campaigns[2].postbacks[2].url: unknown token {SUBID}",
-        "campaigns[2].postbacks[0].url: unknown token {extrnalid} at 38; did you mean {externalid}?",
+        "campaigns[2].postbacks[0].url: unknown token {extrnalid} at 38; "
+        "did you mean {externalid}?",
         "warning: campaigns[2].postbacks[2].url: ${SUBID} looks like a network macro",
     ]
     for text in expected:

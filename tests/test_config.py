@@ -124,7 +124,9 @@ def test_payout_transform_and_redact() -> None:
 
 def test_preset_errors_are_reported(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text('[[traffic_sources]]\nname = "e"\npreset = "exoclick"\nparams = { gaol = "x" }\n')
+    path.write_text(
+        '[[traffic_sources]]\nname = "e"\npreset = "exoclick"\nparams = { gaol = "x" }\n'
+    )
     config, problems = read(path)
     assert config is None
     texts = [str(p) for p in problems]

@@ -60,7 +60,8 @@ async def _load(base: str, stop_at: float, answered: dict[str, Any], clicks: lis
                 n += 1
                 try:
                     if n % 4 == 1 or not clicks:
-                        async with session.get(f"{base}/click/camp", params={"externalid": f"e{w}-{n}"},
+                        async with session.get(f"{base}/click/camp",
+                                               params={"externalid": f"e{w}-{n}"},
                                                allow_redirects=False) as resp:  # fmt: skip
                             if resp.status == 302:
                                 clicks.append(resp.headers["Location"].split("sub=")[1])
@@ -107,7 +108,9 @@ async def test_kill9_loses_nothing_answered(tmp_path: Path) -> None:
     print(f"answered: {len(answered)} conversions, {len(clicks)} clicks")
     with sqlite3.connect(db) as conn:
         stored_clicks = {r[0] for r in conn.execute("SELECT click_id FROM clicks")}
-        conversions = {r[0]: r[1] for r in conn.execute("SELECT conversion_id, status FROM conversions")}
+        conversions = {
+            r[0]: r[1] for r in conn.execute("SELECT conversion_id, status FROM conversions")
+        }
         per_conversion: dict[str, int] = {}
         for conv, n in conn.execute("SELECT conversion_id, COUNT(*) FROM deliveries GROUP BY 1"):
             per_conversion[conv] = n

@@ -224,7 +224,9 @@ def structured(draw: st.DrawFn) -> tuple[str, dict[str, object], str]:
     values: dict[str, object] = {}
     for _ in range(draw(st.integers(0, 5))):
         key = draw(st.sampled_from([*_canonical_plain, "var:zone", "var:Sub-1"]))
-        mods = draw(st.lists(st.sampled_from(["md5", "sha1", "sha256", "upper", "lower"]), max_size=2))
+        mods = draw(
+            st.lists(st.sampled_from(["md5", "sha1", "sha256", "upper", "lower"]), max_size=2)
+        )
         raw = draw(st.booleans())
         value = values.setdefault(key, draw(oracle_values))
         spelt = f"tName:{key[4:]}" if key.startswith("var:") and draw(st.booleans()) else key

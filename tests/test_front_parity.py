@@ -23,13 +23,15 @@ from yarl import URL
 from tests.intake_helpers import Gateway, start_gateway, stop_gateway, write_config
 
 PATHS = ["/postback", "/postback", "/postback", "/click/c-hand", "/click/c-exo", "/click/nope",
-         "/click/", "/click/c%2Dhand", "/click/c-hand/x", "/postback/", "/Postback", "/click/%ZZ"]  # fmt: skip
+         "/click/", "/click/c%2Dhand", "/click/c-hand/x", "/postback/", "/Postback",
+         "/click/%ZZ"]  # fmt: skip
 NAMES = ["cid", "clickid", "subid", "txid", "tid", "payout", "sum", "status", "event", "et",
          "network", "secret", "externalid", "external_id", "var1", "var:zone", "zoneid",
          "campaign", "traffic_source", "currency", "", "a+b", "%63id"]  # fmt: skip
 VALUES = ["", "1", "1.25", "-3", "1e3", "abc", "approved", "pending", "rejected", "sale", "2",
           "lead", "near", "far", "near-secret", "x+y", "%20", "%ZZ", "%FF", "%C3%A9", "%E2%82",
-          "a%26b", "a=b", "NaN", "x" * 300, "t-1", "t-2", "c-hand", "hand", "hand", "exo"]  # fmt: skip
+          "a%26b", "a=b", "NaN", "x" * 300, "t-1", "t-2", "c-hand", "hand", "hand",
+          "exo"]  # fmt: skip
 
 
 def _target(rng: random.Random) -> tuple[str, str]:

@@ -103,7 +103,8 @@ async def test_accepted_duplicate_and_unattributed(gw: Gateway) -> None:
     status, first = await gw.postback(cid=click_id, txid="1")
     assert status == 200 and first["status"] == "accepted" and first["postbacks"] == 2
     status, again = await gw.postback(cid=click_id, txid="1")
-    assert status == 200 and again == {"status": "duplicate", "conversion_id": first["conversion_id"],
+    assert status == 200 and again == {"status": "duplicate",
+                                       "conversion_id": first["conversion_id"],
                                        "postbacks": 0}  # fmt: skip
     assert len(gw.sink.submitted) == 2 and len(await _deliveries(gw)) == 2
     status, other = await gw.postback(cid=click_id, txid="2")

@@ -91,8 +91,9 @@ async def test_head_is_not_a_click_and_api_clicks_take_numbers(gw: Gateway) -> N
     resp = await gw.client.head("/click/c-hand")
     assert resp.status == 405
     assert (await gw.store.counts())["clicks"] == 0
-    resp = await gw.client.post("/api/clicks", json=[{"campaign_id": "c-hand", "zoneid": 42},
-                                                     {"campaign_id": "c-hand", "zoneid": [1]}])  # fmt: skip
+    resp = await gw.client.post("/api/clicks",
+                                json=[{"campaign_id": "c-hand", "zoneid": 42},
+                                      {"campaign_id": "c-hand", "zoneid": [1]}])  # fmt: skip
     results = await resp.json()
     assert results[0]["status"] == "accepted" and results[1]["code"] == 400
     click = await gw.store.find_click(results[0]["click_id"])

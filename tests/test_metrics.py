@@ -23,7 +23,10 @@ def test_batched_observer_matches_observe() -> None:
         plain.ingest_latency.labels("postback").observe(value)
         observer.observe(value)
     assert _samples(bulk, "postback") == pytest.approx(_samples(plain, "postback"))
-    assert _samples(bulk, "postback")['gateway_ingest_seconds_count{endpoint="postback"}'] == len(VALUES)
+    assert (
+        _samples(bulk, "postback")['gateway_ingest_seconds_count{endpoint="postback"}']
+        == len(VALUES)
+    )
 
 
 def test_batched_observer_flushes_itself_when_full() -> None:
@@ -35,7 +38,10 @@ def test_batched_observer_flushes_itself_when_full() -> None:
     count = metrics.registry.get_sample_value("gateway_ingest_seconds_count", {"endpoint": "click"})
     assert count == 6  # two full rounds folded in, one still pending
     observer.flush()
-    assert metrics.registry.get_sample_value("gateway_ingest_seconds_count", {"endpoint": "click"}) == 7
+    assert (
+        metrics.registry.get_sample_value("gateway_ingest_seconds_count", {"endpoint": "click"})
+        == 7
+    )
 
 
 def test_batched_observer_falls_back_to_observe() -> None:

@@ -52,7 +52,9 @@ def _attempt(delivery_id: int, outcome: str = "retry") -> Attempt:
 
 
 async def test_commit_batch_writes_everything_and_numbers_deliveries(store: SQLiteStore) -> None:
-    result = await store.commit_batch([_click(1), _click(2)], [_conv(1)], [_delivery(), _delivery()])
+    result = await store.commit_batch(
+        [_click(1), _click(2)], [_conv(1)], [_delivery(), _delivery()]
+    )
     ids = [d.delivery_id for d in result.deliveries]
     assert ids == [ids[0], ids[0] + 1]
     assert all(d.status == "queued" and d.next_at == NOW for d in result.deliveries)
@@ -119,7 +121,9 @@ async def test_due_record_attempt_and_log(store: SQLiteStore) -> None:
     assert await store.due_deliveries(NOW + 5, 10) == []
     assert {d.delivery_id for d in await store.due_deliveries(NOW + 60, 10)} == {
         first.delivery_id, later.delivery_id}  # fmt: skip
-    await store.record_attempt(_attempt(first.delivery_id, "delivered"), status="delivered", next_at=None)
+    await store.record_attempt(
+        _attempt(first.delivery_id, "delivered"), status="delivered", next_at=None
+    )
     await store.record_attempt(_attempt(later.delivery_id, "paused"), status="queued",
                                next_at=NOW + 90, count_attempt=False)  # fmt: skip
     stored = await store.get_delivery(first.delivery_id)
@@ -141,7 +145,9 @@ async def test_list_filters_and_cursor(store: SQLiteStore) -> None:
     page2 = await store.list_deliveries(DeliveryFilter(), after_id=page1[-1].delivery_id, limit=4)
     page3 = await store.list_deliveries(DeliveryFilter(), after_id=page2[-1].delivery_id, limit=4)
     assert [d.delivery_id for d in page1 + page2 + page3] == ids
-    only_a = await store.list_deliveries(DeliveryFilter(traffic_source="a"), after_id=None, limit=50)
+    only_a = await store.list_deliveries(
+        DeliveryFilter(traffic_source="a"), after_id=None, limit=50
+    )
     assert len(only_a) == 5 and all(d.traffic_source == "a" for d in only_a)
     k0 = await store.list_deliveries(DeliveryFilter(campaign_id="k0"), after_id=None, limit=50)
     assert len(k0) == 4
@@ -188,7 +194,9 @@ async def test_ids_survive_reopen_and_wal_is_on(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert {"deliveries_due", "deliveries_source", "deliveries_campaign", "deliveries_created"} <= names
+    assert {
+        "deliveries_due", "deliveries_source", "deliveries_campaign", "deliveries_created"
+    } <= names
 
 
 @pytest.mark.parametrize("n", [1, 7, 64, 300, 777])
@@ -200,7 +208,9 @@ async def test_multi_row_inserts_keep_order_and_ids(store: SQLiteStore, n: int) 
     ids = [d.delivery_id for d in result.deliveries]
     assert ids == list(range(ids[0], ids[0] + n))
     stored = await store.list_deliveries(DeliveryFilter(), after_id=None, limit=n + 1)
-    assert [(d.delivery_id, d.conversion_id) for d in stored] == [(ids[i], f"v{i}") for i in range(n)]
+    assert [(d.delivery_id, d.conversion_id) for d in stored] == [
+        (ids[i], f"v{i}") for i in range(n)
+    ]
     assert stored[-1].schedule == [1.0, 2.0] and stored[-1].status == "queued"
     counts = await store.counts()
     assert (counts["clicks"], counts["conversions"], counts["deliveries"]) == (n, n, n)

@@ -154,7 +154,9 @@ class Store(Protocol):
 
     async def list_attempts(self, delivery_id: int) -> list[Attempt]: ...
 
-    async def requeue(self, filters: DeliveryFilter, *, ids: Sequence[int] | None, now: float) -> list[Delivery]:
+    async def requeue(
+        self, filters: DeliveryFilter, *, ids: Sequence[int] | None, now: float
+    ) -> list[Delivery]:
         """Put failed (or given) deliveries back in the queue; return them to dispatch."""
         ...
 

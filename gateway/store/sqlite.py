@@ -118,7 +118,9 @@ _DELIVERY_COLUMNS = (
     " answer_rule, status, attempts, next_at, last_outcome, last_reason, updated_at"
 )
 _INSERT_DELIVERIES = f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES "
-_DELIVERY_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, NULL, NULL, ?)"
+_DELIVERY_VALUES = (
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, NULL, NULL, ?)"
+)
 _INSERT_CLICKS = "INSERT OR IGNORE INTO clicks VALUES "
 _CLICK_VALUES = "(?, ?, ?, ?, ?)"
 _INSERT_CONVERSIONS = "INSERT INTO conversions VALUES "
@@ -479,7 +481,9 @@ class SQLiteStore:
         for i, d in enumerate(deliveries):
             if isinstance(d, Delivery):  # built as a Delivery already: just number it
                 d.delivery_id = first_id + i
-                d.status, d.attempts, d.next_at, d.updated_at = "queued", 0, d.not_before, d.created_at
+                d.status, d.attempts, d.next_at, d.updated_at = (
+                    "queued", 0, d.not_before, d.created_at
+                )
                 stored.append(d)
             else:
                 stored.append(Delivery(
@@ -634,7 +638,9 @@ class SQLiteStore:
         with a fresh attempt budget; the attempt log keeps their history."""
         return await self._call(self._requeue, filters, None if ids is None else list(ids), now)
 
-    def _requeue(self, filters: DeliveryFilter, ids: list[int] | None, now: float) -> list[Delivery]:
+    def _requeue(
+        self, filters: DeliveryFilter, ids: list[int] | None, now: float
+    ) -> list[Delivery]:
         clauses, args = _where(filters)
         if ids is not None:
             if not ids:
@@ -648,7 +654,9 @@ class SQLiteStore:
 
         def work(db: sqlite3.Connection) -> list[Delivery]:
             where = " AND ".join(clauses)
-            picked = [r[0] for r in db.execute(f"SELECT delivery_id FROM deliveries WHERE {where}", args)]
+            picked = [
+                r[0] for r in db.execute(f"SELECT delivery_id FROM deliveries WHERE {where}", args)
+            ]
             if not picked:
                 return []
             marks = ",".join("?" * len(picked))
