@@ -91,10 +91,8 @@ def add_options(parser: pytest.Parser) -> None:
 
 
 def implementation_params(config: pytest.Config) -> list[Any]:
-    (
-        "``pytest.param`` per available twin: c (marked ``c_extension``) unless deselected, "
-        "then py."
-    )
+    """``pytest.param`` per available twin: c (marked ``c_extension``) unless
+    deselected, then py."""
     params: list[Any] = [pytest.param(FastrenderImplementation(True), id="py")]
     if not config.getoption(NO_C_EXTENSIONS_OPTION):
         params.insert(
