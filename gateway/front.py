@@ -86,8 +86,10 @@ def front(state: AppState, fallback: RequestHandler) -> RequestHandler:
             if refused is not None:
                 return refused
             if campaign_id is None:
-                query = plain_query_pairs(target[end + 1 :]) if end >= 0 else []
-                return await postback(state, request, query if method == "GET" else None)
+                query = None  # POST reads its query and body the usual way
+                if method == "GET":
+                    query = plain_query_pairs(target[end + 1 :]) if end >= 0 else []
+                return await postback(state, request, query)
             return await click(state, request, campaign_id)
         except Exception as exc:
             return failure(request, exc)

@@ -141,8 +141,8 @@ class CompiledRule:
                 for c in contexts
             ]
         urls: list[str] = self.plan.render_many(contexts)
-        bodies: list[str | None] = (
-            list(self.body_plan.render_many(contexts)) if self.body_plan is not None
+        bodies: Sequence[str | None] = (
+            self.body_plan.render_many(contexts) if self.body_plan is not None
             else [None] * len(urls)
         )  # fmt: skip
         secrets = self.secrets
