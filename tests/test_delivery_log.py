@@ -1,14 +1,19 @@
-"""The grouped delivery-log write (``SQLiteStore.record_attempts``): multi-row
-statements in chunks of 256, 128, ... 1 rows, and the executemany path it falls
-back to; both must store exactly what ``record_attempt`` stores."""
+"""The grouped delivery-log write (``SQLiteStore.record_attempts``): one JSON
+parameter unpacked by json_each, the multi-row statements (chunks of 256, 128,
+... 1 rows) it falls back to, and the executemany path for a group naming one
+delivery twice; all must store exactly what ``record_attempt`` stores."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway.store.base import Attempt, NewDelivery
 from gateway.store.sqlite import SQLiteStore
@@ -43,11 +48,14 @@ def _attempt(did: int, *, started: float, latency: float, body: str = "OK",
                    outcome=outcome, reason=reason)  # type: ignore[arg-type]  # fmt: skip
 
 
+@pytest.mark.parametrize("json", [True, False], ids=["json", "bound"])
 @pytest.mark.parametrize("n", [3, 40, 150, 300])
 @pytest.mark.parametrize("odd", [None, "nul", "duplicate"])
 async def test_group_write_stores_every_field_exactly(
-    store: SQLiteStore, odd: str | None, n: int
+    store: SQLiteStore, odd: str | None, n: int, json: bool
 ) -> None:
+    assert store._json  # this machine's SQLite has the JSON functions
+    store._json = json  # False: as on a SQLite without them
     rng = random.Random(7)
     ids = await _deliveries(store, n)
     bodies = ["OK", "", 'quote " back\\slash \n\t\x01', "\u00e9\u4e2d\U0001f600",
@@ -80,8 +88,11 @@ async def test_group_write_stores_every_field_exactly(
         await store.record_attempts(items)
     finally:
         store._conn.set_trace_callback(None)
-    grouped = any("FROM (VALUES" in sql for sql in statements)
-    assert grouped == (odd != "duplicate")
+    used_json = any("json_each" in sql for sql in statements)
+    used_chunks = any("FROM (VALUES" in sql for sql in statements)
+    # a NUL goes the bound way: SQLite's JSON functions would cut the string there
+    assert used_json == (json and odd is None)
+    assert used_chunks == (odd == "nul" or (not json and odd is None))
 
     for did in ids:
         mine = [(a, status, next_at, count) for a, status, next_at, count in items
@@ -115,3 +126,55 @@ async def test_group_write_matches_single_writes(tmp_path: Path) -> None:
     finally:
         await one.close()
         await many.close()
+
+
+_text = st.text(max_size=40)
+_attempts = st.lists(
+    st.tuples(
+        st.floats(min_value=0, max_value=4e9, allow_nan=False),
+        st.floats(min_value=0, max_value=1e7, allow_nan=False),
+        _text, st.none() | st.integers(100, 599), st.none() | _text, _text, _text,
+        st.sampled_from(["queued", "delivered", "failed", "expired"]),
+        st.none() | st.floats(min_value=0, max_value=4e9, allow_nan=False), st.booleans(),
+    ),
+    min_size=1, max_size=12,
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(rows=_attempts)
+def test_json_group_write_round_trips_any_text_and_float(
+    tmp_path: Path, rows: list[tuple[Any, ...]]
+) -> None:
+    """Whatever the texts and floats, the JSON path stores what single writes store
+    (SQLite reads msgspec's shortest float repr back to the same double)."""
+
+    async def run() -> None:
+        path = tmp_path / f"h{abs(hash(repr(rows)))}"
+        path.mkdir()
+        one, many = SQLiteStore(path / "one.sqlite"), SQLiteStore(path / "many.sqlite")
+        await one.open()
+        await many.open()
+        try:
+            ids = await _deliveries(one, len(rows))
+            assert await _deliveries(many, len(rows)) == ids
+            items = []
+            for did, (started, latency, body, code, error, reason, url, status, nxt, count) in zip(
+                ids, rows, strict=True
+            ):
+                a = Attempt(delivery_id=did, started_at=started, url=url, status_code=code,
+                            error=error, latency_ms=latency, body_prefix=body,
+                            outcome="retry", reason=reason)  # fmt: skip
+                items.append((a, status, nxt, count))
+            for a, status, nxt, count in items:
+                await one.record_attempt(a, status=status, next_at=nxt, count_attempt=count)
+            await many.record_attempts(items)
+            for did in ids:
+                assert await many.list_attempts(did) == await one.list_attempts(did)
+                assert await many.get_delivery(did) == await one.get_delivery(did)
+        finally:
+            await one.close()
+            await many.close()
+
+    asyncio.run(run())
