@@ -321,6 +321,52 @@ async def test_queued_rows_are_loaded_on_start(store: SQLiteStore, sink: Sink) -
         await h.dispatcher.stop()
 
 
+async def test_a_long_delay_waits_in_the_store_not_in_memory(make: Any, sink: Sink) -> None:
+    """A delivery due after the next refill is left to the store (memory stays
+    bounded whatever the delays), counted in the queue depth, and sent on time."""
+    h = await make()
+    (d,) = await h.commit([new_delivery(sink.url("/ok"), now=T0, not_before=T0 + 600)])
+    assert d.delivery_id not in h.dispatcher._known  # not held: the store has it
+    assert h.sample("gateway_delivery_queue_depth") == 1
+    await h.advance(599)
+    assert sink.count() == 0
+    await h.advance(1)
+    assert sink.count() == 1 and (await h.get(d.delivery_id)).status == "delivered"
+    assert h.sample("gateway_delivery_queue_depth") == 0
+    assert not h.dispatcher._known
+
+
+async def test_a_long_retry_wait_leaves_memory_and_comes_back(make: Any, sink: Sink) -> None:
+    h = await make()
+    url = sink.script("hour", [(503, "busy"), (200, "OK")])
+    d = await h.send(url, schedule=[3600.0])
+    assert (d.status, d.next_at) == ("queued", T0 + 3600)
+    assert d.delivery_id not in h.dispatcher._known
+    assert h.sample("gateway_delivery_queue_depth") == 1
+    await h.advance(3599)
+    assert sink.count() == 1
+    await h.advance(1)
+    assert sink.count() == 2 and (await h.get(d.delivery_id)).status == "delivered"
+    assert h.sample("gateway_delivery_queue_depth") == 0
+
+
+async def test_queue_depth_counts_the_store_after_a_restart(
+    store: SQLiteStore, sink: Sink
+) -> None:
+    await store.commit_batch([], [], [
+        new_delivery(sink.url("/ok"), now=T0, not_before=T0 + 3600) for _ in range(3)
+    ])  # fmt: skip
+    h = Harness(store, _settings())
+    await h.dispatcher.start()
+    try:
+        await h.commit([new_delivery(sink.url("/ok"), now=T0)])
+        await h.dispatcher.wait_idle()
+        assert sink.count() == 1
+        assert h.sample("gateway_delivery_queue_depth") == 3  # the hour-late ones, unloaded
+    finally:
+        await h.dispatcher.stop()
+
+
 async def test_refill_pages_past_a_backlog_memory_already_holds(
     store: SQLiteStore, sink: Sink, monkeypatch: pytest.MonkeyPatch
 ) -> None:

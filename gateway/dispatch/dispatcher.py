@@ -3,9 +3,13 @@
 Fresh deliveries arrive in memory through :meth:`Dispatcher.submit` right
 after their commit; the store stays the source of truth, so on start (and
 every ``REFILL_INTERVAL`` seconds) queued rows that are due soon are loaded
-from it.  Per host, a ready queue feeds at most ``max_connections_per_host``
-concurrent attempts, so a host that hangs holds only its own share of the
-global ``max_connections`` and never slows the others.
+from it.  Memory holds only what comes due within ``REFILL_INTERVAL`` (or is
+in flight): a delivery delayed further, by its rule or by a retry, is left
+to the store until a refill loads it, so a long delay at a high rate (or a
+host that fails for a day) cannot fill memory.  Per host, a ready queue feeds
+at most ``max_connections_per_host`` concurrent attempts, so a host that hangs
+holds only its own share of the global ``max_connections`` and never slows
+the others.
 """
 
 from __future__ import annotations
@@ -86,6 +90,9 @@ class Dispatcher:
         self._tally = Tally(self._child)  # metric updates, applied once per log group
         self._now = self._clock.now
         self._known: dict[int, Delivery] = {}  # queued in memory or in flight
+        #: Queued in the store (in memory or not) or in flight: the queue-depth
+        #: gauge.  Counted from the store at start, then kept here.
+        self._queued = 0
         self._due_seq: dict[int, int] = {}  # delivery_id -> seq of its live timer entry
         self._timer: list[tuple[float, int, int, str]] = []  # (due, seq, delivery_id|-1, host)
         self._seq = itertools.count()
@@ -115,7 +122,12 @@ class Dispatcher:
         if self._running:
             return
         self._running = True
+        try:
+            self._queued = await self._store.queued_count()
+        except Exception:
+            log.exception("could not count queued deliveries in the store")
         await self._refill(self._clock.now())
+        self._metrics.queue_depth.set(self._queued)
         self._loaded = True
         self._background = [
             asyncio.create_task(self._scheduler(), name="dispatch-scheduler"),
@@ -126,16 +138,25 @@ class Dispatcher:
         self._update_idle()
 
     def submit(self, deliveries: Sequence[Delivery]) -> None:
-        """Take freshly committed deliveries (non-blocking; call on the loop's thread)."""
+        """Take freshly committed (or requeued) deliveries; non-blocking, call on the
+        loop's thread."""
+        self._queued += sum(1 for d in deliveries if d.status == "queued")
+        self._take_in(deliveries)
+        self._metrics.queue_depth.set(self._queued)
+        self._update_idle()
+
+    def _take_in(self, deliveries: Sequence[Delivery]) -> None:
         now = self._clock.now()
+        horizon = now + REFILL_INTERVAL
         for d in deliveries:
             if d.status != "queued" or d.delivery_id in self._known:
                 continue
+            due = d.next_at if d.next_at is not None else now
+            if due > horizon:
+                continue  # the store holds it; a refill brings it back before it is due
             self._known[d.delivery_id] = d
             self._recent_done.discard(d.delivery_id)
-            self._schedule(d, d.next_at if d.next_at is not None else now, now)
-        self._metrics.queue_depth.set(len(self._known))
-        self._update_idle()
+            self._schedule(d, due, now)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Finish in-flight attempts (up to ``timeout``), leave the rest queued in the store."""
@@ -372,7 +393,8 @@ class Dispatcher:
         ]
         if fresh:
             log.info("loaded %d queued deliveries from the store", len(fresh))
-            self.submit(fresh)
+            self._take_in(fresh)  # counted already (at start, or when committed)
+            self._update_idle()
         # A full page with news: look again soon.  A full page of rows memory
         # already holds: the next page waits for the usual interval.
         return full and bool(fresh)
@@ -458,7 +480,7 @@ class Dispatcher:
 
     def _after_log_write(self) -> None:
         self._tally.apply()
-        self._metrics.queue_depth.set(len(self._known))
+        self._metrics.queue_depth.set(self._queued)
         self._update_idle()
 
     def _moved_on(self, d: Delivery, decision: Decision, now: float, debug: bool) -> None:
@@ -477,11 +499,16 @@ class Dispatcher:
                 last_outcome=a.outcome, last_reason=a.reason,
             )
             if d.delivery_id in self._known and self._running:
+                if decision.next_at > now + REFILL_INTERVAL:  # a long wait: the store's
+                    del self._known[d.delivery_id]
+                    self._due_seq.pop(d.delivery_id, None)
+                    return
                 self._known[d.delivery_id] = d
                 self._schedule(d, decision.next_at, now)
             return
         if decision.status == "delivered":
             self._tally.observe(("end_to_end", source), max(0.0, now - d.created_at))
+        self._queued -= 1
         self._known.pop(d.delivery_id, None)
         self._due_seq.pop(d.delivery_id, None)
         self._recent_done.add(d.delivery_id)

@@ -137,6 +137,11 @@ class Store(Protocol):
         ``after``: only those past that key (paging)."""
         ...
 
+    async def queued_count(self) -> int:
+        """How many deliveries wait to be sent (status ``queued``): the dispatcher's
+        queue depth at start, which it keeps up to date from there."""
+        ...
+
     async def record_attempt(
         self,
         attempt: Attempt,

@@ -563,6 +563,14 @@ class SQLiteStore:
             )  # fmt: skip
         return [_delivery(row) for row in cursor]
 
+    async def queued_count(self) -> int:
+        return await self._call(self._queued_count)
+
+    def _queued_count(self) -> int:
+        # a range of the deliveries_due index: cost in proportion to the queue
+        return int(self._conn.execute(
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'queued'").fetchone()[0])  # fmt: skip
+
     async def get_delivery(self, delivery_id: int) -> Delivery | None:
         return await self._call(self._get_delivery, delivery_id)
 
