@@ -28,12 +28,15 @@ def new_click_id(now: float) -> str:
 
 
 def new_click_ids(now: float, count: int) -> list[str]:
-    """``count`` ids for the same moment, from one ``os.urandom`` call (a group commit)."""
-    millis = int(now * 1000).to_bytes(6, "big")
-    noise = os.urandom(_RANDOM_BYTES * count)
-    encode = base64.urlsafe_b64encode
-    return [encode(millis + noise[i : i + _RANDOM_BYTES]).decode("ascii")
-            for i in range(0, _RANDOM_BYTES * count, _RANDOM_BYTES)]  # fmt: skip
+    """``count`` ids for the same moment, from one ``os.urandom`` call (a group commit).
+
+    Two base64 calls for the lot, not one per id: 6 and 12 bytes are whole
+    3-byte groups, so the time's 8 digits and each id's 16 random digits are
+    slices of the encoded blocks, the same as encoding each id alone.
+    """
+    prefix = base64.urlsafe_b64encode(int(now * 1000).to_bytes(6, "big")).decode("ascii")
+    noise = base64.urlsafe_b64encode(os.urandom(_RANDOM_BYTES * count)).decode("ascii")
+    return [prefix + noise[i : i + 16] for i in range(0, 16 * count, 16)]
 
 
 def created_at(click_id: str) -> float | None:

@@ -147,3 +147,18 @@ def test_click_ids_are_url_safe_random_and_timed() -> None:
     # 96 random bits after the 48-bit time: ids made in the same millisecond differ there
     tails = {cid[8:] for cid in ids}
     assert len(tails) == 1000
+
+
+def test_a_group_of_click_ids_matches_ids_made_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """new_click_ids slices two base64 blocks; each id must be what new_click_id
+    makes from the same time and the same 12 random bytes."""
+    now = 1_795_475_511.283
+    noise = bytes(range(256))[: 12 * 21]
+    monkeypatch.setattr(clickid.os, "urandom", lambda n: noise[:n])
+    group = clickid.new_click_ids(now, 21)
+    one_by_one = []
+    for i in range(21):
+        monkeypatch.setattr(clickid.os, "urandom", lambda n, i=i: noise[12 * i : 12 * i + n])
+        one_by_one.append(clickid.new_click_id(now))
+    assert group == one_by_one
+    assert all(clickid.created_at(cid) == pytest.approx(now, abs=0.001) for cid in group)
