@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway.store import sqlite as sqlite_store
 from gateway.store.base import Attempt, Click, Conversion, DeliveryFilter, NewDelivery
@@ -323,3 +325,57 @@ async def test_the_wal_starts_over_under_steady_writes(
     finally:
         await s.close()
     assert restarts >= 4, f"the WAL started over {restarts} times in 4 s ({i} rows written)"
+
+
+_pick = st.sampled_from
+_new_deliveries = st.lists(
+    st.builds(
+        NewDelivery,
+        conversion_id=st.text("abcXYZ019", min_size=1, max_size=8),
+        traffic_source=_pick(["exoclick", "propeller"]),
+        campaign_id=_pick(["c1", "c2", "c3"]),
+        rule=_pick(["global", "campaign:pb"]),
+        method=_pick(["GET", "POST"]),
+        url=st.text(max_size=30).map(lambda t: "https://h.example/?" + t),
+        display_url=st.text(max_size=30),
+        body=st.none() | st.text(max_size=20),
+        host=_pick(["h.example", "i.example"]),
+        click_time=st.none() | st.floats(0, 4e9),
+        not_before=_pick([NOW, NOW + 600]),
+        max_attempts=_pick([1, 9]),
+        created_at=st.just(NOW),
+        schedule=st.none() | _pick([[10.0, 60.0], [0.5]]),
+        expires_at=st.none() | st.floats(0, 4e9),
+        answer_rule=st.none() | _pick(["exoclick"]),
+    ),
+    min_size=1, max_size=300,
+)  # fmt: skip
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[
+    HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
+@given(batch=_new_deliveries)
+def test_grouped_delivery_insert_stores_every_field(
+    tmp_path: Path, batch: list[NewDelivery]
+) -> None:
+    """Deliveries are written in groups sharing their rule-level values (bound
+    once per statement); every field must come back as given, ids in order."""
+
+    async def run() -> None:
+        s = SQLiteStore(tmp_path / f"g{abs(hash(repr(batch)))}.sqlite")
+        await s.open()
+        try:
+            committed = (await s.commit_batch([], [], batch)).deliveries
+            ids = [d.delivery_id for d in committed]
+            assert ids == list(range(ids[0], ids[0] + len(batch)))
+            for given_, d in zip(batch, committed, strict=True):
+                stored = await s.get_delivery(d.delivery_id)
+                assert stored is not None
+                for field in NewDelivery.__struct_fields__:
+                    assert getattr(stored, field) == getattr(given_, field), field
+                assert (stored.status, stored.attempts, stored.next_at, stored.updated_at) == (
+                    "queued", 0, given_.not_before, given_.created_at)
+        finally:
+            await s.close()
+
+    asyncio.run(run())
