@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,26 +107,37 @@ async def test_group_write_stores_every_field_exactly(
         assert d.updated_at == a.started_at + a.latency_ms / 1000.0
 
 
-async def test_group_write_matches_single_writes(tmp_path: Path) -> None:
-    one, many = SQLiteStore(tmp_path / "one.sqlite"), SQLiteStore(tmp_path / "many.sqlite")
+Item = tuple[Attempt, str, float | None, bool]
+
+
+async def _single_vs_group(path: Path, n: int, make_items: Callable[[list[int]], list[Item]]
+                           ) -> None:  # fmt: skip
+    """Two stores with the same n deliveries: one logs ``make_items(ids)`` one
+    attempt at a time, the other as one group; both must end up the same."""
+    one, many = SQLiteStore(path / "one.sqlite"), SQLiteStore(path / "many.sqlite")
     await one.open()
     await many.open()
     try:
-        ids = await _deliveries(one, 5)
-        assert await _deliveries(many, 5) == ids
-        items = [(_attempt(did, started=NOW + did / 3, latency=did / 7), "delivered", None, True)
-                 for did in ids]  # fmt: skip
+        ids = await _deliveries(one, n)
+        assert await _deliveries(many, n) == ids
+        items = make_items(ids)
         for a, status, next_at, count in items:
             await one.record_attempt(a, status=status, next_at=next_at,  # type: ignore[arg-type]
                                      count_attempt=count)
         await many.record_attempts(items)  # type: ignore[arg-type]
         for did in ids:
-            assert await one.list_attempts(did) == await many.list_attempts(did)
-            assert await one.get_delivery(did) == await many.get_delivery(did)
+            assert await many.list_attempts(did) == await one.list_attempts(did)
+            assert await many.get_delivery(did) == await one.get_delivery(did)
     finally:
         await one.close()
         await many.close()
 
+
+async def test_group_write_matches_single_writes(tmp_path: Path) -> None:
+    await _single_vs_group(tmp_path, 5, lambda ids: [
+        (_attempt(did, started=NOW + did / 3, latency=did / 7), "delivered", None, True)
+        for did in ids
+    ])  # fmt: skip
 
 _text = st.text(max_size=40)
 _attempts = st.lists(
@@ -150,31 +161,18 @@ def test_json_group_write_round_trips_any_text_and_float(
     """Whatever the texts and floats, the JSON path stores what single writes store
     (SQLite reads msgspec's shortest float repr back to the same double)."""
 
-    async def run() -> None:
-        path = tmp_path / f"h{abs(hash(repr(rows)))}"
-        path.mkdir()
-        one, many = SQLiteStore(path / "one.sqlite"), SQLiteStore(path / "many.sqlite")
-        await one.open()
-        await many.open()
-        try:
-            ids = await _deliveries(one, len(rows))
-            assert await _deliveries(many, len(rows)) == ids
-            items = []
-            for did, (started, latency, body, code, error, reason, url, status, nxt, count) in zip(
-                ids, rows, strict=True
-            ):
-                a = Attempt(delivery_id=did, started_at=started, url=url, status_code=code,
-                            error=error, latency_ms=latency, body_prefix=body,
-                            outcome="retry", reason=reason)  # fmt: skip
-                items.append((a, status, nxt, count))
-            for a, status, nxt, count in items:
-                await one.record_attempt(a, status=status, next_at=nxt, count_attempt=count)
-            await many.record_attempts(items)
-            for did in ids:
-                assert await many.list_attempts(did) == await one.list_attempts(did)
-                assert await many.get_delivery(did) == await one.get_delivery(did)
-        finally:
-            await one.close()
-            await many.close()
+    path = tmp_path / f"h{abs(hash(repr(rows)))}"
+    path.mkdir()
 
-    asyncio.run(run())
+    def items(ids: list[int]) -> list[Item]:
+        out: list[Item] = []
+        for did, (started, latency, body, code, error, reason, url, status, nxt, count) in zip(
+            ids, rows, strict=True
+        ):
+            a = Attempt(delivery_id=did, started_at=started, url=url, status_code=code,
+                        error=error, latency_ms=latency, body_prefix=body,
+                        outcome="retry", reason=reason)  # fmt: skip
+            out.append((a, status, nxt, count))
+        return out
+
+    asyncio.run(_single_vs_group(path, len(rows), items))
