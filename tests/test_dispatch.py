@@ -497,3 +497,24 @@ async def test_global_slots_rotate_between_hosts(store: SQLiteStore, sink: Sink)
         assert sink.count("/slow") == 10
     finally:
         await h.dispatcher.stop()
+
+
+async def test_many_delayed_deliveries_come_back_at_the_refill_pace(
+    store: SQLiteStore, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Delayed deliveries reach memory only through refills: pages of 10 (here)
+    every REFILL_SOON while memory has room, so 35 arrive within a few tenths
+    of a second of being due, not one page a second."""
+    monkeypatch.setattr(dispatcher_module, "REFILL_LIMIT", 10)
+    h = Harness(store, _settings())
+    await h.dispatcher.start()
+    try:
+        await h.commit([new_delivery(sink.url("/ok"), now=T0, not_before=T0 + 600)
+                        for _ in range(35)])  # fmt: skip
+        assert not h.dispatcher._known
+        await h.advance(600)  # the refill at 600 s loads the first page
+        for _ in range(4):  # and the next pages come REFILL_SOON apart
+            await h.advance(dispatcher_module.REFILL_SOON)
+        assert sink.count() == 35
+    finally:
+        await h.dispatcher.stop()
