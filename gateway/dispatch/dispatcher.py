@@ -347,8 +347,12 @@ class Dispatcher:
         now = self._clock.now()
         if now >= self._next_refill:
             full = await self._refill(now)
-            pause = (REFILL_SOON if len(self._known) < 2 * REFILL_LIMIT else 1.0) if full else (
-                REFILL_INTERVAL)  # fmt: skip
+            if not full:
+                pause = REFILL_INTERVAL
+            elif len(self._known) < 2 * REFILL_LIMIT:
+                pause = REFILL_SOON
+            else:
+                pause = 1.0
             self._next_refill = self._clock.now() + pause
         self._fire_due(self._clock.now())
         self._update_idle()

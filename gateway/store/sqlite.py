@@ -20,7 +20,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from pathlib import Path
@@ -131,12 +131,11 @@ _INSERT_DELIVERIES = f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES "
 #: answer_rule.  Binding is most of a multi-row INSERT's cost on our side
 #: (each text value is copied): 19 values a row became 9.
 _ROW_COLUMNS = 9
-_SHARED_COLUMNS = 8
+_GROUPED_STATEMENTS: dict[int, str] = {}
 
 
 def _grouped_deliveries_statement(size: int) -> str:
-    key = ("grouped deliveries", "", size)
-    sql = _STATEMENTS.get(key)
+    sql = _GROUPED_STATEMENTS.get(size)
     if sql is None:
         c = size * _ROW_COLUMNS  # the shared values follow the rows': ?{c+1}..?{c+8}
         rows = []
@@ -147,22 +146,19 @@ def _grouped_deliveries_statement(size: int) -> str:
                 f" ?{b + 5}, ?{b + 6}, ?{b + 7}, ?{b + 8}, ?{c + 4}, ?{c + 5}, ?{c + 6},"
                 f" ?{c + 7}, ?{b + 9}, ?{c + 8}, 'queued', 0, ?{c + 4}, NULL, NULL, ?{c + 6})"
             )
-        sql = _STATEMENTS[key] = _INSERT_DELIVERIES + ", ".join(rows)
+        sql = _GROUPED_STATEMENTS[size] = _INSERT_DELIVERIES + ", ".join(rows)
     return sql
 
 
 def _insert_deliveries(db: sqlite3.Connection,
                        groups: dict[tuple[Any, ...], list[tuple[Any, ...]]]) -> None:  # fmt: skip
-    """Each group's rows (9 values each) in chunks of _CHUNKS sizes, the group's
-    8 shared values bound once per statement."""
+    """Each group's rows (9 values each) in chunks, the group's 8 shared values
+    bound once per statement."""
     for shared, rows in groups.items():
-        start, total = 0, len(rows)
-        for size in _CHUNKS:
-            while total - start >= size:
-                params = list(_chain(rows[start : start + size]))
-                params.extend(shared)
-                db.execute(_grouped_deliveries_statement(size), params)
-                start += size
+        for size, chunk in _chunked(rows):
+            params = list(_chain(chunk))
+            params.extend(shared)
+            db.execute(_grouped_deliveries_statement(size), params)
 
 
 _INSERT_CLICKS = "INSERT OR IGNORE INTO clicks VALUES "
@@ -191,6 +187,12 @@ _UPDATE_DELIVERIES = (
     " last_reason = v.column6, updated_at = v.column7 FROM (VALUES "
 )
 _MOVE_VALUES = "(?, ?, ?, ?, ?, ?, ?)"
+#: One attempt's two statements (record_attempt, and a group naming a delivery twice).
+_ADD_ATTEMPT = _INSERT_ATTEMPTS + _ATTEMPT_VALUES
+_MOVE_DELIVERY = (
+    "UPDATE deliveries SET status = ?, next_at = ?, attempts = attempts + ?,"
+    " last_outcome = ?, last_reason = ?, updated_at = ? WHERE delivery_id = ?"
+)
 _UPDATE_DELIVERIES_TAIL = ") AS v WHERE deliveries.delivery_id = v.column1"
 
 
@@ -219,16 +221,21 @@ _decode_tokens = msgspec.json.Decoder(dict[str, str]).decode
 _decode_schedule = msgspec.json.Decoder(list[float]).decode
 
 
+def _chunked(rows: Sequence[T]) -> Iterator[tuple[int, Sequence[T]]]:
+    """``rows`` cut in order into pieces of the sizes in _CHUNKS: (size, piece)."""
+    start, total = 0, len(rows)
+    for size in _CHUNKS:
+        while total - start >= size:
+            yield size, rows[start : start + size]
+            start += size
+
+
 def _execute_rows(db: sqlite3.Connection, head: str, values: str, tail: str,
                   rows: Sequence[tuple[Any, ...]]) -> None:  # fmt: skip
     """``rows`` through multi-row statements (``head`` + ``values`` once per row,
     comma-separated, + ``tail``) of the sizes in _CHUNKS, in order."""
-    start, total = 0, len(rows)
-    for size in _CHUNKS:
-        while total - start >= size:
-            sql = _statement(head, values, tail, size)
-            db.execute(sql, list(_chain(rows[start : start + size])))
-            start += size
+    for size, chunk in _chunked(rows):
+        db.execute(_statement(head, values, tail, size), list(_chain(chunk)))
 
 
 _STATEMENTS: dict[tuple[str, str, int], str] = {}
@@ -641,17 +648,12 @@ class SQLiteStore:
         self, a: Attempt, status: DeliveryStatus, next_at: float | None, count: bool
     ) -> None:
         def work(db: sqlite3.Connection) -> None:
-            db.execute(
-                f"INSERT INTO attempts ({_ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (a.delivery_id, a.started_at, a.url, a.status_code, a.error, a.latency_ms,
-                 a.body_prefix, a.outcome, a.reason),
-            )  # fmt: skip
-            db.execute(
-                "UPDATE deliveries SET status = ?, next_at = ?, attempts = attempts + ?,"
-                " last_outcome = ?, last_reason = ?, updated_at = ? WHERE delivery_id = ?",
-                (status, next_at, 1 if count else 0, a.outcome, a.reason,
-                 a.started_at + a.latency_ms / 1000.0, a.delivery_id),
-            )  # fmt: skip
+            db.execute(_ADD_ATTEMPT, (a.delivery_id, a.started_at, a.url, a.status_code,
+                                      a.error, a.latency_ms, a.body_prefix, a.outcome,
+                                      a.reason))  # fmt: skip
+            db.execute(_MOVE_DELIVERY, (status, next_at, 1 if count else 0, a.outcome, a.reason,
+                                        a.started_at + a.latency_ms / 1000.0,
+                                        a.delivery_id))  # fmt: skip
 
         self._transaction(work)
 
@@ -700,15 +702,9 @@ class SQLiteStore:
                 _execute_rows(db, _UPDATE_DELIVERIES, _MOVE_VALUES, _UPDATE_DELIVERIES_TAIL,
                               [(f[0], f[9], f[10], f[11], f[7], f[8], f[12]) for f in flat])
             else:
-                db.executemany(
-                    f"INSERT INTO attempts ({_ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [f[:9] for f in flat],
-                )  # fmt: skip
-                db.executemany(
-                    "UPDATE deliveries SET status = ?, next_at = ?, attempts = attempts + ?,"
-                    " last_outcome = ?, last_reason = ?, updated_at = ? WHERE delivery_id = ?",
-                    [(f[9], f[10], f[11], f[7], f[8], f[12], f[0]) for f in flat],
-                )  # fmt: skip
+                db.executemany(_ADD_ATTEMPT, [f[:9] for f in flat])
+                db.executemany(_MOVE_DELIVERY,
+                               [(f[9], f[10], f[11], f[7], f[8], f[12], f[0]) for f in flat])
 
         self._transaction(work)
 
