@@ -18,6 +18,7 @@ import msgspec
 from aiohttp import web
 
 from gateway import clickid
+from gateway.answer import JSONResponse
 from gateway.batcher import Batcher, Closed
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
@@ -64,7 +65,7 @@ STATE: web.AppKey[AppState] = web.AppKey("gateway_state", AppState)
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=_encode(body), status=status, content_type="application/json")
+    return JSONResponse(_encode(body), status)
 
 
 def _error(status: int, error: str, field: str | None = None) -> web.Response:

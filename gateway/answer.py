@@ -1,0 +1,80 @@
+"""JSON answers whose header block is built in one step.
+
+Every request the gateway takes ends in a small JSON body, and aiohttp's
+``web.Response`` spends more on the way out than the gateway spends deciding
+what to say: ``prepare`` runs four coroutines (``_start`` twice,
+``_prepare_headers``, ``_write_headers``) that check for cookies,
+compression, chunking and empty-body rules before writing the same five
+headers.  :class:`JSONResponse` writes those headers directly when none of
+that applies, about 2 us less event-loop CPU per request (bench/intake_wrk.sh,
+interleaved runs), and hands anything else to ``web.Response`` unchanged.
+
+The bytes on the wire are aiohttp's: the same headers in the same order, the
+same keep-alive rules; ``tests/test_answer.py`` holds the two paths to the
+same bytes for HTTP/1.0 and 1.1, keep-alive and close, and HEAD.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import hdrs, web
+from aiohttp.helpers import rfc822_formatted_time
+from aiohttp.http import SERVER_SOFTWARE, HttpVersion10, HttpVersion11
+from multidict import CIMultiDict
+
+__all__ = ("JSONResponse",)
+
+_JSON_HEADERS: CIMultiDict[str] = CIMultiDict({hdrs.CONTENT_TYPE: "application/json"})
+_CONTENT_LENGTH = hdrs.CONTENT_LENGTH
+_CONNECTION = hdrs.CONNECTION
+_DATE = hdrs.DATE
+_SERVER = hdrs.SERVER
+#: The private attributes the shortcut reads (class attributes in aiohttp 3.9 to
+#: 3.14); without any of them every answer takes ``web.Response``'s own path.
+_FAST_PATH = all(
+    hasattr(web.StreamResponse, name)
+    for name in ("_must_be_empty_body", "_chunked", "_compression", "_cookies", "_keep_alive",
+                 "_payload_writer", "_req")
+)  # fmt: skip
+
+
+class JSONResponse(web.Response):
+    """``web.Response(body=body, status=status, content_type="application/json")``,
+    sent with fewer steps."""
+
+    def __init__(self, body: bytes, status: int = 200) -> None:
+        super().__init__(body=body, status=status, headers=_JSON_HEADERS)
+
+    async def _start(self, request: web.BaseRequest) -> Any:
+        body = self._body
+        if (not _FAST_PATH or self._must_be_empty_body or self._chunked or self._compression
+                or self._cookies or body.__class__ is not bytes):  # fmt: skip
+            return await super()._start(request)  # HEAD, 204/304, or changed since __init__
+        # What StreamResponse._start/_prepare_headers and Response._start do for a
+        # bytes body with a known length, in their order.
+        self._req = request
+        writer = self._payload_writer = request._payload_writer
+        keep_alive = self._keep_alive
+        if keep_alive is None:
+            keep_alive = self._keep_alive = request.keep_alive
+        headers = self._headers
+        size = len(body)
+        headers[_CONTENT_LENGTH] = str(size)
+        writer.length = size
+        if _DATE not in headers:
+            headers[_DATE] = rfc822_formatted_time()
+        if _SERVER not in headers:
+            headers[_SERVER] = SERVER_SOFTWARE
+        version = request.version
+        if _CONNECTION not in headers:
+            if keep_alive:
+                if version == HttpVersion10:
+                    headers[_CONNECTION] = "keep-alive"
+            elif version == HttpVersion11:
+                headers[_CONNECTION] = "close"
+        await request._prepare_hook(self)  # on_response_prepare, for routed requests
+        await writer.write_headers(
+            f"HTTP/{version[0]}.{version[1]} {self._status} {self._reason}", headers
+        )
+        return writer

@@ -1,0 +1,135 @@
+"""gateway.answer.JSONResponse: aiohttp's own bytes, written in fewer steps.
+
+A real aiohttp server on loopback answers each raw request twice, once through
+``web.Response(content_type="application/json")`` and once through
+``JSONResponse``; the two answers must be the same bytes (the Date header
+aside), and the connection must stay open or close alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from gateway import answer
+from gateway.answer import JSONResponse
+
+BODY = b'{"status":"accepted","conversion_id":"AaJ","postbacks":1}'
+
+
+def _app() -> web.Application:
+    async def plain(request: web.Request) -> web.StreamResponse:
+        status = int(request.query.get("status", "200"))
+        return web.Response(body=BODY, status=status, content_type="application/json")
+
+    async def lean(request: web.Request) -> web.StreamResponse:
+        return JSONResponse(BODY, int(request.query.get("status", "200")))
+
+    async def lean_with_cookie(request: web.Request) -> web.StreamResponse:
+        response = JSONResponse(BODY)
+        response.set_cookie("seen", "1")
+        return response
+
+    async def plain_with_cookie(request: web.Request) -> web.StreamResponse:
+        response = web.Response(body=BODY, content_type="application/json")
+        response.set_cookie("seen", "1")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/plain", plain)
+    app.router.add_get("/lean", lean)
+    app.router.add_post("/plain", plain)
+    app.router.add_post("/lean", lean)
+    app.router.add_get("/plain-cookie", plain_with_cookie)
+    app.router.add_get("/lean-cookie", lean_with_cookie)
+    return app
+
+
+@pytest.fixture
+async def port() -> AsyncIterator[int]:
+    runner = web.AppRunner(_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None
+    yield server.sockets[0].getsockname()[1]
+    await runner.cleanup()
+
+
+async def _exchange(port: int, request: bytes) -> tuple[bytes, bool]:
+    """The answer's bytes, and whether the server then closed the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        match = re.search(rb"(?i)\r\ncontent-length: (\d+)\r\n", head)
+        head_only = request.startswith(b"HEAD ")
+        body = await reader.readexactly(int(match.group(1))) if match and not head_only else b""
+        try:
+            closed = await asyncio.wait_for(reader.read(1), 0.2) == b""
+        except TimeoutError:
+            closed = False
+        return head + body, closed
+    finally:
+        writer.close()
+
+
+def _undated(raw: bytes) -> bytes:
+    return re.sub(rb"\r\nDate: [^\r]*", b"\r\nDate: -", raw)
+
+
+REQUESTS = [
+    b"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"GET {path} HTTP/1.0\r\n\r\n",
+    b"GET {path} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"HEAD {path} HTTP/1.0\r\n\r\n",
+    b"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+]
+
+
+@pytest.mark.parametrize("template", REQUESTS, ids=lambda t: t.split(b"\r\n")[0].decode())
+@pytest.mark.parametrize("status", [200, 202, 409])
+async def test_the_same_bytes_and_connection_fate_as_web_response(
+    port: int, template: bytes, status: int
+) -> None:
+    def request(path: str) -> bytes:
+        return template.replace(b"{path}", f"{path}?status={status}".encode())
+
+    plain, plain_closed = await _exchange(port, request("/plain"))
+    lean, lean_closed = await _exchange(port, request("/lean"))
+    assert plain.startswith(b"HTTP/1.")
+    assert _undated(lean) == _undated(plain)
+    assert lean_closed == plain_closed
+
+
+async def test_a_response_given_a_cookie_takes_aiohttps_path(port: int) -> None:
+    request = b"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"
+    plain, _ = await _exchange(port, request.replace(b"{path}", b"/plain-cookie"))
+    lean, _ = await _exchange(port, request.replace(b"{path}", b"/lean-cookie"))
+    assert b"Set-Cookie: seen=1" in lean
+    assert _undated(lean) == _undated(plain)
+
+
+async def test_the_shortcut_is_taken(port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Guards the benchmark's premise: a plain JSON answer skips _prepare_headers."""
+    calls = []
+    original = web.StreamResponse._prepare_headers
+
+    async def counted(self: web.StreamResponse) -> None:
+        calls.append(type(self).__name__)
+        await original(self)
+
+    monkeypatch.setattr(web.StreamResponse, "_prepare_headers", counted)
+    request = b"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    await _exchange(port, request.replace(b"{path}", b"/lean"))
+    await _exchange(port, request.replace(b"{path}", b"/plain"))
+    assert calls == ["Response"]
+    assert answer._FAST_PATH
