@@ -290,11 +290,55 @@ async def test_inline_commit_never_waits_for_another_connections_lock(
         _, extra = await asyncio.wait_for(commit, 5.0)
     finally:
         other.close()
-    assert extra == 1 and seen[0] == threading.get_ident() and seen[-1] != seen[0]
+    # the lock was found before anything was decided: prepare ran once, on the thread
+    assert extra == 1 and len(seen) == 1 and seen[0] != threading.get_ident()
     assert (await store.counts())["clicks"] == 1
     seen.clear()
     await store.commit_prepared(_prepare_on(seen, 2), inline=True)  # inline again
     assert seen == [threading.get_ident()]
+
+
+@pytest.mark.parametrize("inline", [True, False])
+async def test_lookups_and_writes_share_one_write_transaction(
+    store: SQLiteStore, inline: bool
+) -> None:
+    """While ``prepare`` looks up and decides, no other connection can write: what
+    it read is what its writes build on (another process's conversion with the
+    same dedup key cannot slip in between)."""
+    await store.commit_batch([_click(1)], [], [])
+    other = sqlite3.connect(store.path, isolation_level=None, timeout=0, check_same_thread=False)
+    refused: list[str] = []
+
+    def prepare(find: sqlite_store._Finders) -> tuple[list[Click], list[Conversion],
+                                                      list[NewDelivery], None]:  # fmt: skip
+        assert find.conversions(["c1|t:1"]) == {}
+        try:
+            other.execute("INSERT INTO conversions VALUES ('x', 'c1', 'c1|t:1', 'approved',"
+                          " 0, 0, '{}')")  # fmt: skip
+        except sqlite3.OperationalError as exc:
+            refused.append(str(exc))
+        return [], [_conv(1)], [_delivery("v1")], None
+
+    try:
+        committed, _ = await store.commit_prepared(prepare, inline=inline)
+    finally:
+        other.close()
+    assert refused == ["database is locked"]
+    assert [d.conversion_id for d in committed.deliveries] == ["v1"]
+    stored = await store.find_conversion("c1|t:1")
+    assert stored is not None and stored.conversion_id == "v1"
+
+
+async def test_a_failing_prepare_writes_nothing(store: SQLiteStore) -> None:
+    def prepare(find: object) -> tuple[list[Click], list[Conversion], list[NewDelivery], None]:
+        find.clicks(["c1"])  # type: ignore[attr-defined]
+        raise ValueError("bad rule")
+
+    with pytest.raises(ValueError, match="bad rule"):
+        await store.commit_prepared(prepare, inline=True)
+    assert not store._conn.in_transaction
+    await store.commit_batch([_click(2)], [], [])  # the connection is usable
+    assert (await store.counts())["clicks"] == 1
 
 
 def _wal_generation(path: Path) -> int:

@@ -506,11 +506,13 @@ class SQLiteStore:
                                                   Sequence[NewDelivery], T]],
         *, inline: bool = False,
     ) -> tuple[CommitResult, T]:
-        """Look up, decide and write in one trip to the writer thread.
+        """Look up, decide and write in one write transaction, in one trip to the
+        writer thread.
 
-        ``prepare`` runs with lookups that see every earlier commit (there is
-        one connection and one job at a time), so a group commit's dedup
-        decisions and its writes cannot interleave with another batch's.  It
+        ``prepare`` runs inside the transaction (``BEGIN IMMEDIATE`` holds the
+        write lock), with lookups that see every earlier commit, so a group
+        commit's dedup decisions and its writes cannot interleave with another
+        writer's.  If ``prepare`` raises, nothing is written.  It
         returns the rows to write and anything else the caller wants back.
         ``inline=True`` runs the whole trip on the event loop when the writer
         thread is idle (``_call_inline``): for small batches, where blocking the
@@ -521,12 +523,20 @@ class SQLiteStore:
         return await self._call(self._commit_prepared, prepare)
 
     def _commit_prepared(self, prepare: Any) -> tuple[CommitResult, Any]:
-        clicks, conversions, deliveries, extra = prepare(
-            _Finders(self._find_clicks, self._find_conversions)
-        )
-        if not (clicks or conversions or deliveries):
-            return CommitResult(deliveries=[]), extra
-        return self._commit_batch(clicks, conversions, deliveries), extra
+        # The lookups run inside the write transaction: they see exactly what the
+        # writes build on, and they share one transaction start with them.  Each
+        # statement outside a transaction starts and ends its own read
+        # transaction (WAL read marks, shm locks), which in the running server
+        # cost more than the lookup itself.
+        def work(db: sqlite3.Connection) -> tuple[list[Delivery], Any]:
+            clicks, conversions, deliveries, extra = prepare(
+                _Finders(self._find_clicks, self._find_conversions)
+            )
+            return self._write_batch(db, clicks, conversions, deliveries), extra
+
+        stored, extra = self._transaction(work)
+        self._next_delivery_id += len(stored)
+        return CommitResult(deliveries=stored), extra
 
     async def commit_batch(
         self,
@@ -545,6 +555,21 @@ class SQLiteStore:
         conversions: Sequence[Conversion],
         deliveries: Sequence[NewDelivery],
     ) -> CommitResult:
+        stored = self._transaction(
+            lambda db: self._write_batch(db, clicks, conversions, deliveries)
+        )
+        self._next_delivery_id += len(stored)
+        return CommitResult(deliveries=stored)
+
+    def _write_batch(
+        self,
+        db: sqlite3.Connection,
+        clicks: Sequence[Click],
+        conversions: Sequence[Conversion],
+        deliveries: Sequence[NewDelivery],
+    ) -> list[Delivery]:
+        """The rows, written in the open transaction; returns the deliveries numbered
+        from ``_next_delivery_id`` (which the caller moves on once committed)."""
         first_id = self._next_delivery_id
         groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
         schedules: dict[tuple[float, ...], str] = {}  # a rule's schedule, encoded once
@@ -564,23 +589,18 @@ class SQLiteStore:
                 groups[shared] = [row]
             else:
                 group.append(row)
-
-        def work(db: sqlite3.Connection) -> None:
-            if clicks:
-                _execute_rows(db, _INSERT_CLICKS, _CLICK_VALUES, "", [
-                    (c.click_id, c.campaign_id, c.traffic_source, c.created_at, _encode(c.tokens))
-                    for c in clicks
-                ])  # fmt: skip
-            if conversions:
-                _execute_rows(db, _INSERT_CONVERSIONS, _CONVERSION_VALUES, _UPSERT_CONVERSIONS, [
-                    (c.conversion_id, c.click_id, c.dedup_key, c.status, c.created_at,
-                     c.created_at, _encode(c.tokens)) for c in conversions
-                ])  # fmt: skip
-            if groups:
-                _insert_deliveries(db, groups)
-
-        self._transaction(work)
-        self._next_delivery_id = first_id + len(deliveries)
+        if clicks:
+            _execute_rows(db, _INSERT_CLICKS, _CLICK_VALUES, "", [
+                (c.click_id, c.campaign_id, c.traffic_source, c.created_at, _encode(c.tokens))
+                for c in clicks
+            ])  # fmt: skip
+        if conversions:
+            _execute_rows(db, _INSERT_CONVERSIONS, _CONVERSION_VALUES, _UPSERT_CONVERSIONS, [
+                (c.conversion_id, c.click_id, c.dedup_key, c.status, c.created_at,
+                 c.created_at, _encode(c.tokens)) for c in conversions
+            ])  # fmt: skip
+        if groups:
+            _insert_deliveries(db, groups)
         stored: list[Delivery] = []
         for i, d in enumerate(deliveries):
             if isinstance(d, Delivery):  # built as a Delivery already: just number it
@@ -595,7 +615,7 @@ class SQLiteStore:
                     delivery_id=first_id + i, status="queued", attempts=0, next_at=d.not_before,
                     updated_at=d.created_at,
                 ))  # fmt: skip
-        return CommitResult(deliveries=stored)
+        return stored
 
     # -- delivery side --------------------------------------------------------
 
