@@ -30,13 +30,13 @@ _CONTENT_LENGTH = hdrs.CONTENT_LENGTH
 _CONNECTION = hdrs.CONNECTION
 _DATE = hdrs.DATE
 _SERVER = hdrs.SERVER
-#: The private attributes the shortcut reads (class attributes in aiohttp 3.9 to
+#: The private attributes the shortcut reads (class attributes as of aiohttp
 #: 3.14); without any of them every answer takes ``web.Response``'s own path.
 _FAST_PATH = all(
     hasattr(web.StreamResponse, name)
     for name in ("_must_be_empty_body", "_chunked", "_compression", "_cookies", "_keep_alive",
                  "_payload_writer", "_req")
-)  # fmt: skip
+) and hasattr(web.Request, "_match_info")  # fmt: skip
 
 
 class JSONResponse(web.Response):
@@ -73,7 +73,10 @@ class JSONResponse(web.Response):
                     headers[_CONNECTION] = "keep-alive"
             elif version == HttpVersion11:
                 headers[_CONNECTION] = "close"
-        await request._prepare_hook(self)  # on_response_prepare, for routed requests
+        if getattr(request, "_match_info", None) is not None:
+            # on_response_prepare signals: aiohttp sends them only for routed
+            # requests (gateway.front's hot routes are not routed)
+            await request._prepare_hook(self)
         await writer.write_headers(
             f"HTTP/{version[0]}.{version[1]} {self._status} {self._reason}", headers
         )
