@@ -49,6 +49,7 @@ wait_up() {
 }
 rps() { awk '/Requests\/sec/ {print $2}'; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # utime + stime, all threads
+loop_ticks() { awk '{print $14 + $15}' "/proc/$1/task/$1/stat"; }   # the main (event-loop) thread
 # CPU microseconds per request of PID over a wrk output file (ticks are 10 ms)
 cpu_per_req() { awk -v t="$2" '/requests in/ {printf "%.1f", t * 10000 / $1}' "$1"; }
 
@@ -65,9 +66,10 @@ wait_up 18092
 CLICK_ID=$(curl -s -o /dev/null -w '%{redirect_url}' "http://127.0.0.1:18092/click/bench?externalid=ext-1" | sed 's/.*s=//')
 export CLICK_ID
 wrk -t"$THREADS" -c"$CONNS" -d2s -s bench/intake_wrk.lua http://127.0.0.1:18092 >/dev/null
-T0=$(ticks $GW)
+T0=$(ticks $GW); L0=$(loop_ticks $GW)
 GW_RPS=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" -s bench/intake_wrk.lua http://127.0.0.1:18092 | tee "$WORK/gw.txt" | rps)
 GW_CPU=$(cpu_per_req "$WORK/gw.txt" $(( $(ticks $GW) - T0 )))
+GW_LOOP=$(cpu_per_req "$WORK/gw.txt" $(( $(loop_ticks $GW) - L0 )))
 kill -TERM $GW; wait $GW 2>/dev/null || true
 STORED=$($PY -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from conversions').fetchone()[0])" "$WORK/g.sqlite")
 
@@ -75,6 +77,7 @@ echo "--- bare aiohttp+uvloop (nothing stored)"; cat "$WORK/bare.txt"
 echo "--- gateway durable intake"; cat "$WORK/gw.txt"
 echo "conversions stored: $STORED"
 echo "server CPU per request: bare ${BARE_CPU} us, gateway ${GW_CPU} us (all threads; steadier than req/s on a busy box)"
+echo "gateway event-loop thread: ${GW_LOOP} us per request (the thread that bounds its req/s)"
 $PY - "$BARE_RPS" "$GW_RPS" <<'EOF'
 import sys
 bare, gw = (float(x) for x in sys.argv[1:3])
