@@ -1,6 +1,6 @@
-"""JSON answers whose header block is built in one step.
+"""Answers whose header block is built in one step: JSON bodies and redirects.
 
-Every request the gateway takes ends in a small JSON body, and aiohttp's
+Every request the gateway takes ends in a small JSON body or a redirect, and aiohttp's
 ``web.Response`` spends more on the way out than the gateway spends deciding
 what to say: ``prepare`` runs four coroutines (``_start`` twice,
 ``_prepare_headers``, ``_write_headers``) that check for cookies,
@@ -8,6 +8,7 @@ compression, chunking and empty-body rules before writing the same five
 headers.  :class:`JSONResponse` writes those headers directly when none of
 that applies, about 2 us less event-loop CPU per request (bench/intake_wrk.sh,
 interleaved runs), and hands anything else to ``web.Response`` unchanged.
+:class:`Redirect` does the same for a click's ``302`` (empty body).
 
 The bytes on the wire are aiohttp's: the same headers in the same order, the
 same keep-alive rules; ``tests/test_answer.py`` holds the two paths to the
@@ -23,10 +24,11 @@ from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion10, HttpVersion11
 from multidict import CIMultiDict
 
-__all__ = ("JSONResponse",)
+__all__ = ("JSONResponse", "Redirect")
 
 _JSON_HEADERS: CIMultiDict[str] = CIMultiDict({hdrs.CONTENT_TYPE: "application/json"})
 _CONTENT_LENGTH = hdrs.CONTENT_LENGTH
+_CONTENT_TYPE = hdrs.CONTENT_TYPE
 _CONNECTION = hdrs.CONNECTION
 _DATE = hdrs.DATE
 _SERVER = hdrs.SERVER
@@ -39,29 +41,29 @@ _FAST_PATH = all(
 ) and hasattr(web.Request, "_match_info")  # fmt: skip
 
 
-class JSONResponse(web.Response):
-    """``web.Response(body=body, status=status, content_type="application/json")``,
-    sent with fewer steps."""
-
-    def __init__(self, body: bytes, status: int = 200) -> None:
-        super().__init__(body=body, status=status, headers=_JSON_HEADERS)
+class _Direct(web.Response):
+    """``web.Response`` with a bytes body (or none) whose ``_start`` writes the
+    headers aiohttp would write, in its order, without the general path."""
 
     async def _start(self, request: web.BaseRequest) -> Any:
         body = self._body
+        headers = self._headers
         if (not _FAST_PATH or self._must_be_empty_body or self._chunked or self._compression
-                or self._cookies or body.__class__ is not bytes):  # fmt: skip
+                or self._cookies or _CONTENT_LENGTH in headers
+                or (body is not None and body.__class__ is not bytes)):  # fmt: skip
             return await super()._start(request)  # HEAD, 204/304, or changed since __init__
-        # What StreamResponse._start/_prepare_headers and Response._start do for a
-        # bytes body with a known length, in their order.
+        # What Response._start, StreamResponse._start and _prepare_headers do for a
+        # bytes body of known length, in their order.
         self._req = request
         writer = self._payload_writer = request._payload_writer
         keep_alive = self._keep_alive
         if keep_alive is None:
             keep_alive = self._keep_alive = request.keep_alive
-        headers = self._headers
-        size = len(body)
+        size = len(body) if body is not None else 0
         headers[_CONTENT_LENGTH] = str(size)
         writer.length = size
+        if size and _CONTENT_TYPE not in headers:
+            headers[_CONTENT_TYPE] = "application/octet-stream"
         if _DATE not in headers:
             headers[_DATE] = rfc822_formatted_time()
         if _SERVER not in headers:
@@ -81,3 +83,20 @@ class JSONResponse(web.Response):
             f"HTTP/{version[0]}.{version[1]} {self._status} {self._reason}", headers
         )
         return writer
+
+
+class JSONResponse(_Direct):
+    """``web.Response(body=body, status=status, content_type="application/json")``,
+    sent with fewer steps."""
+
+    def __init__(self, body: bytes, status: int = 200) -> None:
+        super().__init__(body=body, status=status, headers=_JSON_HEADERS)
+
+
+class Redirect(_Direct):
+    """``web.Response(status=302, headers={"Location": location, "Cache-Control":
+    "no-store"})``, sent with fewer steps: a click's answer."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(status=302, headers={hdrs.LOCATION: location,
+                                              hdrs.CACHE_CONTROL: "no-store"})  # fmt: skip

@@ -18,7 +18,7 @@ import msgspec
 from aiohttp import web
 
 from gateway import clickid
-from gateway.answer import JSONResponse
+from gateway.answer import JSONResponse, Redirect
 from gateway.batcher import Batcher, Closed
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
@@ -178,7 +178,7 @@ async def click(state: AppState, request: web.BaseRequest, campaign_id: str) -> 
     campaign = state.config.campaigns.get(click.campaign_id)
     location = campaign.offer.render(tokens) if campaign is not None else "/"
     state.latency["click"].observe(time.perf_counter() - started)
-    return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
+    return Redirect(location)
 
 
 async def _click_route(request: web.Request) -> web.Response:

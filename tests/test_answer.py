@@ -1,9 +1,10 @@
-"""gateway.answer.JSONResponse: aiohttp's own bytes, written in fewer steps.
+"""gateway.answer: aiohttp's own bytes, written in fewer steps.
 
 A real aiohttp server on loopback answers each raw request twice, once through
-``web.Response(content_type="application/json")`` and once through
-``JSONResponse``; the two answers must be the same bytes (the Date header
-aside), and the connection must stay open or close alike.
+``web.Response`` (a JSON body, or a click's 302) and once through
+``JSONResponse`` or ``Redirect``; the two answers must be the same bytes (the
+Date header and the path aside), and the connection must stay open or close
+alike.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import pytest
 from aiohttp import web
 
 from gateway import answer
-from gateway.answer import JSONResponse
+from gateway.answer import JSONResponse, Redirect
 
 BODY = b'{"status":"accepted","conversion_id":"AaJ","postbacks":1}'
+OFFER = "https://offer.example/lp?sub1=AaJNKHnJQBTf17petA3-nEZP&zone=1"
 
 
 def _app() -> web.Application:
@@ -39,6 +41,12 @@ def _app() -> web.Application:
         response.set_cookie("seen", "1")
         return response
 
+    async def plain_redirect(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=302, headers={"Location": OFFER, "Cache-Control": "no-store"})
+
+    async def lean_redirect(request: web.Request) -> web.StreamResponse:
+        return Redirect(OFFER)
+
     async def hook(request: web.Request, response: web.StreamResponse) -> None:
         response.headers["X-Prepared"] = request.path  # on_response_prepare still runs
 
@@ -48,6 +56,8 @@ def _app() -> web.Application:
     app.router.add_get("/lean", lean)
     app.router.add_post("/plain", plain)
     app.router.add_post("/lean", lean)
+    app.router.add_get("/plain-redirect", plain_redirect)
+    app.router.add_get("/lean-redirect", lean_redirect)
     app.router.add_get("/plain-cookie", plain_with_cookie)
     app.router.add_get("/lean-cookie", lean_with_cookie)
     return app
@@ -115,6 +125,17 @@ async def test_the_same_bytes_and_connection_fate_as_web_response(
     assert lean_closed == plain_closed
 
 
+@pytest.mark.parametrize("template", [t for t in REQUESTS if not t.startswith(b"POST")],
+                         ids=lambda t: t.split(b"\r\n")[0].decode())  # fmt: skip
+async def test_a_redirect_is_the_same_bytes_as_web_responses(port: int, template: bytes) -> None:
+    plain, plain_closed = await _exchange(port, template.replace(b"{path}", b"/plain-redirect"))
+    lean, lean_closed = await _exchange(port, template.replace(b"{path}", b"/lean-redirect"))
+    assert plain.startswith(b"HTTP/1.") and b" 302 Found\r\n" in plain
+    assert f"\r\nLocation: {OFFER}\r\n".encode() in plain
+    assert _undated(lean) == _undated(plain).replace(b"/plain-redirect", b"/lean-redirect")
+    assert lean_closed == plain_closed
+
+
 async def test_a_response_given_a_cookie_takes_aiohttps_path(port: int) -> None:
     request = b"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"
     plain, _ = await _exchange(port, request.replace(b"{path}", b"/plain-cookie"))
@@ -135,6 +156,7 @@ async def test_the_shortcut_is_taken(port: int, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(web.StreamResponse, "_prepare_headers", counted)
     request = b"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     await _exchange(port, request.replace(b"{path}", b"/lean"))
+    await _exchange(port, request.replace(b"{path}", b"/lean-redirect"))
     await _exchange(port, request.replace(b"{path}", b"/plain"))
     assert calls == ["Response"]
     assert answer._FAST_PATH
