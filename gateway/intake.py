@@ -16,6 +16,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
+from msgspec.structs import replace as _copy
+
 from gateway import clickid
 from gateway.config import Campaign, Config, Network
 from gateway.rules import CompiledRule
@@ -409,22 +411,30 @@ def _render(config: Config, fired: Any, now: float) -> list[NewDelivery]:
                 except (ValueError, TypeError) as exc:
                     log.warning("rule %s: cannot render: %s", rule.name, exc)
                     rendered.append(None)
+        # The rule's values, set once; each delivery is a copy with its own seven
+        # (msgspec's replace: about 0.13 us against 0.9 for 21 keyword arguments).
+        template = Delivery(
+            delivery_id=0, status="queued", attempts=0, next_at=now + rule.delay,
+            conversion_id="", traffic_source=rule.traffic_source, campaign_id="",
+            rule=rule.name, method=rule.method, url="", display_url="", body=None,
+            host=rule.host, click_time=None, not_before=now + rule.delay,
+            max_attempts=rule.max_attempts or settings.max_attempts, created_at=now,
+            schedule=rule.schedule or schedule, expires_at=None, answer_rule=rule.answer_rule,
+        )  # fmt: skip
+        age = rule.max_click_age
         for item, (record, click) in zip(rendered, owners, strict=True):
             if item is None:
                 continue
             url, display, body = item
-            click_time = click.created_at if click is not None else None
-            age = rule.max_click_age
-            out.append(Delivery(  # a Delivery already, so the store only numbers it
-                delivery_id=0, status="queued", attempts=0, next_at=now + rule.delay,
-                conversion_id=record.conversion_id, traffic_source=rule.traffic_source,
-                campaign_id=click.campaign_id if click is not None else "", rule=rule.name,
-                method=rule.method, url=url, display_url=display, body=body, host=rule.host,
-                click_time=click_time, not_before=now + rule.delay,
-                max_attempts=rule.max_attempts or settings.max_attempts,
-                created_at=now, schedule=rule.schedule or schedule,
-                expires_at=click_time + age if click_time is not None and age else None,
-                answer_rule=rule.answer_rule,
+            if click is None:
+                out.append(_copy(template, conversion_id=record.conversion_id, url=url,
+                                 display_url=display, body=body))  # fmt: skip
+                continue
+            click_time = click.created_at
+            out.append(_copy(  # a Delivery already, so the store only numbers it
+                template, conversion_id=record.conversion_id, campaign_id=click.campaign_id,
+                url=url, display_url=display, body=body, click_time=click_time,
+                expires_at=click_time + age if age else None,
             ))  # fmt: skip
     return out
 
