@@ -45,7 +45,7 @@ PIPELINE_DEPTH = 1
 QUIET_ROUNDS = 3
 #: Batches up to this many inputs commit on the event loop when the store's
 #: writer thread is idle (``SQLiteStore.commit_prepared(inline=True)``), which
-#: blocks the loop for about 13 us per input (~3 ms at this size); bigger ones
+#: blocks the loop for about 15 us per input (~4 ms at this size); bigger ones
 #: go to the thread so the loop keeps serving while they commit.
 INLINE_MAX = 256
 
