@@ -281,7 +281,7 @@ def _where(filters: DeliveryFilter) -> tuple[list[str], list[Any]]:
 
 
 class _Finders:
-    """The lookups ``commit_prepared``'s callback may make (on the writer thread)."""
+    """The lookups ``commit_prepared``'s callback may make (inside its write transaction)."""
 
     __slots__ = ("clicks", "conversions")
 
@@ -524,10 +524,9 @@ class SQLiteStore:
 
     def _commit_prepared(self, prepare: Any) -> tuple[CommitResult, Any]:
         # The lookups run inside the write transaction: they see exactly what the
-        # writes build on, and they share one transaction start with them.  Each
-        # statement outside a transaction starts and ends its own read
-        # transaction (WAL read marks, shm locks), which in the running server
-        # cost more than the lookup itself.
+        # writes build on, and they share its start (outside a transaction each
+        # statement starts and ends a read transaction of its own: WAL read
+        # marks, shm locks).
         def work(db: sqlite3.Connection) -> tuple[list[Delivery], Any]:
             clicks, conversions, deliveries, extra = prepare(
                 _Finders(self._find_clicks, self._find_conversions)
