@@ -99,9 +99,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at     REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_at);
-CREATE INDEX IF NOT EXISTS deliveries_source ON deliveries (traffic_source);
-CREATE INDEX IF NOT EXISTS deliveries_campaign ON deliveries (campaign_id);
-CREATE INDEX IF NOT EXISTS deliveries_created ON deliveries (created_at);
 CREATE TABLE IF NOT EXISTS attempts (
     attempt_id  INTEGER PRIMARY KEY AUTOINCREMENT,
     delivery_id INTEGER NOT NULL,
@@ -116,6 +113,35 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id);
 """
+#: The delivery API's filters by source, campaign and creation time are indexed
+#: per span of ids instead of per delivery (``_spans``).  Each write numbers its
+#: deliveries grouped by (traffic_source, campaign_id), so a span is a run of
+#: consecutive ids with one source and one campaign, and spans never overlap.
+#: Three index entries per delivery cost the intake more than anything else in
+#: its transaction but the rows themselves: with them gone, bench/intake_wrk.sh
+#: ran 4.5% faster (five interleaved pairs), and a span is one row a batch.
+_SPANS_DDL = (
+    "CREATE TABLE IF NOT EXISTS delivery_spans ("
+    " first_id INTEGER PRIMARY KEY, last_id INTEGER NOT NULL,"
+    " traffic_source TEXT NOT NULL, campaign_id TEXT NOT NULL, max_created REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS delivery_spans_source ON delivery_spans (traffic_source)",
+    "CREATE INDEX IF NOT EXISTS delivery_spans_campaign ON delivery_spans (campaign_id)",
+)
+SCHEMA += "".join(f"{ddl};\n" for ddl in _SPANS_DDL)
+#: Files from before the spans: one span per existing delivery, then the
+#: per-delivery indexes go (one transaction, at open).
+_BACKFILL_SPANS = (
+    "INSERT INTO delivery_spans (first_id, last_id, traffic_source, campaign_id, max_created)"
+    " SELECT delivery_id, delivery_id, traffic_source, campaign_id, created_at FROM deliveries"
+)
+_OLD_INDEXES = ("deliveries_source", "deliveries_campaign", "deliveries_created")
+_INSERT_SPANS = "INSERT INTO delivery_spans VALUES "
+#: After a purge: the spans wholly below the oldest delivery left.
+_TRIM_SPANS = (
+    "DELETE FROM delivery_spans WHERE last_id <"
+    " COALESCE((SELECT MIN(delivery_id) FROM deliveries), 9223372036854775807)"
+)
+_SPAN_VALUES = "(?, ?, ?, ?, ?)"
 
 _DELIVERY_COLUMNS = (
     "delivery_id, conversion_id, traffic_source, campaign_id, rule, method, url, display_url,"
@@ -280,6 +306,99 @@ def _where(filters: DeliveryFilter) -> tuple[list[str], list[Any]]:
     return clauses, args
 
 
+#: Spans read per query while walking them (keyset pages: no cursor left open).
+_SPAN_PAGE = 512
+
+
+def _matching(db: sqlite3.Connection, columns: str, filters: DeliveryFilter,
+              clauses: list[str], args: list[Any], *, after_id: int | None = None,
+              limit: int | None = None, spans: bool = True) -> list[tuple[Any, ...]]:  # fmt: skip
+    """``columns`` of the deliveries matching ``clauses`` (the filters' own among
+    them), by id, past ``after_id``, at most ``limit``.
+
+    Filters by source, campaign or ``since`` walk ``delivery_spans`` in id order
+    and read each candidate span's rows by id range; the clauses decide row by
+    row, so a span only has to be a superset.  ``spans=False``: the clauses
+    alone (they already pin a few ids)."""
+    if limit is not None and limit <= 0:
+        return []
+    tail = " ORDER BY delivery_id" + (" LIMIT ?" if limit is not None else "")
+    if not spans or (filters.traffic_source is None and filters.campaign_id is None
+                     and filters.since is None):  # fmt: skip
+        where = list(clauses)
+        params = list(args)
+        if after_id is not None:
+            where.append("delivery_id > ?")
+            params.append(after_id)
+        if limit is not None:
+            params.append(limit)
+        sql = f"SELECT {columns} FROM deliveries"
+        sql += f" WHERE {' AND '.join(where)}" if where else ""
+        return db.execute(sql + tail, params).fetchall()
+    sql = f"SELECT {columns} FROM deliveries WHERE delivery_id BETWEEN ? AND ?"
+    sql += "".join(f" AND {c}" for c in clauses) + tail
+    after = after_id if after_id is not None else 0
+    found: list[tuple[Any, ...]] = []
+    for first, last in _spans(db, filters, after):
+        params = [max(first, after + 1), last, *args]
+        if limit is not None:
+            params.append(limit - len(found))
+        found.extend(db.execute(sql, params))
+        if limit is not None and len(found) >= limit:
+            break
+    return found
+
+
+def _spans(db: sqlite3.Connection, filters: DeliveryFilter,
+           after: int) -> Iterator[tuple[int, int]]:  # fmt: skip
+    """(first_id, last_id) of the spans that may hold matching deliveries past
+    ``after``, in id order, adjacent ones joined."""
+    where = ["first_id > ?"]
+    args: list[Any] = []
+    if filters.traffic_source is not None:
+        where.append("traffic_source = ?")
+        args.append(filters.traffic_source)
+    if filters.campaign_id is not None:
+        where.append("campaign_id = ?")
+        args.append(filters.campaign_id)
+    if filters.since is not None:
+        where.append("max_created >= ?")
+        args.append(filters.since)
+    sql = (f"SELECT first_id, last_id FROM delivery_spans WHERE {' AND '.join(where)}"
+           f" ORDER BY first_id LIMIT {_SPAN_PAGE}")  # fmt: skip
+    pending: tuple[int, int] | None = None
+    # The one span that may hold ``after`` itself (spans never overlap): the
+    # nearest at or below it, found by its key and checked here.
+    holder = db.execute(
+        "SELECT first_id, last_id, traffic_source, campaign_id, max_created FROM delivery_spans"
+        " WHERE first_id <= ? ORDER BY first_id DESC LIMIT 1", (after,),
+    ).fetchone()  # fmt: skip
+    if holder is not None and holder[1] > after and _span_matches(holder, filters):
+        pending = (holder[0], holder[1])
+    cursor = after
+    while True:
+        page = db.execute(sql, (cursor, *args)).fetchall()
+        for first, last in page:
+            if pending is not None and first == pending[1] + 1:
+                pending = (pending[0], last)
+                continue
+            if pending is not None:
+                yield pending
+            pending = (first, last)
+        if len(page) < _SPAN_PAGE:
+            break
+        cursor = page[-1][0]
+    if pending is not None:
+        yield pending
+
+
+def _span_matches(span: tuple[Any, ...], filters: DeliveryFilter) -> bool:
+    _, _, source, campaign, max_created = span
+    return ((filters.traffic_source is None or source == filters.traffic_source)
+            and (filters.campaign_id is None or campaign == filters.campaign_id)
+            and (filters.since is None or max_created >= filters.since))  # fmt: skip
+
+
 class _Finders:
     """The lookups ``commit_prepared``'s callback may make (inside its write transaction)."""
 
@@ -373,6 +492,7 @@ class SQLiteStore:
         db.execute("PRAGMA wal_autocheckpoint=0")
         db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         db.execute("PRAGMA temp_store=MEMORY")
+        self._add_spans(db)
         db.executescript(SCHEMA)
         self._db = db
         (seq,) = db.execute(
@@ -386,6 +506,26 @@ class SQLiteStore:
         except sqlite3.OperationalError:
             log.info("SQLite %s has no JSON functions: the delivery log binds rows instead",
                      sqlite3.sqlite_version)
+
+    @staticmethod
+    def _add_spans(db: sqlite3.Connection) -> None:
+        """A file from before ``delivery_spans`` gets them, in one transaction."""
+        tables = {name for (name,) in db.execute(
+            "SELECT name FROM sqlite_schema WHERE type = 'table'")}  # fmt: skip
+        if "deliveries" not in tables or "delivery_spans" in tables:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for ddl in _SPANS_DDL:
+                db.execute(ddl)
+            db.execute(_BACKFILL_SPANS)
+            for index in _OLD_INDEXES:
+                db.execute(f"DROP INDEX IF EXISTS {index}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        log.info("delivery_spans added to an older file")
 
     def _close(self) -> None:
         if self._db is not None:
@@ -567,9 +707,28 @@ class SQLiteStore:
         conversions: Sequence[Conversion],
         deliveries: Sequence[NewDelivery],
     ) -> list[Delivery]:
-        """The rows, written in the open transaction; returns the deliveries numbered
-        from ``_next_delivery_id`` (which the caller moves on once committed)."""
+        """The rows, written in the open transaction; returns the deliveries, in the
+        order given, numbered from ``_next_delivery_id`` (which the caller moves on
+        once committed) group by group: each (traffic_source, campaign_id) gets a
+        run of consecutive ids, one span."""
         first_id = self._next_delivery_id
+        runs: dict[tuple[str, str], list[int]] = {}
+        for i, d in enumerate(deliveries):
+            key = (d.traffic_source, d.campaign_id)
+            run = runs.get(key)
+            if run is None:
+                runs[key] = [i]
+            else:
+                run.append(i)
+        ids: Sequence[int] = range(first_id, first_id + len(deliveries))
+        if len(runs) > 1:
+            ids = [0] * len(deliveries)
+            for number, i in enumerate(chain.from_iterable(runs.values()), start=first_id):
+                ids[i] = number
+        spans = []
+        for (source, campaign), run in runs.items():
+            spans.append((ids[run[0]], ids[run[-1]], source, campaign,
+                          max([deliveries[i].created_at for i in run])))  # fmt: skip
         groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
         schedules: dict[tuple[float, ...], str] = {}  # a rule's schedule, encoded once
         for i, d in enumerate(deliveries):
@@ -581,7 +740,7 @@ class SQLiteStore:
                     schedule = schedules[steps] = _encode(d.schedule).decode()
             shared = (d.traffic_source, d.rule, d.method, d.not_before, d.max_attempts,
                       d.created_at, schedule, d.answer_rule)  # fmt: skip
-            row = (first_id + i, d.conversion_id, d.campaign_id, d.url, d.display_url, d.body,
+            row = (ids[i], d.conversion_id, d.campaign_id, d.url, d.display_url, d.body,
                    d.host, d.click_time, d.expires_at)  # fmt: skip
             group = groups.get(shared)
             if group is None:
@@ -600,10 +759,11 @@ class SQLiteStore:
             ])  # fmt: skip
         if groups:
             _insert_deliveries(db, groups)
+            _execute_rows(db, _INSERT_SPANS, _SPAN_VALUES, "", spans)
         stored: list[Delivery] = []
         for i, d in enumerate(deliveries):
             if isinstance(d, Delivery):  # built as a Delivery already: just number it
-                d.delivery_id = first_id + i
+                d.delivery_id = ids[i]
                 d.status, d.attempts, d.next_at, d.updated_at = (
                     "queued", 0, d.not_before, d.created_at
                 )
@@ -611,7 +771,7 @@ class SQLiteStore:
             else:
                 stored.append(Delivery(
                     **{f: getattr(d, f) for f in d.__struct_fields__},
-                    delivery_id=first_id + i, status="queued", attempts=0, next_at=d.not_before,
+                    delivery_id=ids[i], status="queued", attempts=0, next_at=d.not_before,
                     updated_at=d.created_at,
                 ))  # fmt: skip
         return stored
@@ -736,15 +896,9 @@ class SQLiteStore:
 
     def _list(self, filters: DeliveryFilter, after_id: int | None, limit: int) -> list[Delivery]:
         clauses, args = _where(filters)
-        if after_id is not None:
-            clauses.append("delivery_id > ?")
-            args.append(after_id)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        cursor = self._conn.execute(
-            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries {where} ORDER BY delivery_id LIMIT ?",
-            (*args, max(0, limit)),
-        )
-        return [_delivery(row) for row in cursor]
+        rows = _matching(self._conn, _DELIVERY_COLUMNS, filters, clauses, args,
+                         after_id=after_id, limit=max(0, limit))  # fmt: skip
+        return [_delivery(row) for row in rows]
 
     async def list_attempts(self, delivery_id: int) -> list[Attempt]:
         return await self._call(self._attempts, delivery_id)
@@ -784,10 +938,8 @@ class SQLiteStore:
             clauses.append("status = 'failed'")
 
         def work(db: sqlite3.Connection) -> list[Delivery]:
-            where = " AND ".join(clauses)
-            picked = [
-                r[0] for r in db.execute(f"SELECT delivery_id FROM deliveries WHERE {where}", args)
-            ]
+            picked = [r[0] for r in _matching(db, "delivery_id", filters, clauses, args,
+                                               spans=ids is None)]  # fmt: skip
             if not picked:
                 return []
             marks = ",".join("?" * len(picked))
@@ -814,7 +966,10 @@ class SQLiteStore:
                 f"DELETE FROM attempts WHERE delivery_id IN"
                 f" (SELECT delivery_id FROM deliveries WHERE {finished})", (older_than,),
             )  # fmt: skip
-            return db.execute(f"DELETE FROM deliveries WHERE {finished}", (older_than,)).rowcount
+            deleted = db.execute(f"DELETE FROM deliveries WHERE {finished}",
+                                 (older_than,)).rowcount  # fmt: skip
+            db.execute(_TRIM_SPANS)  # they can no longer match anything
+            return int(deleted)
 
         return self._transaction(work)
 
