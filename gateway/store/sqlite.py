@@ -288,10 +288,13 @@ def _delivery(row: sqlite3.Row | tuple[Any, ...]) -> Delivery:
     )  # fmt: skip
 
 
-def _where(filters: DeliveryFilter) -> tuple[list[str], list[Any]]:
+def _where(filters: DeliveryFilter, *,
+           spans: bool = False) -> tuple[list[str], list[Any]]:  # fmt: skip
+    """The filters as SQL clauses on ``deliveries`` (``spans=True``: on
+    ``delivery_spans``, which have no status and their newest creation time)."""
     clauses: list[str] = []
     args: list[Any] = []
-    if filters.status is not None:
+    if filters.status is not None and not spans:
         clauses.append("status = ?")
         args.append(filters.status)
     if filters.traffic_source is not None:
@@ -301,7 +304,7 @@ def _where(filters: DeliveryFilter) -> tuple[list[str], list[Any]]:
         clauses.append("campaign_id = ?")
         args.append(filters.campaign_id)
     if filters.since is not None:
-        clauses.append("created_at >= ?")
+        clauses.append("max_created >= ?" if spans else "created_at >= ?")
         args.append(filters.since)
     return clauses, args
 
@@ -353,17 +356,8 @@ def _spans(db: sqlite3.Connection, filters: DeliveryFilter,
            after: int) -> Iterator[tuple[int, int]]:  # fmt: skip
     """(first_id, last_id) of the spans that may hold matching deliveries past
     ``after``, in id order, adjacent ones joined."""
-    where = ["first_id > ?"]
-    args: list[Any] = []
-    if filters.traffic_source is not None:
-        where.append("traffic_source = ?")
-        args.append(filters.traffic_source)
-    if filters.campaign_id is not None:
-        where.append("campaign_id = ?")
-        args.append(filters.campaign_id)
-    if filters.since is not None:
-        where.append("max_created >= ?")
-        args.append(filters.since)
+    clauses, args = _where(filters, spans=True)
+    where = ["first_id > ?", *clauses]
     sql = (f"SELECT first_id, last_id FROM delivery_spans WHERE {' AND '.join(where)}"
            f" ORDER BY first_id LIMIT {_SPAN_PAGE}")  # fmt: skip
     pending: tuple[int, int] | None = None
