@@ -67,12 +67,14 @@ filters = st.builds(
 @settings(max_examples=80, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(writes=writes, f=filters, page=st.integers(1, 7), purge=st.booleans(),
-       failing=st.integers(2, 4), span_page=st.sampled_from([2, 512]))  # fmt: skip
+       failing=st.integers(2, 4), span_page=st.sampled_from([2, 512]),
+       few=st.sampled_from([1, 5000]))  # fmt: skip
 def test_filters_and_pages_match_a_scan_of_every_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writes: list[list[tuple[str, str, int]]],
-    f: DeliveryFilter, page: int, purge: bool, failing: int, span_page: int,
+    f: DeliveryFilter, page: int, purge: bool, failing: int, span_page: int, few: int,
 ) -> None:
     monkeypatch.setattr(sqlite_store, "_SPAN_PAGE", span_page)  # 2: many keyset pages
+    monkeypatch.setattr(sqlite_store, "_FEW", few)  # 1: statuses walk spans too
 
     async def run() -> None:
         store = SQLiteStore(tmp_path / f"s{next(_files)}.sqlite")

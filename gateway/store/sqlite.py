@@ -326,8 +326,9 @@ def _matching(db: sqlite3.Connection, columns: str, filters: DeliveryFilter,
     if limit is not None and limit <= 0:
         return []
     tail = " ORDER BY delivery_id" + (" LIMIT ?" if limit is not None else "")
-    if not spans or (filters.traffic_source is None and filters.campaign_id is None
-                     and filters.since is None):  # fmt: skip
+    if (not spans or (filters.traffic_source is None and filters.campaign_id is None
+                      and filters.since is None)
+            or (filters.status is not None and _few(db, filters.status))):  # fmt: skip
         where = list(clauses)
         params = list(args)
         if after_id is not None:
@@ -338,7 +339,9 @@ def _matching(db: sqlite3.Connection, columns: str, filters: DeliveryFilter,
         sql = f"SELECT {columns} FROM deliveries"
         sql += f" WHERE {' AND '.join(where)}" if where else ""
         return db.execute(sql + tail, params).fetchall()
-    sql = f"SELECT {columns} FROM deliveries WHERE delivery_id BETWEEN ? AND ?"
+    # NOT INDEXED: each span is read by its rowid range, never through
+    # deliveries_due (which a status clause would otherwise tempt the planner to)
+    sql = f"SELECT {columns} FROM deliveries NOT INDEXED WHERE delivery_id BETWEEN ? AND ?"
     sql += "".join(f" AND {c}" for c in clauses) + tail
     after = after_id if after_id is not None else 0
     found: list[tuple[Any, ...]] = []
@@ -352,10 +355,24 @@ def _matching(db: sqlite3.Connection, columns: str, filters: DeliveryFilter,
     return found
 
 
+#: A status with fewer deliveries than this is read through deliveries_due
+#: (status, next_at) and sorted, rather than by walking spans: "failed for one
+#: source" must not scan every delivery of that source.
+_FEW = 5000
+
+
+def _few(db: sqlite3.Connection, status: str) -> bool:
+    (n,) = db.execute(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE status = ? LIMIT ?)",
+        (status, _FEW),
+    ).fetchone()
+    return bool(n < _FEW)
+
+
 def _spans(db: sqlite3.Connection, filters: DeliveryFilter,
            after: int) -> Iterator[tuple[int, int]]:  # fmt: skip
     """(first_id, last_id) of the spans that may hold matching deliveries past
-    ``after``, in id order, adjacent ones joined."""
+    ``after``, in id order, adjacent ones joined (within a page of spans)."""
     clauses, args = _where(filters, spans=True)
     where = ["first_id > ?", *clauses]
     sql = (f"SELECT first_id, last_id FROM delivery_spans WHERE {' AND '.join(where)}"
@@ -382,6 +399,9 @@ def _spans(db: sqlite3.Connection, filters: DeliveryFilter,
         if len(page) < _SPAN_PAGE:
             break
         cursor = page[-1][0]
+        if pending is not None:  # a page's worth at most: the caller may stop soon
+            yield pending
+            pending = None
     if pending is not None:
         yield pending
 
@@ -920,6 +940,8 @@ class SQLiteStore:
     def _requeue(
         self, filters: DeliveryFilter, ids: list[int] | None, now: float
     ) -> list[Delivery]:
+        if ids is None and filters.status is None:
+            filters = msgspec.structs.replace(filters, status="failed")  # the default
         clauses, args = _where(filters)
         if ids is not None:
             if not ids:
@@ -928,8 +950,6 @@ class SQLiteStore:
             args.extend(ids)
             if filters.status is None:
                 clauses.append("status != 'queued'")
-        elif filters.status is None:
-            clauses.append("status = 'failed'")
 
         def work(db: sqlite3.Connection) -> list[Delivery]:
             picked = [r[0] for r in _matching(db, "delivery_id", filters, clauses, args,
