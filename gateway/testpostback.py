@@ -4,7 +4,7 @@ Shared by ``POST /api/postbacks/test`` (gateway/api_postbacks.py) and
 ``python -m gateway test-postback``. The request goes through the real
 transport with the config's ``[delivery]`` settings (pool, timeout, SSRF
 guard, ``resolve``, ``ca_file``) and is judged by the same answer rule the
-dispatcher uses (``gateway.dispatch.outcome.judge``), so "delivered" here
+dispatcher uses (``gateway.dispatch.judge.judge``), so "delivered" here
 means the dispatcher would count it delivered too. Nothing is stored: no
 click, conversion or delivery is written, and no metric moves.
 
@@ -32,9 +32,9 @@ from _fastrender._catalog import ARG_TOKENS, lookup
 from gateway import clickid
 from gateway.config import Campaign, Config, Source, default_config_path, read
 from gateway.dispatch.attempt import request_headers
-from gateway.dispatch.outcome import error_verdict, judge
+from gateway.dispatch.judge import error_verdict, judge
 from gateway.dispatch.settings import DeliverySettings
-from gateway.dispatch.transport import AiohttpTransport, Transport, TransportError
+from gateway.dispatch.transport.aiohttp_client import AiohttpTransport, Transport, TransportError
 from gateway.rules import CompiledRule, redact
 
 __all__ = (

@@ -8,10 +8,10 @@ from typing import Any
 
 from aiohttp.test_utils import BaseRunner, TestClient, TestServer
 
-from gateway.app import create_app
 from gateway.clock import Clock
 from gateway.config import Config, load
-from gateway.front import GatewayRunner
+from gateway.http.app import create_app
+from gateway.http.front import GatewayRunner
 from gateway.metrics import Metrics
 from gateway.store.base import Delivery
 from gateway.store.sqlite import SQLiteStore

@@ -1,4 +1,4 @@
-"""gateway.answer: aiohttp's own bytes, written in fewer steps.
+"""gateway.http.answer: aiohttp's own bytes, written in fewer steps.
 
 A real aiohttp server on loopback answers each raw request twice, once through
 ``web.Response`` (a JSON body, or a click's 302) and once through
@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from gateway import answer
-from gateway.answer import JSONResponse, Redirect
+from gateway.http import answer
+from gateway.http.answer import JSONResponse, Redirect
 
 BODY = b'{"status":"accepted","conversion_id":"AaJ","postbacks":1}'
 OFFER = "https://offer.example/lp?sub1=AaJNKHnJQBTf17petA3-nEZP&zone=1"

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from gateway import clickid
-from gateway.batcher import Batcher, Closed
 from gateway.clock import SystemClock
 from gateway.config import Config, load
-from gateway.intake import ClickInput, parse_conversion
+from gateway.intake.batcher import Batcher, Closed
+from gateway.intake.decide import ClickInput, parse_conversion
 from gateway.metrics import Metrics
 from gateway.store.base import Click
 from gateway.store.sqlite import SQLiteStore

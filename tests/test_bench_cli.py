@@ -36,7 +36,7 @@ def _bench(*args: str, timeout: float = 90) -> tuple[int, dict[str, object], str
 
 @pytest.fixture(scope="module", autouse=True)
 def _gateway_serves() -> None:
-    pytest.importorskip("gateway.serve", reason="`python -m gateway serve` not built yet")
+    pytest.importorskip("gateway.cli.serve", reason="`python -m gateway serve` not built yet")
 
 
 def test_healthy_sink_gets_every_postback_exactly_once() -> None:

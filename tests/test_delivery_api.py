@@ -11,10 +11,10 @@ import pytest
 from aiohttp import web
 from sinks import Sink, new_delivery
 
-from gateway.api_deliveries import add_routes
 from gateway.clock import VirtualClock
 from gateway.dispatch.dispatcher import Dispatcher
 from gateway.dispatch.settings import DeliverySettings
+from gateway.http.deliveries_api import add_routes
 from gateway.metrics import Metrics
 from gateway.store.sqlite import SQLiteStore
 

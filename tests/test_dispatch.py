@@ -212,7 +212,7 @@ async def test_expired_is_not_sent(make: Any, sink: Sink) -> None:
 
 
 async def test_answer_rule_judges_the_body(make: Any, sink: Sink) -> None:
-    pytest.importorskip("gateway.sources.rules")
+    pytest.importorskip("gateway.sources.answers")
     h = await make()
     d = await h.send(sink.url("/status/200?body=ERROR:%20goal%20invalid"), answer_rule="exoclick")
     assert d.status == "failed" and "goal invalid" in (d.last_reason or "")

@@ -12,13 +12,13 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from gateway import constants
 from gateway.dispatch.breaker import Breaker
 from gateway.dispatch.decide import decide
-from gateway.dispatch.outcome import error_verdict, judge
+from gateway.dispatch.judge import error_verdict, judge
 from gateway.dispatch.ratelimit import HostRateLimiter
-from gateway.dispatch.schedule import jittered, next_delay, parse_retry_after
+from gateway.dispatch.retry import jittered, next_delay, parse_retry_after
 from gateway.dispatch.settings import DeliverySettings
 from gateway.dispatch.tally import Tally, observe_many
-from gateway.outcome import Verdict
 from gateway.store.base import Attempt, Delivery
+from gateway.verdict import Verdict
 
 
 def test_default_schedule_with_jitter_bounds() -> None:
@@ -104,7 +104,7 @@ def test_judge_by_status(status: int, outcome: str) -> None:
 
 
 def test_judge_with_a_preset_body_rule() -> None:
-    pytest.importorskip("gateway.sources.rules")
+    pytest.importorskip("gateway.sources.answers")
     assert judge("exoclick", 200, "ERROR: tag invalid").outcome == "rejected"
     assert judge("exoclick", 200, "OK").outcome == "delivered"
     assert judge("exoclick", 503, "").outcome == "retry"

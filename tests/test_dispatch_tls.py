@@ -14,7 +14,7 @@ from network_sink import make_tls
 
 from gateway.dispatch.dispatcher import make_transport
 from gateway.dispatch.settings import DeliverySettings
-from gateway.dispatch.transport import TransportError
+from gateway.dispatch.transport.aiohttp_client import TransportError
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
 

@@ -10,7 +10,7 @@ from sinks import Blackhole, Sink
 
 from gateway.dispatch.dispatcher import make_transport
 from gateway.dispatch.settings import DeliverySettings
-from gateway.dispatch.transport import Transport, TransportError
+from gateway.dispatch.transport.aiohttp_client import Transport, TransportError
 
 
 @pytest.fixture

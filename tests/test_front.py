@@ -1,4 +1,4 @@
-"""gateway.front: the hot routes answered before the router, the rest handed on."""
+"""gateway.http.front: the hot routes answered before the router, the rest handed on."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from yarl import URL
 
-from gateway.front import GatewayRunner, plain_query_pairs
+from gateway.http.front import GatewayRunner, plain_query_pairs
 from tests.intake_helpers import start_gateway, stop_gateway, write_config
 
 

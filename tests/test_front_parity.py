@@ -1,4 +1,4 @@
-"""gateway.front against the router: the same hostile requests, the same answers.
+"""gateway.http.front against the router: the same hostile requests, the same answers.
 
 Two gateways on the same config, one served as ``serve`` serves it (hot routes
 answered by the front) and one through the plain AppRunner (router and

@@ -13,7 +13,7 @@ from tests.intake_helpers import Gateway, start_gateway, stop_gateway, write_con
 
 @pytest.fixture(params=[True, False], ids=["front", "router"])
 async def gw(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Gateway]:
-    """Every case twice: through gateway.front (as served) and through the router."""
+    """Every case twice: through gateway.http.front (as served) and through the router."""
     gateway = await start_gateway(tmp_path, write_config(tmp_path), front=request.param)
     yield gateway
     await stop_gateway(gateway)

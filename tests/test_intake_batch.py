@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gateway import clickid
 from gateway.config import Config, load
-from gateway.intake import build_batch, parse_conversion
+from gateway.intake.decide import build_batch, parse_conversion
 from gateway.store.base import Click, Delivery
 
 NOW = 1_800_000_000.0

@@ -37,14 +37,14 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from _fastrender import compile_template
-from gateway import api_deliveries
-from gateway.app import create_app
 from gateway.clock import VirtualClock
 from gateway.config import load
 from gateway.dispatch.dispatcher import Dispatcher
+from gateway.http import deliveries_api as api_deliveries
+from gateway.http.app import create_app
 from gateway.metrics import Metrics
 from gateway.sources import catalog
-from gateway.sources.rules import classify
+from gateway.sources.answers import classify
 from gateway.store.sqlite import SQLiteStore
 from tests.gateway_proc import GatewayProcess
 from tests.intake_helpers import GatewayTestServer

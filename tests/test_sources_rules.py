@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.outcome import Verdict
-from gateway.sources import catalog, rules
+from gateway.sources import answers as rules
+from gateway.sources import catalog
+from gateway.verdict import Verdict
 
 
 @pytest.mark.parametrize(

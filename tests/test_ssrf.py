@@ -11,8 +11,13 @@ from sinks import Sink
 
 from gateway.dispatch.dispatcher import make_transport
 from gateway.dispatch.settings import DeliverySettings
-from gateway.dispatch.ssrf import AddressPolicy, blocked_reason, literal_address, parse_resolve
-from gateway.dispatch.transport import TransportError
+from gateway.dispatch.transport.aiohttp_client import TransportError
+from gateway.dispatch.transport.ssrf import (
+    AddressPolicy,
+    blocked_reason,
+    literal_address,
+    parse_resolve,
+)
 
 BLOCKED = [
     "127.0.0.1", "127.255.255.254", "10.0.0.1", "10.255.255.255", "172.16.0.1", "172.31.255.255",

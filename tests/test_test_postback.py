@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway import api_postbacks
-from gateway.app import create_app
 from gateway.config import load
+from gateway.http import postbacks_api as api_postbacks
+from gateway.http.app import create_app
 from gateway.metrics import Metrics
 from gateway.store.base import DeliveryFilter
 from gateway.store.sqlite import SQLiteStore

@@ -9,11 +9,11 @@ import logging
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from gateway.dispatch.outcome import error_verdict, judge
-from gateway.dispatch.transport import Answer, TransportError
-from gateway.outcome import Verdict
+from gateway.dispatch.judge import error_verdict, judge
+from gateway.dispatch.transport.aiohttp_client import Answer, TransportError
 from gateway.rules import redact
 from gateway.store.base import Attempt, Delivery
+from gateway.verdict import Verdict
 
 __all__ = (
     "expired_attempt", "from_answer", "from_error", "hidden_values", "request_headers",

@@ -9,10 +9,10 @@ import random
 
 import msgspec
 
-from gateway.dispatch.schedule import next_delay, parse_retry_after
+from gateway.dispatch.retry import next_delay, parse_retry_after
 from gateway.dispatch.settings import DeliverySettings
-from gateway.outcome import Verdict
 from gateway.store.base import Attempt, Delivery, DeliveryStatus
+from gateway.verdict import Verdict
 
 __all__ = ("Decision", "decide")
 

@@ -30,15 +30,20 @@ from gateway.clock import Clock, SystemClock
 from gateway.dispatch.attempt import expired_attempt, from_answer, from_error, request_headers
 from gateway.dispatch.breaker import Breaker
 from gateway.dispatch.decide import Decision, decide
-from gateway.dispatch.lean import LeanTransport
 from gateway.dispatch.ratelimit import HostRateLimiter
 from gateway.dispatch.recorder import AttemptRecorder
 from gateway.dispatch.settings import DeliverySettings
 from gateway.dispatch.tally import Tally
-from gateway.dispatch.transport import AiohttpTransport, Answer, Transport, TransportError
+from gateway.dispatch.transport.aiohttp_client import (
+    AiohttpTransport,
+    Answer,
+    Transport,
+    TransportError,
+)
+from gateway.dispatch.transport.lean import LeanTransport
 from gateway.metrics import Metrics
-from gateway.outcome import Verdict
 from gateway.store.base import Delivery, Store
+from gateway.verdict import Verdict
 
 __all__ = ("Dispatcher", "make_transport")
 

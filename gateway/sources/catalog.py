@@ -8,7 +8,7 @@ naming it, never a broken URL at send time.
 The data is reviewed like code: every fact carries its source in ``docs``,
 and ``tests/test_sources_catalog.py`` checks that each postback compiles,
 that its ``<params>`` are declared, and that its quoted answers get the
-verdict stated next to them (``gateway.sources.rules``).
+verdict stated next to them (``gateway.sources.answers``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from gateway.outcome import Outcome
+from gateway.verdict import Outcome
 
 __all__ = (
     "Example",

@@ -195,7 +195,7 @@ def default_config_path() -> Path:
     ``<prefix>/share/postback-gateway/``; the first if neither exists (so the
     error names it)."""
     candidates = (
-        Path(__file__).resolve().parent.parent / "examples" / "gateway.toml",
+        Path(__file__).resolve().parents[2] / "examples" / "gateway.toml",
         Path(sys.prefix) / "share" / "postback-gateway" / "gateway.toml",
     )
     return next((path for path in candidates if path.is_file()), candidates[0])

@@ -28,8 +28,8 @@ from collections.abc import Mapping
 
 import msgspec
 
-from gateway.outcome import AnswerRule, Verdict, classify_status
 from gateway.sources import catalog
+from gateway.verdict import AnswerRule, Verdict, classify_status
 
 __all__ = ("BodyRule", "StatusRule", "classify", "compile_rule", "describe", "rule_for")
 

@@ -18,10 +18,10 @@ __all__ = ("build_parser", "main")
 
 # command -> "module:function"; each takes the parsed namespace, returns an exit code.
 _HANDLERS = {
-    "serve": "gateway.serve:run",
-    "check": "gateway.check:run",
-    "render": "gateway.render:run",
-    "sources": "gateway.sources.cli:run",
+    "serve": "gateway.cli.serve:run",
+    "check": "gateway.cli.check:run",
+    "render": "gateway.cli.render:run",
+    "sources": "gateway.cli.sources:run",
     "test-postback": "gateway.testpostback:run",
 }
 

@@ -18,12 +18,12 @@ import msgspec
 from aiohttp import web
 
 from gateway import clickid
-from gateway.answer import JSONResponse, Redirect
-from gateway.batcher import Batcher, Closed
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.dispatch import DeliverySink
-from gateway.intake import (
+from gateway.http.answer import JSONResponse, Redirect
+from gateway.intake.batcher import Batcher, Closed
+from gateway.intake.decide import (
     ClickInput,
     ConversionInput,
     Reject,
@@ -98,7 +98,7 @@ def failure(request: web.BaseRequest, exc: Exception) -> web.Response:
 
 def _middleware(state: AppState) -> Any:
     """Errors -> JSON, size limits (413), bearer token on /api/* (401): one
-    middleware rather than three.  The hot routes skip it (gateway.front)."""
+    middleware rather than three.  The hot routes skip it (gateway.http.front)."""
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -253,7 +253,7 @@ async def postback(state: AppState, request: web.BaseRequest,
                    query: list[tuple[str, str]] | None = None) -> web.Response:  # fmt: skip
     """GET|POST /postback: one conversion, answered after its group commit.
 
-    ``query``: the query's pairs when the caller has them already (gateway.front)."""
+    ``query``: the query's pairs when the caller has them already (gateway.http.front)."""
     started = time.perf_counter()
     params: Any = request.query if query is None else query
     if request.method == "POST":
@@ -327,7 +327,7 @@ def create_app(config: Config, store: SQLiteStore, sink: DeliverySink, *,
     app[STATE] = state
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
-    # The hot routes are answered by gateway.front before the router sees them;
+    # The hot routes are answered by gateway.http.front before the router sees them;
     # registered here too for apps served by a plain AppRunner and for paths the
     # front leaves to the router (percent-encoded ones).
     app.router.add_get("/click/{campaign_id}", _click_route, allow_head=False)  # no HEAD clicks

@@ -17,7 +17,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from gateway.sources import catalog, rules
+from gateway.sources import answers, catalog
 
 __all__ = ("preset_json", "run")
 
@@ -107,7 +107,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    verdict = rules.classify(args.name, args.status, args.body)
+    verdict = answers.classify(args.name, args.status, args.body)
     if args.json:
         _print_json({"outcome": verdict.outcome, "reason": verdict.reason})
     else:

@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
 
-from gateway.app import STATE, AppState, click, failure, over_limits, postback
+from gateway.http.app import STATE, AppState, click, failure, over_limits, postback
 
 __all__ = ("GatewayRunner", "front", "plain_query_pairs")
 

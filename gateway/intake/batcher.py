@@ -31,7 +31,7 @@ from gateway import clickid
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.dispatch import DeliverySink
-from gateway.intake import ClickInput, ConversionInput, Result, build_batch, dedup_key
+from gateway.intake.decide import ClickInput, ConversionInput, Result, build_batch, dedup_key
 from gateway.metrics import Metrics
 from gateway.store.sqlite import SQLiteStore
 

@@ -79,7 +79,7 @@ class _Direct(web.Response):
                 headers[_CONNECTION] = "close"
         if getattr(request, "_match_info", None) is not None:
             # on_response_prepare signals: aiohttp sends them only for routed
-            # requests (gateway.front's hot routes are not routed)
+            # requests (gateway.http.front's hot routes are not routed)
             await request._prepare_hook(self)
         await writer.write_headers(
             f"HTTP/{version[0]}.{version[1]} {self._status} {self._reason}", headers

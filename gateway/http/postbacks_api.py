@@ -21,7 +21,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from gateway.app import STATE
+from gateway.http.app import STATE
 from gateway.testpostback import BadRequest, parse_request, plan_and_send
 
 __all__ = ("add_routes",)

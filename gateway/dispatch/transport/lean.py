@@ -23,8 +23,8 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from gateway import constants
 from gateway.dispatch.settings import DeliverySettings
-from gateway.dispatch.ssrf import AddressPolicy, literal_address, parse_resolve
-from gateway.dispatch.transport import Answer, TransportError
+from gateway.dispatch.transport.aiohttp_client import Answer, TransportError
+from gateway.dispatch.transport.ssrf import AddressPolicy, literal_address, parse_resolve
 
 __all__ = ("LeanTransport",)
 

@@ -24,10 +24,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway import constants
-from gateway.app import STATE, create_app
 from gateway.clock import SystemClock
 from gateway.config import Config, ConfigError, default_config_path, load, read
-from gateway.front import GatewayRunner
+from gateway.http.app import STATE, create_app
+from gateway.http.front import GatewayRunner
 from gateway.logs import setup_logging
 from gateway.metrics import Metrics
 from gateway.store.base import Delivery
@@ -120,10 +120,10 @@ async def _serve(config: Config, path: Path, host: str, port: int, db: str) -> N
     else:
         log.warning("no dispatcher module: deliveries are stored, not sent")
     app = create_app(config, store, sink, metrics=metrics, clock=clock)
-    api = _optional("gateway.api_deliveries")
+    api = _optional("gateway.http.deliveries_api")
     if api is not None:
         api.add_routes(app, store, sink)
-    tester = _optional("gateway.api_postbacks")
+    tester = _optional("gateway.http.postbacks_api")
     if tester is not None:
         tester.add_routes(app)  # POST /api/postbacks/test
     limit = max(8190, config.limits.max_query_bytes * 2 + 1024)

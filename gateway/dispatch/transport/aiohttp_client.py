@@ -20,7 +20,12 @@ from yarl import URL
 
 from gateway import constants
 from gateway.dispatch.settings import DeliverySettings
-from gateway.dispatch.ssrf import AddressPolicy, blocked_dials, literal_address, parse_resolve
+from gateway.dispatch.transport.ssrf import (
+    AddressPolicy,
+    blocked_dials,
+    literal_address,
+    parse_resolve,
+)
 
 __all__ = ("AiohttpTransport", "Answer", "Transport", "TransportError")
 

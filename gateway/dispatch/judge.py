@@ -1,7 +1,7 @@
 """Judging one attempt: an HTTP answer or a transport error -> a Verdict.
 
 The HTTP judgement is the one ``gateway sources classify`` prints
-(``gateway.outcome`` or a preset's body rule), so the two never disagree.
+(``gateway.verdict`` or a preset's body rule), so the two never disagree.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 
-from gateway.outcome import AnswerRule, Verdict, classify_status
+from gateway.verdict import AnswerRule, Verdict, classify_status
 
 __all__ = ("error_verdict", "judge", "rule_for")
 
@@ -22,9 +22,9 @@ def rule_for(name: str) -> AnswerRule | None:
     try:
         # Lazy: the rules module belongs to the sources package and must not
         # load (or be required) for deliveries without a preset.
-        from gateway.sources.rules import rule_for as preset_rule  # noqa: PLC0415
+        from gateway.sources.answers import rule_for as preset_rule  # noqa: PLC0415
     except ImportError:
-        log.warning("gateway.sources.rules unavailable: judging %s by status only", name)
+        log.warning("gateway.sources.answers unavailable: judging %s by status only", name)
         return None
     try:
         return preset_rule(name)

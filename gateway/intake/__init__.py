@@ -1,0 +1,1 @@
+"""Intake: what a request means, who may send it, and the group commit that makes it durable."""
