@@ -9,7 +9,6 @@ commit that the rule matches, so the per-call cost is paid once per batch.
 
 from __future__ import annotations
 
-import logging
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
@@ -20,9 +19,7 @@ import msgspec
 
 from _fastrender import Plan, compile_template
 
-__all__ = ("CompiledRule", "PayoutTransform", "RuleSpec", "compile_rule", "redact")
-
-log = logging.getLogger(__name__)
+__all__ = ("CompiledRule", "PayoutTransform", "RuleSpec", "Status", "compile_rule", "redact")
 
 Status = Literal["pending", "approved", "rejected"]
 
@@ -92,10 +89,24 @@ class CompiledRule:
     """A rule ready to fire: compiled plans and frozen conditions."""
 
     __slots__ = (
-        "answer_rule", "body_plan", "delay", "events", "host", "max_attempts", "max_click_age",
-        "method", "name", "payout", "plan", "require", "sample", "schedule", "secrets",
-        "statuses", "traffic_source",
-    )  # fmt: skip
+        "answer_rule",
+        "body_plan",
+        "delay",
+        "events",
+        "host",
+        "max_attempts",
+        "max_click_age",
+        "method",
+        "name",
+        "payout",
+        "plan",
+        "require",
+        "sample",
+        "schedule",
+        "secrets",
+        "statuses",
+        "traffic_source",
+    )
     answer_rule: str | None
     body_plan: Plan | None
     delay: float
@@ -142,9 +153,10 @@ class CompiledRule:
             ]
         urls: list[str] = self.plan.render_many(contexts)
         bodies: Sequence[str | None] = (
-            self.body_plan.render_many(contexts) if self.body_plan is not None
+            self.body_plan.render_many(contexts)
+            if self.body_plan is not None
             else [None] * len(urls)
-        )  # fmt: skip
+        )
         secrets = self.secrets
         return [
             (u, redact(u, secrets) if secrets else u, b) for u, b in zip(urls, bodies, strict=True)
@@ -169,11 +181,21 @@ def compile_rule(
     if not host or urlsplit(url).scheme not in ("http", "https"):
         raise ValueError("postback URL must be http(s)://host/...")
     return CompiledRule(
-        name=name, plan=plan, body_plan=body_plan, method=spec.method or method,
+        name=name,
+        plan=plan,
+        body_plan=body_plan,
+        method=spec.method or method,
         statuses=frozenset(spec.statuses),
         events=None if spec.events is None else frozenset(spec.events),
-        require=tuple(spec.require), sample=spec.sample, delay=spec.delay, payout=spec.payout,
-        max_attempts=spec.max_attempts, schedule=spec.schedule, host=host,
-        secrets=tuple(s for s in secrets if s), answer_rule=answer_rule,
-        max_click_age=max_click_age, traffic_source=traffic_source,
-    )  # fmt: skip
+        require=tuple(spec.require),
+        sample=spec.sample,
+        delay=spec.delay,
+        payout=spec.payout,
+        max_attempts=spec.max_attempts,
+        schedule=spec.schedule,
+        host=host,
+        secrets=tuple(s for s in secrets if s),
+        answer_rule=answer_rule,
+        max_click_age=max_click_age,
+        traffic_source=traffic_source,
+    )

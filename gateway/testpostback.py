@@ -15,53 +15,30 @@ back, the network's body excerpt and the reason.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import logging
 import math
-import secrets
-import sys
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from _fastrender._catalog import ARG_TOKENS, lookup
-from gateway import clickid
-from gateway.config import Campaign, Config, Source, default_config_path, read
+from gateway.config import Campaign, Config, Source
 from gateway.dispatch.attempt import request_headers
 from gateway.dispatch.judge import error_verdict, judge
-from gateway.dispatch.settings import DeliverySettings
-from gateway.dispatch.transport.aiohttp_client import AiohttpTransport, Transport, TransportError
+from gateway.dispatch.transport import redirects
+from gateway.dispatch.transport.base import Transport, TransportError
+from gateway.dispatch.transport.factory import make_transport
+from gateway.refusal import BadInput
 from gateway.rules import CompiledRule, redact
+from gateway.tokens import test_values
 
-__all__ = (
-    "BadRequest", "Plan", "TestRequest", "make_plan", "parse_request", "plan_and_send", "run",
-    "send",
-)  # fmt: skip
+__all__ = ("Plan", "TestRequest", "make_plan", "parse_request", "plan_and_send", "send")
 
 log = logging.getLogger(__name__)
 
-#: Values a test conversion gets unless the request gives its own.
-DEFAULT_PAYOUT = "1.00"
-DEFAULT_STATUS = "approved"
-DEFAULT_CURRENCY = "USD"
 _FIELDS = ("source", "campaign", "rule", "values")
-
-
-class BadRequest(ValueError):
-    """Refused input: ``status`` 400 (bad value) or 404 (no such source/campaign/rule)."""
-
-    def __init__(self, error: str, field: str, status: int = 400) -> None:
-        super().__init__(error)
-        self.error = error
-        self.field = field
-        self.status = status
-
-    def body(self) -> dict[str, Any]:
-        return {"error": self.error, "field": self.field}
 
 
 class TestRequest(msgspec.Struct, kw_only=True):
@@ -92,31 +69,31 @@ class Plan(msgspec.Struct, kw_only=True):
 
 
 def parse_request(raw: Any) -> TestRequest:
-    """The JSON body of ``POST /api/postbacks/test``; raises BadRequest naming the field."""
+    """The JSON body of ``POST /api/postbacks/test``; raises BadInput naming the field."""
     if not isinstance(raw, dict):
-        raise BadRequest("expected a JSON object", "body")
+        raise BadInput("expected a JSON object", "body")
     for key in raw:
         if key not in _FIELDS:
-            raise BadRequest(f"unknown field (expected {', '.join(_FIELDS)})", str(key)[:64])
+            raise BadInput(f"unknown field (expected {', '.join(_FIELDS)})", str(key)[:64])
     for key in ("source", "campaign"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
-            raise BadRequest("expected a string", key)
+            raise BadInput("expected a string", key)
     rule = raw.get("rule")
     if rule is not None and (isinstance(rule, bool) or not isinstance(rule, int | str)):
-        raise BadRequest("expected a rule index (integer) or name (string)", "rule")
+        raise BadInput("expected a rule index (integer) or name (string)", "rule")
     values_raw = raw.get("values")
     if values_raw is None:
         values_raw = {}
     if not isinstance(values_raw, dict):
-        raise BadRequest("expected an object of token -> value", "values")
+        raise BadInput("expected an object of token -> value", "values")
     values: dict[str, str] = {}
     for name, value in values_raw.items():
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise BadRequest("a value must be a string or a number", f"values.{name}"[:72])
+            raise BadInput("a value must be a string or a number", f"values.{name}"[:72])
         if isinstance(value, float) and not math.isfinite(value):
-            raise BadRequest("a value must be finite", f"values.{name}"[:72])
+            raise BadInput("a value must be finite", f"values.{name}"[:72])
         values[name] = repr(value) if isinstance(value, float) else str(value)
     return TestRequest(source=raw.get("source"), campaign=raw.get("campaign"), rule=rule,
                        values=values)  # fmt: skip
@@ -132,7 +109,7 @@ def canonical_values(values: Mapping[str, str]) -> dict[str, str]:
             continue
         key = lookup(name, "clickflare")
         if key is None:
-            raise BadRequest(f"unknown token {{{name}}}", f"values.{name}"[:72])
+            raise BadInput(f"unknown token {{{name}}}", f"values.{name}"[:72])
         out[key] = value
     return out
 
@@ -141,16 +118,16 @@ def _target(config: Config, request: TestRequest) -> tuple[Source, Campaign | No
     if request.campaign is not None:
         campaign = config.campaigns.get(request.campaign)
         if campaign is None:
-            raise BadRequest(f"unknown campaign {request.campaign!r}", "campaign", 404)
+            raise BadInput(f"unknown campaign {request.campaign!r}", "campaign", 404)
         if request.source is not None and request.source != campaign.source.name:
-            raise BadRequest(f"campaign {campaign.id!r} belongs to traffic source "
+            raise BadInput(f"campaign {campaign.id!r} belongs to traffic source "
                              f"{campaign.source.name!r}", "source")  # fmt: skip
         return campaign.source, campaign
     if request.source is None:
-        raise BadRequest("name a traffic source or a campaign", "source")
+        raise BadInput("name a traffic source or a campaign", "source")
     source = config.sources.get(request.source)
     if source is None:
-        raise BadRequest(f"unknown traffic source {request.source!r}", "source", 404)
+        raise BadInput(f"unknown traffic source {request.source!r}", "source", 404)
     return source, None
 
 
@@ -159,46 +136,30 @@ def _pick(rules: list[CompiledRule], wanted: int | str | None, status: str) -> C
         return next((r for r in rules if status in r.statuses), rules[0])
     if isinstance(wanted, int):
         if not 0 <= wanted < len(rules):
-            raise BadRequest(f"rule index out of range (0..{len(rules) - 1})", "rule")
+            raise BadInput(f"rule index out of range (0..{len(rules) - 1})", "rule")
         return rules[wanted]
     for rule in rules:
         if rule.name == wanted:
             return rule
     names = ", ".join(repr(r.name) for r in rules)
-    raise BadRequest(f"no rule named {wanted!r} (rules: {names})", "rule", 404)
+    raise BadInput(f"no rule named {wanted!r} (rules: {names})", "rule", 404)
 
 
 def make_plan(config: Config, request: TestRequest, now: float | None = None) -> Plan:
-    """Pick the rule and render it; raises BadRequest."""
+    """Pick the rule and render it; raises BadInput."""
     source, campaign = _target(config, request)
     rules = campaign.rules if campaign is not None else source.rules
     if not rules:
         where = "campaign" if campaign is not None else "source"
-        raise BadRequest("no postback rules to test", where)
+        raise BadInput("no postback rules to test", where)
     given = canonical_values(request.values)
     now = time.time() if now is None else now
-    values: dict[str, str] = {
-        "click.id": clickid.new_click_id(now),
-        "click.time": str(int(now)),
-        "externalid": f"test-{secrets.token_hex(6)}",
-        "payout": DEFAULT_PAYOUT,
-        "conversion.status": DEFAULT_STATUS,
-        "transaction.id": f"test-{secrets.token_hex(4)}",
-        "currency": DEFAULT_CURRENCY,
-        "trafficsource.id": source.id,
-        "trafficsource.name": source.name,
-    }
-    if campaign is not None:
-        values["campaign.id"] = campaign.id
-        for key, attr in (("campaign.name", "name"), ("campaign.key", "key")):
-            if getattr(campaign.spec, attr):
-                values[key] = getattr(campaign.spec, attr)
-    values.update(given)
+    values = test_values(source, campaign, given, now)
     rule = _pick(rules, request.rule, values["conversion.status"])
     try:
         url, display, body = rule.render([values])[0]
     except (ValueError, TypeError) as exc:
-        raise BadRequest(f"cannot render: {exc}", "values") from None
+        raise BadInput(f"cannot render: {exc}", "values") from None
     fires = rule.matches(values["conversion.status"], values.get("conversion.type"), values,
                          values["transaction.id"])  # fmt: skip
     return Plan(source=source.name, campaign=campaign.id if campaign is not None else None,
@@ -206,19 +167,11 @@ def make_plan(config: Config, request: TestRequest, now: float | None = None) ->
                 display_url=display, body=body, would_fire=fires)  # fmt: skip
 
 
-def _transport(settings: DeliverySettings) -> Transport:
-    """The HTTP client the dispatcher would use for these settings."""
-    from gateway.dispatch import dispatcher  # noqa: PLC0415 - only when sending
-
-    make = getattr(dispatcher, "make_transport", None)
-    return make(settings) if make is not None else AiohttpTransport(settings)
-
-
 async def send(config: Config, plan: Plan, transport: Transport | None = None) -> dict[str, Any]:
     """Send the plan once and judge the answer; a JSON-ready result, redacted."""
     rule = plan.rule
     own = transport is None
-    client = _transport(config.delivery) if transport is None else transport
+    client = make_transport(config.delivery) if transport is None else transport
     hide = rule.secrets
     status: int | None = None
     body_excerpt = ""
@@ -226,7 +179,8 @@ async def send(config: Config, plan: Plan, transport: Transport | None = None) -
     final_url: str | None = None
     started = time.perf_counter()
     try:
-        answer = await client.send(
+        answer = await redirects.send(
+            client,
             rule.method, plan.url, None if plan.body is None else plan.body.encode(),
             request_headers(plan.body), config.delivery.timeout,
         )  # fmt: skip
@@ -272,65 +226,5 @@ async def send(config: Config, plan: Plan, transport: Transport | None = None) -
 
 
 async def plan_and_send(config: Config, request: TestRequest) -> dict[str, Any]:
-    """Plan and send; raises BadRequest."""
+    """Plan and send; raises BadInput."""
     return await send(config, make_plan(config, request))
-
-
-# -- command line -----------------------------------------------------------------
-
-
-def _text(result: Mapping[str, Any]) -> str:
-    where = f"campaign {result['campaign']}" if result["campaign"] else f"source {result['source']}"
-    if result["status_code"] is not None:
-        answer = f"HTTP {result['status_code']} in {result['latency_ms']:.1f} ms"
-    else:
-        answer = f"no answer after {result['latency_ms']:.1f} ms: {result['error']}"
-    lines = [
-        f"rule     {result['rule']} ({where}; answer rule: {result['answer_rule'] or 'status'})",
-        f"request  {result['method']} {result['url']}",
-    ]
-    if result["final_url"]:
-        lines.append(f"ended at {result['final_url']}")
-    lines.append(f"answer   {answer}")
-    if result["body_excerpt"]:
-        excerpt = " ".join(result["body_excerpt"].split())
-        lines.append(f"body     {excerpt[:200]}")
-    lines.append(f"outcome  {result['outcome']}: {result['reason']}")
-    if not result["would_fire"]:
-        lines.append("note     this rule would not fire for these values (status, event or "
-                     "required tokens)")  # fmt: skip
-    return "\n".join(lines)
-
-
-def run(args: argparse.Namespace) -> int:
-    """``test-postback``: exit 0 delivered, 1 rejected or retry, 2 bad config or input."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    path = Path(args.config) if args.config else default_config_path()
-    config, problems = read(path)
-    if config is None:
-        for problem in problems:
-            if problem.level == "error":
-                print(f"{path}: {problem}", file=sys.stderr)
-        return 2
-    values: dict[str, str] = {}
-    for item in args.values:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            print(f"error: --set {item!r}: expected NAME=VALUE", file=sys.stderr)
-            return 2
-        values[name] = value
-    rule: int | str | None = getattr(args, "rule", None)
-    if isinstance(rule, str) and rule.isdigit():
-        rule = int(rule)
-    request = TestRequest(source=args.source, campaign=args.campaign, rule=rule, values=values)
-    try:
-        plan = make_plan(config, request)
-    except BadRequest as exc:
-        print(f"error: {exc.field}: {exc.error}", file=sys.stderr)
-        return 2
-    result = asyncio.run(send(config, plan))
-    if args.json:
-        print(msgspec.json.encode(result).decode())
-    else:
-        print(_text(result))
-    return 0 if result["outcome"] == "delivered" else 1

@@ -35,3 +35,10 @@ def pytest_asyncio_loop_factories(
     if getattr(getattr(item, "module", None), "ONE_LOOP", False):
         return {"asyncio": asyncio.new_event_loop}
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+# The transport fixture (aiohttp, lean): one suite that every client must pass.
+from transport_fixtures import make_client, transport_kind  # noqa: E402, F401
+
+# The store backends: ``store`` (open, empty) and ``store_backend``, each test once per backend.
+from tests.store_fixtures import store, store_backend  # noqa: E402, F401 - fixtures by name

@@ -13,7 +13,7 @@ from gateway import clickid
 from gateway.clock import SystemClock
 from gateway.config import Config, load
 from gateway.intake.batcher import Batcher, Closed
-from gateway.intake.decide import ClickInput, parse_conversion
+from gateway.intake.params import ClickInput, parse_conversion
 from gateway.metrics import Metrics
 from gateway.store.base import Click
 from gateway.store.sqlite import SQLiteStore
@@ -56,7 +56,7 @@ async def test_concurrent_inputs_share_transactions(parts: tuple) -> None:  # ty
     assert _batches(metrics) < 20  # grouped, not one transaction each
     convs = [parse_conversion({"cid": c.click_id, "txid": "1"}, config) for c in clicks]
     results = await asyncio.gather(*(batcher.put(c) for c in convs))  # type: ignore[arg-type]
-    assert all(r.code == 200 and r.body["status"] == "accepted" for r in results)
+    assert all(r.outcome == "accepted" and r.body["status"] == "accepted" for r in results)
     assert len(sink.submitted) == 400  # two approved rules per conversion
     assert len({d.delivery_id for d in sink.submitted}) == 400
 

@@ -86,16 +86,26 @@ offer_url = "https://o.example/?s={click.id}"
 def _check(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "c.toml"
     path.write_text(text)
-    return subprocess.run([sys.executable, "-m", "gateway", "check", str(path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "check", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_good_config_and_the_shipped_example(tmp_path: Path) -> None:
     done = _check(tmp_path, GOOD)
     assert done.returncode == 0, done.stdout
     assert "ok" in done.stdout
-    example = subprocess.run([sys.executable, "-m", "gateway", "check", "examples/gateway.toml"],
-                             cwd=ROOT, capture_output=True, text=True, timeout=30)  # fmt: skip
+    example = subprocess.run(
+        [sys.executable, "-m", "gateway", "check", "examples/gateway.toml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert example.returncode == 0, example.stdout
     assert "warning:" not in example.stdout
 
@@ -134,8 +144,10 @@ def test_warnings_do_not_fail(tmp_path: Path) -> None:
     assert "[CLICK_ID] looks like a network macro" in out
 
 
-@pytest.mark.parametrize("text", ["not toml = = =", "traffic_sources = 5", "[delivery]\nbogus = 1",
-                                  "[[campaigns]]\nid = 1"])  # fmt: skip
+@pytest.mark.parametrize(
+    "text",
+    ["not toml = = =", "traffic_sources = 5", "[delivery]\nbogus = 1", "[[campaigns]]\nid = 1"],
+)
 def test_bad_types_and_syntax(tmp_path: Path, text: str) -> None:
     path = tmp_path / "c.toml"
     path.write_text(text)
@@ -150,5 +162,5 @@ def test_secret_values_are_redacted_in_rules(tmp_path: Path) -> None:
     config, _ = read(path)
     assert config is not None
     (rule,) = config.campaigns["c1"].rules
-    (url, display, _body), = rule.render([{"externalid": "x"}])
+    ((url, display, _body),) = rule.render([{"externalid": "x"}])
     assert "goal=abc" in url and "goal=***" in display

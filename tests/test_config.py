@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
 
 import pytest
 
+import gateway.config as config_package
 from gateway import clickid
 from gateway.config import ConfigError, default_config_path, load, read
 from gateway.rules import PayoutTransform, redact
@@ -41,7 +43,10 @@ def test_example_config_loads_with_presets_and_safe_delivery() -> None:
 
 
 def test_campaign_rules_add_or_replace(tmp_path: Path) -> None:
-    config = _load(tmp_path, SOURCE + """
+    config = _load(
+        tmp_path,
+        SOURCE
+        + """
 [[campaigns]]
 id = "add"
 traffic_source = "ts"
@@ -59,7 +64,8 @@ postbacks = [{ name = "own", url = "https://own.example/?c={externalid}" }]
 id = "preset"
 traffic_source = "exo"
 offer_url = "https://o.example/?s={click.id}"
-""")
+""",
+    )
     assert [r.name for r in config.campaigns["add"].rules] == ["ts:postback", "own"]
     assert [r.name for r in config.campaigns["replace"].rules] == ["own"]
     (preset_rule,) = config.campaigns["preset"].rules
@@ -69,18 +75,25 @@ offer_url = "https://o.example/?s={click.id}"
 
 def test_invalid_config_raises_with_every_problem(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
-        _load(tmp_path, SOURCE + """
+        _load(
+            tmp_path,
+            SOURCE
+            + """
 [[campaigns]]
 id = "x"
 traffic_source = "nope"
 offer_url = "ftp://o.example/{bogus}"
-""")
+""",
+        )
     text = str(caught.value)
     assert "campaigns[0].traffic_source" in text and "campaigns[0].offer_url" in text
 
 
 def test_rule_conditions(tmp_path: Path) -> None:
-    config = _load(tmp_path, SOURCE + """
+    config = _load(
+        tmp_path,
+        SOURCE
+        + """
 [[campaigns]]
 id = "c"
 traffic_source = "ts"
@@ -99,7 +112,8 @@ payout = { multiply = 0.5, add = 0.1, decimals = 2 }
 name = "half"
 url = "https://own.example/half"
 sample = 50
-""")
+""",
+    )
     cond, half = config.campaigns["c"].rules
     ctx = {"externalid": "E", "payout": "3"}
     assert cond.require == ("externalid",)  # alias resolved
@@ -162,3 +176,20 @@ def test_a_group_of_click_ids_matches_ids_made_one_by_one(monkeypatch: pytest.Mo
         one_by_one.append(clickid.new_click_id(now))
     assert group == one_by_one
     assert all(clickid.created_at(cid) == pytest.approx(now, abs=0.001) for cid in group)
+
+
+def test_the_package_exports_a_sorted_complete_facade() -> None:
+    """``gateway.config`` re-exports its modules' public names; the rest of the
+    gateway imports from the package, never from schema/compile/lint/load."""
+    package = config_package
+    public = {
+        name
+        for name, value in vars(package).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+    }
+    assert list(package.__all__) == sorted(package.__all__)
+    assert set(package.__all__) == public
+    assert {"Campaign", "Config", "ConfigError", "Network", "Source"} <= public
+    assert {"default_config_path", "load", "read", "validate"} <= public
+    # The function wins over the module of the same name.
+    assert package.load is load and callable(package.load)

@@ -12,9 +12,10 @@ from aiohttp import web
 from sinks import Sink, new_delivery
 
 from gateway.clock import VirtualClock
+from gateway.config import load
 from gateway.dispatch.dispatcher import Dispatcher
 from gateway.dispatch.settings import DeliverySettings
-from gateway.http.deliveries_api import add_routes
+from gateway.http.app import create_app
 from gateway.metrics import Metrics
 from gateway.store.sqlite import SQLiteStore
 
@@ -51,8 +52,8 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
                                 max_attempts=2)
     dispatcher = Dispatcher(settings, store, Metrics(), clock)
     await dispatcher.start()
-    app = web.Application()
-    add_routes(app, store, dispatcher)
+    (tmp_path / "empty.toml").write_text("")
+    app = create_app(load(tmp_path / "empty.toml"), store, dispatcher, clock=clock)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

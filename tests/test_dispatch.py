@@ -73,11 +73,11 @@ class Harness:
 _KIND = {"transport": "aiohttp"}
 
 
-@pytest.fixture(autouse=True, params=["aiohttp", "lean"])
-def transport_kind(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every dispatcher test runs over both transports."""
-    _KIND["transport"] = request.param
-    yield request.param
+@pytest.fixture(autouse=True)
+def _every_transport(transport_kind: str) -> Iterator[str]:
+    """Every dispatcher test runs over every transport (the shared fixture)."""
+    _KIND["transport"] = transport_kind
+    yield transport_kind
     _KIND["transport"] = "aiohttp"
 
 

@@ -9,26 +9,37 @@ import random
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from gateway import constants
 from gateway.dispatch.breaker import Breaker
-from gateway.dispatch.decide import decide
 from gateway.dispatch.judge import error_verdict, judge
 from gateway.dispatch.ratelimit import HostRateLimiter
-from gateway.dispatch.retry import jittered, next_delay, parse_retry_after
+from gateway.dispatch.retry import (
+    MAX_RETRY_AFTER,
+    RETRY_JITTER,
+    RETRY_MAX_ATTEMPTS,
+    RETRY_SCHEDULE,
+    Decision,
+    after_attempt,
+    jittered,
+    limits,
+    next_delay,
+    parse_retry_after,
+    rule_retry,
+)
 from gateway.dispatch.settings import DeliverySettings
 from gateway.dispatch.tally import Tally, observe_many
+from gateway.dispatch.transport.aiohttp_client import Answer
 from gateway.store.base import Attempt, Delivery
-from gateway.verdict import Verdict
+from gateway.verdict import Verdict, classify_status, host_trouble
 
 
 def test_default_schedule_with_jitter_bounds() -> None:
     rng = random.Random(7)
-    for i, base in enumerate(constants.RETRY_SCHEDULE, start=1):
+    for i, base in enumerate(RETRY_SCHEDULE, start=1):
         for _ in range(200):
-            d = next_delay(i, constants.RETRY_SCHEDULE, 0.2, rng=rng)
+            d = next_delay(i, RETRY_SCHEDULE, 0.2, rng=rng)
             assert d is not None and base * 0.8 <= d <= base * 1.2
-    assert next_delay(len(constants.RETRY_SCHEDULE) + 1, constants.RETRY_SCHEDULE, 0.2) is None
-    assert next_delay(0, constants.RETRY_SCHEDULE, 0.2) is None
+    assert next_delay(len(RETRY_SCHEDULE) + 1, RETRY_SCHEDULE, 0.2) is None
+    assert next_delay(0, RETRY_SCHEDULE, 0.2) is None
 
 
 def test_jitter_spreads_values() -> None:
@@ -138,25 +149,73 @@ def _attempt(outcome: str = "retry") -> Attempt:
                    latency_ms=1.0, body_prefix="", outcome=outcome, reason="HTTP 500")
 
 
+def _decide(d: Delivery, attempt: Attempt, verdict: Verdict, retry_after: str | None,
+            s: DeliverySettings, now: float) -> Decision:
+    answer = None
+    if retry_after is not None:
+        answer = Answer(status=503, headers={"retry-after": retry_after}, body_prefix=b"",
+                        elapsed=0.0, final_url="http://x/")
+    return after_attempt(d, attempt, verdict, answer, s, lambda: now)
+
+
 def test_decide_outcomes() -> None:
     s = DeliverySettings(jitter=0.0, schedule=[10.0, 20.0], max_attempts=5)
-    ok = decide(_delivery(), _attempt("delivered"), Verdict("delivered", "HTTP 200"), None, s, 100)
+    ok = _decide(_delivery(), _attempt("delivered"), Verdict("delivered", "HTTP 200"), None, s, 100)
     assert (ok.status, ok.next_at, ok.counter) == ("delivered", None, "delivered")
-    no = decide(_delivery(), _attempt("rejected"), Verdict("rejected", "HTTP 404"), None, s, 100)
+    no = _decide(_delivery(), _attempt("rejected"), Verdict("rejected", "HTTP 404"), None, s, 100)
     assert (no.status, no.counter) == ("failed", "failed")
     retry = Verdict("retry", "HTTP 500")
-    first = decide(_delivery(), _attempt(), retry, None, s, 100)
+    first = _decide(_delivery(), _attempt(), retry, None, s, 100)
     assert (first.status, first.next_at, first.counter) == ("queued", 110.0, "retries")
-    second = decide(_delivery(attempts=1), _attempt(), retry, "60", s, 100)
+    second = _decide(_delivery(attempts=1), _attempt(), retry, "60", s, 100)
     assert second.next_at == 160.0  # Retry-After longer than the schedule's 20 s
-    spent = decide(_delivery(attempts=2), _attempt(), retry, None, s, 100)
+    spent = _decide(_delivery(attempts=2), _attempt(), retry, None, s, 100)
     assert spent.status == "failed" and "gave up after 3 attempts" in spent.attempt.reason
     # the schedule ran out before max_attempts: dead letter too
-    out = decide(_delivery(attempts=2, max_attempts=9), _attempt(), retry, None, s, 100)
+    out = _decide(_delivery(attempts=2, max_attempts=9), _attempt(), retry, None, s, 100)
     assert out.status == "failed"
     # max_attempts <= 0 on the delivery: the settings decide
-    dflt = decide(_delivery(attempts=1, max_attempts=0), _attempt(), retry, None, s, 100)
+    dflt = _decide(_delivery(attempts=1, max_attempts=0), _attempt(), retry, None, s, 100)
     assert dflt.next_at == 120.0
+
+
+def test_delivered_reads_neither_the_clock_nor_the_answer() -> None:
+    def no_clock() -> float:
+        raise AssertionError("the clock was read")
+
+    s = DeliverySettings()
+    ok = after_attempt(_delivery(), _attempt("delivered"), Verdict("delivered", "HTTP 200"),
+                       None, s, no_clock)
+    assert ok.status == "delivered"
+
+
+def test_one_fallback_for_attempts_and_schedule() -> None:
+    s = DeliverySettings(schedule=[1.0, 2.0], max_attempts=3)
+    assert limits(5, [9.0], s) == (5, [9.0])
+    assert limits(0, None, s) == (3, [1.0, 2.0])
+    assert limits(-1, [], s) == (3, [])  # a delivery's empty schedule: no retries
+    # a rule's unset (or empty) overrides: the settings'
+    assert rule_retry(None, None, s) == (3, [1.0, 2.0])
+    assert rule_retry(0, [], s) == (3, [1.0, 2.0])
+    assert rule_retry(2, [7.0], s) == (2, [7.0])
+    assert rule_retry(None, None, s)[1] is s.schedule  # shared, not copied per rule
+
+
+def test_settings_take_the_policy_defaults() -> None:
+    s = DeliverySettings()
+    assert s.schedule == list(RETRY_SCHEDULE) and s.max_attempts == RETRY_MAX_ATTEMPTS
+    assert s.jitter == RETRY_JITTER and s.max_retry_after == MAX_RETRY_AFTER
+
+
+@pytest.mark.parametrize(
+    ("status", "trouble"),
+    [(None, True), (408, True), (429, True), (500, True), (503, True), (599, True),
+     (200, False), (302, False), (400, False), (404, False), (600, False)],
+)
+def test_host_trouble(status: int | None, trouble: bool) -> None:
+    assert host_trouble(status) is trouble
+    if status is not None:  # the same statuses are the ones retried
+        assert (classify_status(status).outcome == "retry") is trouble
 
 
 def test_tally_applies_what_observe_and_inc_would() -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from gateway import clickid
 from gateway.config import Config, load
-from gateway.intake.decide import build_batch, parse_conversion
+from gateway.intake.decide import build_batch
+from gateway.intake.params import parse_conversion
 from gateway.store.base import Click, Delivery
 
 NOW = 1_800_000_000.0
@@ -64,7 +65,7 @@ def test_every_field_of_an_attributed_and_an_unattributed_delivery(tmp_path: Pat
     rows, deliveries, results, _ = build_batch(
         config, [], [attributed, unattributed], {click_id: click}, {}, NOW
     )  # type: ignore[list-item]
-    assert [r.code for r in results] == [200, 200]
+    assert [r.outcome for r in results] == ["accepted", "accepted"]
     by_key = {(d.rule, d.conversion_id): d for d in deliveries}
     first, second = (r.conversion_id for r in rows)
     common = dict(delivery_id=0, status="queued", attempts=0, traffic_source="ts",

@@ -40,7 +40,6 @@ from _fastrender import compile_template
 from gateway.clock import VirtualClock
 from gateway.config import load
 from gateway.dispatch.dispatcher import Dispatcher
-from gateway.http import deliveries_api as api_deliveries
 from gateway.http.app import create_app
 from gateway.metrics import Metrics
 from gateway.sources import catalog
@@ -419,7 +418,6 @@ async def test_popads_48_hours_with_a_virtual_clock(tmp_path: Path, world: World
     dispatcher = Dispatcher(settings=config.delivery, store=store, metrics=metrics, clock=clock)
     await dispatcher.start()
     app = create_app(config, store, dispatcher, metrics=metrics, clock=clock)
-    api_deliveries.add_routes(app, store, dispatcher)
     http: TestClient[Any, Any] = TestClient(GatewayTestServer(app, host="127.0.0.1"))
     await http.start_server()
     try:

@@ -12,11 +12,30 @@ from gateway.sources.macros import find_leftover_macros
 
 NAMES = catalog.names()
 REQUIRED = (
-    "exoclick", "exads", "propellerads", "trafficstars", "zeropark", "mgid", "taboola",
-    "outbrain", "richads", "adsterra", "kadam", "hilltopads", "clickadu", "evadav", "popads",
-    "popcash", "admaven", "adcash", "clickadilla", "mediago", "mintegral", "onclicka",
+    "exoclick",
+    "exads",
+    "propellerads",
+    "trafficstars",
+    "zeropark",
+    "mgid",
+    "taboola",
+    "outbrain",
+    "richads",
+    "adsterra",
+    "kadam",
+    "hilltopads",
+    "clickadu",
+    "evadav",
+    "popads",
+    "popcash",
+    "admaven",
+    "adcash",
+    "clickadilla",
+    "mediago",
+    "mintegral",
+    "onclicka",
     "trafficforce",
-)  # fmt: skip
+)
 
 
 def _is_token(text: str) -> bool:

@@ -12,8 +12,13 @@ from gateway.cli import main
 
 
 def _gateway(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway", "sources", *args],
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "sources", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_show_json_subprocess() -> None:
@@ -30,16 +35,18 @@ def test_show_json_subprocess() -> None:
 
 
 def test_show_campaign_url_subprocess() -> None:
-    done = _gateway("show", "exoclick", "--json", "--campaign", "42",
-                    "--base-url", "https://gw.example/")  # fmt: skip
+    done = _gateway(
+        "show", "exoclick", "--json", "--campaign", "42", "--base-url", "https://gw.example/"
+    )
     url = json.loads(done.stdout)["campaign_url"]
     assert url.startswith("https://gw.example/click/42?externalid={conversions_tracking}&")
     assert "zoneid={zone_id}" in url and "%7B" not in url
 
 
 def test_classify_json_subprocess() -> None:
-    done = _gateway("classify", "exoclick", "--status", "200", "--body", "ERROR: tag invalid",
-                    "--json")  # fmt: skip
+    done = _gateway(
+        "classify", "exoclick", "--status", "200", "--body", "ERROR: tag invalid", "--json"
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"outcome": "rejected", "reason": "ERROR: tag invalid"}
 
@@ -54,19 +61,29 @@ def test_unknown_preset_exits_1_with_suggestion() -> None:
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["evadav", "--status", "200", "--body",
-          '{"status":"error","message":"Incorrect click_id value"}'],
-         {"outcome": "rejected", "reason": "Incorrect click_id value"}),
+        (
+            [
+                "evadav",
+                "--status",
+                "200",
+                "--body",
+                '{"status":"error","message":"Incorrect click_id value"}',
+            ],
+            {"outcome": "rejected", "reason": "Incorrect click_id value"},
+        ),
         (["popads", "--status", "200"], {"outcome": "delivered", "reason": "HTTP 200"}),
         (["popads", "--status", "503"], {"outcome": "retry", "reason": "HTTP 503"}),
         (["popads", "--status", "429"], {"outcome": "retry", "reason": "HTTP 429"}),
         (["popads", "--status", "404"], {"outcome": "rejected", "reason": "HTTP 404"}),
-        (["richads", "--status", "200", "--body", "Required url parameters are not present"],
-         {"outcome": "rejected", "reason": "Required url parameters are not present"}),
+        (
+            ["richads", "--status", "200", "--body", "Required url parameters are not present"],
+            {"outcome": "rejected", "reason": "Required url parameters are not present"},
+        ),
     ],
-)  # fmt: skip
-def test_classify_in_process(argv: list[str], expected: dict[str, str],
-                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+)
+def test_classify_in_process(
+    argv: list[str], expected: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["sources", "classify", *argv, "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == expected
 
@@ -86,8 +103,10 @@ def test_list_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_human_output_keeps_bracket_macros(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sources"]) == 0
     assert "[clickid]" in capsys.readouterr().out
-    assert main(["sources", "show", "popads", "--campaign", "c1",
-                 "--base-url", "https://gw.example"]) == 0  # fmt: skip
+    assert (
+        main(["sources", "show", "popads", "--campaign", "c1", "--base-url", "https://gw.example"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "[IMPRESSIONID]" in out and "48 h" in out
 

@@ -27,8 +27,13 @@ def test_page_lists_every_preset_with_its_sources() -> None:
 
 
 def test_module_entry_point_prints_the_page() -> None:
-    done = subprocess.run([sys.executable, "-m", "gateway.sources.docs"], capture_output=True,
-                          text=True, timeout=60, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.sources.docs"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert done.stdout == docs.render()
 
 

@@ -7,12 +7,32 @@ import pytest
 from gateway.sources.macros import find_leftover_macros
 
 STYLES = [
-    "${SUBID}", "{click_id}", "{{ctoken}}", "{:click_id}", "[CLICK_ID]", "[clickid]", "%guid%",
-    "##SUB_ID_SHORT(action)##", "#s2#", "@@CLICK-ID@@", "MFOXCLICKID",
-    "startapp_click_id_placeholder", "impressionId", "CLICK_ID", "REPLACE",
-    "{conversions_tracking}", "[[subid]]", "${TRACKING_ID}", "_~click_id~_", "{cost}",
-    "%insertyourtoken%", "[=SID=]", "{!tscode!}", "{CLICKID}", "{clickId}",
-]  # fmt: skip
+    "${SUBID}",
+    "{click_id}",
+    "{{ctoken}}",
+    "{:click_id}",
+    "[CLICK_ID]",
+    "[clickid]",
+    "%guid%",
+    "##SUB_ID_SHORT(action)##",
+    "#s2#",
+    "@@CLICK-ID@@",
+    "MFOXCLICKID",
+    "startapp_click_id_placeholder",
+    "impressionId",
+    "CLICK_ID",
+    "REPLACE",
+    "{conversions_tracking}",
+    "[[subid]]",
+    "${TRACKING_ID}",
+    "_~click_id~_",
+    "{cost}",
+    "%insertyourtoken%",
+    "[=SID=]",
+    "{!tscode!}",
+    "{CLICKID}",
+    "{clickId}",
+]
 
 
 @pytest.mark.parametrize("macro", STYLES)
@@ -37,7 +57,7 @@ def test_dollar_brace_is_not_reported_twice() -> None:
         "https://t.example/pb?h={externalid|md5}&s={conversion.status|map:approved=1,*=0}",
         "https://t.example/pb?u={var:u|raw}&c={currency}&e={conversion.type}",
         "https://t.example/a%20b?q=caf%C3%A9&x=%2Fab%2F&y=100%25",
-        "https://t.example/pb?j={\"a\":1}&k={ }&l={}",
+        'https://t.example/pb?j={"a":1}&k={ }&l={}',
         "https://t.example/#section",
     ],
 )

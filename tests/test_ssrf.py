@@ -9,9 +9,10 @@ import msgspec
 import pytest
 from sinks import Sink
 
-from gateway.dispatch.dispatcher import make_transport
 from gateway.dispatch.settings import DeliverySettings
-from gateway.dispatch.transport.aiohttp_client import TransportError
+from gateway.dispatch.transport.base import TransportError
+from gateway.dispatch.transport.factory import make_transport
+from gateway.dispatch.transport.redirects import send
 from gateway.dispatch.transport.ssrf import (
     AddressPolicy,
     blocked_reason,
@@ -98,15 +99,16 @@ def test_parse_resolve() -> None:
 # -- at dial time, through the real client ------------------------------------
 
 
-@pytest.fixture(params=["aiohttp", "lean"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture
+def kind(transport_kind: str) -> str:
+    """Each client in turn (the shared ``transport_kind`` fixture)."""
+    return transport_kind
 
 
 async def _send(settings: DeliverySettings, url: str, kind: str) -> int:
     transport = make_transport(msgspec.structs.replace(settings, transport=kind))
     try:
-        answer = await transport.send("GET", url, None, {}, 5.0)
+        answer = await send(transport, "GET", url, None, {}, 5.0)
         return answer.status
     finally:
         await transport.close()

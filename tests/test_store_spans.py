@@ -4,7 +4,9 @@ Deliveries are indexed by source, campaign and creation time per span of
 consecutive ids (one per write and (source, campaign)), not per delivery; the
 store walks the matching spans and filters their rows.  Whatever the writes,
 filters, page sizes and purges, the answer must be what filtering every row
-gives.
+gives.  This is the SQLite half, with the walk's own knobs turned (page of
+spans, the "few" threshold); ``test_store_contract.py`` holds every backend
+to the same model.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.store import sqlite as sqlite_store
 from gateway.store.base import DeliveryFilter, NewDelivery
 from gateway.store.sqlite import SQLiteStore
+from gateway.store.sqlite import spans as sqlite_spans
 
 NOW = 1_800_000_000.0
 _files = itertools.count()
@@ -28,11 +30,23 @@ _files = itertools.count()
 
 def _delivery(source: str, campaign: str, created: float) -> NewDelivery:
     return NewDelivery(
-        conversion_id="v", traffic_source=source, campaign_id=campaign, rule="r", method="GET",
-        url="https://h.example/pb", display_url="https://h.example/pb", body=None,
-        host="h.example", click_time=None, not_before=created, max_attempts=3,
-        created_at=created, schedule=None, expires_at=None, answer_rule=None,
-    )  # fmt: skip
+        conversion_id="v",
+        traffic_source=source,
+        campaign_id=campaign,
+        rule="r",
+        method="GET",
+        url="https://h.example/pb",
+        display_url="https://h.example/pb",
+        body=None,
+        host="h.example",
+        click_time=None,
+        not_before=created,
+        max_attempts=3,
+        created_at=created,
+        schedule=None,
+        expires_at=None,
+        answer_rule=None,
+    )
 
 
 def _expected(db: sqlite3.Connection, f: DeliveryFilter, *, failed_only: bool = False) -> list[int]:
@@ -40,20 +54,28 @@ def _expected(db: sqlite3.Connection, f: DeliveryFilter, *, failed_only: bool = 
     for did, status, source, campaign, created in db.execute(
         "SELECT delivery_id, status, traffic_source, campaign_id, created_at FROM deliveries"
         " ORDER BY delivery_id"
-    ):  # fmt: skip
-        if ((f.status is None or status == f.status)
-                and (f.traffic_source is None or source == f.traffic_source)
-                and (f.campaign_id is None or campaign == f.campaign_id)
-                and (f.since is None or created >= f.since)
-                and (not failed_only or status == "failed")):  # fmt: skip
+    ):
+        if (
+            (f.status is None or status == f.status)
+            and (f.traffic_source is None or source == f.traffic_source)
+            and (f.campaign_id is None or campaign == f.campaign_id)
+            and (f.since is None or created >= f.since)
+            and (not failed_only or status == "failed")
+        ):
             out.append(did)
     return out
 
 
 writes = st.lists(
-    st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from(["k1", "k2", ""]),
-                       st.integers(0, 5)), min_size=1, max_size=12),  # fmt: skip
-    min_size=1, max_size=6,
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]), st.sampled_from(["k1", "k2", ""]), st.integers(0, 5)
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    min_size=1,
+    max_size=6,
 )
 filters = st.builds(
     DeliveryFilter,
@@ -64,17 +86,31 @@ filters = st.builds(
 )
 
 
-@settings(max_examples=80, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
-@given(writes=writes, f=filters, page=st.integers(1, 7), purge=st.booleans(),
-       failing=st.integers(2, 4), span_page=st.sampled_from([2, 512]),
-       few=st.sampled_from([1, 5000]))  # fmt: skip
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    writes=writes,
+    f=filters,
+    page=st.integers(1, 7),
+    purge=st.booleans(),
+    failing=st.integers(2, 4),
+    span_page=st.sampled_from([2, 512]),
+    few=st.sampled_from([1, 5000]),
+)
 def test_filters_and_pages_match_a_scan_of_every_row(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writes: list[list[tuple[str, str, int]]],
-    f: DeliveryFilter, page: int, purge: bool, failing: int, span_page: int, few: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    writes: list[list[tuple[str, str, int]]],
+    f: DeliveryFilter,
+    page: int,
+    purge: bool,
+    failing: int,
+    span_page: int,
+    few: int,
 ) -> None:
-    monkeypatch.setattr(sqlite_store, "_SPAN_PAGE", span_page)  # 2: many keyset pages
-    monkeypatch.setattr(sqlite_store, "_FEW", few)  # 1: statuses walk spans too
+    monkeypatch.setattr(sqlite_spans, "SPAN_PAGE", span_page)  # 2: many keyset pages
+    monkeypatch.setattr(sqlite_spans, "FEW", few)  # 1: statuses walk spans too
 
     async def run() -> None:
         store = SQLiteStore(tmp_path / f"s{next(_files)}.sqlite")
@@ -83,8 +119,9 @@ def test_filters_and_pages_match_a_scan_of_every_row(
             for write in writes:  # creation times in any order, as clocks allow
                 await store.commit_batch([], [], [_delivery(s, c, NOW + t) for s, c, t in write])
             db = store._conn
-            db.execute("UPDATE deliveries SET status = 'failed' WHERE delivery_id % ? = 0",
-                       (failing,))  # fmt: skip
+            db.execute(
+                "UPDATE deliveries SET status = 'failed' WHERE delivery_id % ? = 0", (failing,)
+            )
             if purge:  # finished deliveries go; their spans may stay, emptier
                 await store.purge(NOW + 100)
             want = _expected(db, f)
@@ -100,8 +137,9 @@ def test_filters_and_pages_match_a_scan_of_every_row(
             for d in await store.list_deliveries(f, after_id=None, limit=1000):
                 assert (f.traffic_source or d.traffic_source) == d.traffic_source
             # requeue with the same filters picks the failed ones among them
-            unfiltered = DeliveryFilter(traffic_source=f.traffic_source,
-                                        campaign_id=f.campaign_id, since=f.since)  # fmt: skip
+            unfiltered = DeliveryFilter(
+                traffic_source=f.traffic_source, campaign_id=f.campaign_id, since=f.since
+            )
             picked = _expected(db, unfiltered, failed_only=True)
             requeued = await store.requeue(unfiltered, ids=None, now=NOW + 50)
             assert [d.delivery_id for d in requeued] == picked
@@ -120,10 +158,15 @@ def test_a_file_from_before_the_spans_keeps_answering_filters(tmp_path: Path) ->
         store = SQLiteStore(path)
         await store.open()
         try:
-            committed = await store.commit_batch([], [], [
-                _delivery("a", "k1", NOW), _delivery("b", "k2", NOW + 1),
-                _delivery("a", "k2", NOW + 2),
-            ])  # fmt: skip
+            committed = await store.commit_batch(
+                [],
+                [],
+                [
+                    _delivery("a", "k1", NOW),
+                    _delivery("b", "k2", NOW + 1),
+                    _delivery("a", "k2", NOW + 2),
+                ],
+            )
             return [d.delivery_id for d in committed.deliveries]
         finally:
             await store.close()
@@ -139,18 +182,22 @@ def test_a_file_from_before_the_spans_keeps_answering_filters(tmp_path: Path) ->
         store = SQLiteStore(path)
         await store.open()
         try:
-            by_source = await store.list_deliveries(DeliveryFilter(traffic_source="a"),
-                                                    after_id=None, limit=10)  # fmt: skip
+            by_source = await store.list_deliveries(
+                DeliveryFilter(traffic_source="a"), after_id=None, limit=10
+            )
             assert sorted(d.delivery_id for d in by_source) == sorted([ids[0], ids[2]])
-            by_campaign = await store.list_deliveries(DeliveryFilter(campaign_id="k2"),
-                                                      after_id=None, limit=10)  # fmt: skip
+            by_campaign = await store.list_deliveries(
+                DeliveryFilter(campaign_id="k2"), after_id=None, limit=10
+            )
             assert sorted(d.delivery_id for d in by_campaign) == sorted([ids[1], ids[2]])
-            since = await store.list_deliveries(DeliveryFilter(since=NOW + 1), after_id=None,
-                                                limit=10)  # fmt: skip
+            since = await store.list_deliveries(
+                DeliveryFilter(since=NOW + 1), after_id=None, limit=10
+            )
             assert sorted(d.delivery_id for d in since) == sorted([ids[1], ids[2]])
             newer = await store.commit_batch([], [], [_delivery("a", "k1", NOW + 3)])
-            again = await store.list_deliveries(DeliveryFilter(traffic_source="a"),
-                                                after_id=None, limit=10)  # fmt: skip
+            again = await store.list_deliveries(
+                DeliveryFilter(traffic_source="a"), after_id=None, limit=10
+            )
             assert len(again) == 3 and again[-1].delivery_id == newer.deliveries[0].delivery_id
         finally:
             await store.close()

@@ -1,4 +1,8 @@
-"""The SQLite store against a real file: intake writes and the delivery side."""
+"""What only the SQLite store promises: its writer thread and inline commits, WAL
+and checkpoints, multi-row statements, and files written by older versions.
+
+What every backend promises is in ``test_store_contract.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,20 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.store import sqlite as sqlite_store
-from gateway.store.base import Attempt, Click, Conversion, DeliveryFilter, NewDelivery
-from gateway.store.sqlite import BUSY_TIMEOUT_MS, SQLiteStore
+from gateway.store.base import DeliveryFilter, Found, NewDelivery, Wanted, Writes
+from gateway.store.sqlite import INLINE_MAX, SQLiteStore
+from gateway.store.sqlite import writer as sqlite_writer
+from gateway.store.sqlite.writer import BUSY_TIMEOUT_MS
+from tests.store_helpers import NOW, click, conversion, new_delivery
 
-NOW = 1_800_000_000.0
+_click, _conv, _delivery = click, conversion, new_delivery
 
 
 @pytest.fixture
@@ -28,46 +34,24 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
     await s.close()
 
 
-def _click(i: int = 1) -> Click:
-    return Click(click_id=f"c{i}", campaign_id="camp", traffic_source="ts", created_at=NOW,
-                 tokens={"externalid": f"x{i}"})  # fmt: skip
-
-
-def _conv(i: int = 1, status: str = "approved") -> Conversion:
-    return Conversion(conversion_id=f"v{i}", click_id=f"c{i}", dedup_key=f"c{i}|t:{i}",
-                      status=status, created_at=NOW, tokens={"payout": "1.5"})  # type: ignore[arg-type]  # fmt: skip
-
-
-def _delivery(conv: str = "v1", *, source: str = "ts", campaign: str = "camp",
-              not_before: float = NOW, created: float = NOW) -> NewDelivery:  # fmt: skip
-    return NewDelivery(
-        conversion_id=conv, traffic_source=source, campaign_id=campaign, rule="global",
-        method="GET", url="https://h.example/pb?g=SECRET", display_url="https://h.example/pb?g=***",
-        body=None, host="h.example", click_time=NOW - 5, not_before=not_before, max_attempts=3,
-        created_at=created, schedule=[1.0, 2.0], expires_at=NOW + 100, answer_rule="exoclick",
-    )
-
-
-def _attempt(delivery_id: int, outcome: str = "retry") -> Attempt:
-    return Attempt(delivery_id=delivery_id, started_at=NOW + 1, url="https://h.example/pb?g=***",
-                   status_code=503, error=None, latency_ms=12.5, body_prefix="busy",
-                   outcome=outcome, reason="HTTP 503")  # fmt: skip
-
-
-async def test_commit_batch_writes_everything_and_numbers_deliveries(store: SQLiteStore) -> None:
+async def test_conveniences_find_and_count_what_commit_batch_wrote(store: SQLiteStore) -> None:
+    """``commit_batch``, ``find_*`` and ``counts``: SQLite-only helpers for tests
+    and benchmarks (production writes through ``commit_group``)."""
     result = await store.commit_batch(
         [_click(1), _click(2)], [_conv(1)], [_delivery(), _delivery()]
     )
     ids = [d.delivery_id for d in result.deliveries]
     assert ids == [ids[0], ids[0] + 1]
-    assert all(d.status == "queued" and d.next_at == NOW for d in result.deliveries)
-    click = await store.find_click("c1")
-    assert click is not None and click.tokens == {"externalid": "x1"}
+    assert (await store.commit_batch([], [], [])).deliveries == []
+    click_ = await store.find_click("c1")
+    assert click_ is not None and click_.tokens == {"externalid": "x1"}
     assert await store.find_click("nope") is None
+    assert await store.find_clicks([]) == {} and await store.find_conversions([]) == {}
     conv = await store.find_conversion("c1|t:1")
     assert conv is not None and conv.status == "approved"
-    listed = await store.list_deliveries(DeliveryFilter(), after_id=None, limit=10)
-    assert listed == result.deliveries
+    counts = await store.counts()
+    assert (counts["clicks"], counts["conversions"], counts["deliveries"]) == (2, 1, 2)
+    assert counts["deliveries.queued"] == 2 and counts["attempts"] == 0
 
 
 async def test_conversion_update_keeps_one_row(store: SQLiteStore) -> None:
@@ -87,7 +71,7 @@ async def test_a_file_from_before_the_conversions_key_change_still_updates(tmp_p
             "CREATE TABLE conversions (conversion_id TEXT PRIMARY KEY, click_id TEXT,"
             " dedup_key TEXT NOT NULL UNIQUE, status TEXT NOT NULL, created_at REAL NOT NULL,"
             " updated_at REAL NOT NULL, tokens BLOB NOT NULL)"
-        )  # fmt: skip
+        )
     old = SQLiteStore(path)
     await old.open()
     try:
@@ -97,90 +81,6 @@ async def test_a_file_from_before_the_conversions_key_change_still_updates(tmp_p
         assert (await old.counts())["conversions"] == 1
     finally:
         await old.close()
-
-
-async def test_due_deliveries_page_by_next_at_then_id(store: SQLiteStore) -> None:
-    times = [NOW + 5, NOW, NOW + 5, NOW + 1, NOW, NOW + 5, NOW + 2]
-    res = await store.commit_batch([], [], [_delivery(not_before=t) for t in times])
-    expected = sorted(res.deliveries, key=lambda d: (d.not_before, d.delivery_id))
-    pages: list[list[int]] = []
-    after = None
-    while True:
-        page = await store.due_deliveries(NOW + 10, 3, after)
-        pages.append([d.delivery_id for d in page])
-        if len(page) < 3:
-            break
-        after = (page[-1].next_at or 0.0, page[-1].delivery_id)
-    assert [i for p in pages for i in p] == [d.delivery_id for d in expected]
-    assert [len(p) for p in pages] == [3, 3, 1]
-
-
-async def test_due_record_attempt_and_log(store: SQLiteStore) -> None:
-    res = await store.commit_batch([], [], [_delivery(), _delivery(not_before=NOW + 60)])
-    first, later = res.deliveries
-    due = await store.due_deliveries(NOW, 10)
-    assert [d.delivery_id for d in due] == [first.delivery_id]
-    await store.record_attempt(_attempt(first.delivery_id), status="queued", next_at=NOW + 10)
-    assert await store.due_deliveries(NOW + 5, 10) == []
-    assert {d.delivery_id for d in await store.due_deliveries(NOW + 60, 10)} == {
-        first.delivery_id, later.delivery_id}  # fmt: skip
-    await store.record_attempt(
-        _attempt(first.delivery_id, "delivered"), status="delivered", next_at=None
-    )
-    await store.record_attempt(_attempt(later.delivery_id, "paused"), status="queued",
-                               next_at=NOW + 90, count_attempt=False)  # fmt: skip
-    stored = await store.get_delivery(first.delivery_id)
-    assert stored is not None and stored.status == "delivered" and stored.attempts == 2
-    assert stored.last_outcome == "delivered" and stored.schedule == [1.0, 2.0]
-    paused = await store.get_delivery(later.delivery_id)
-    assert paused is not None and paused.attempts == 0 and paused.next_at == NOW + 90
-    log = await store.list_attempts(first.delivery_id)
-    assert [a.outcome for a in log] == ["retry", "delivered"]
-    assert log[0].status_code == 503 and log[0].body_prefix == "busy"
-
-
-async def test_list_filters_and_cursor(store: SQLiteStore) -> None:
-    news = [_delivery(source="a" if i % 2 else "b", campaign=f"k{i % 3}", created=NOW + i)
-            for i in range(10)]  # fmt: skip
-    res = await store.commit_batch([], [], news)
-    ids = sorted(d.delivery_id for d in res.deliveries)
-    page1 = await store.list_deliveries(DeliveryFilter(), after_id=None, limit=4)
-    page2 = await store.list_deliveries(DeliveryFilter(), after_id=page1[-1].delivery_id, limit=4)
-    page3 = await store.list_deliveries(DeliveryFilter(), after_id=page2[-1].delivery_id, limit=4)
-    assert [d.delivery_id for d in page1 + page2 + page3] == ids
-    only_a = await store.list_deliveries(
-        DeliveryFilter(traffic_source="a"), after_id=None, limit=50
-    )
-    assert len(only_a) == 5 and all(d.traffic_source == "a" for d in only_a)
-    k0 = await store.list_deliveries(DeliveryFilter(campaign_id="k0"), after_id=None, limit=50)
-    assert len(k0) == 4
-    since = await store.list_deliveries(DeliveryFilter(since=NOW + 7), after_id=None, limit=50)
-    assert len(since) == 3
-    queued = await store.list_deliveries(DeliveryFilter(status="queued"), after_id=None, limit=50)
-    assert len(queued) == 10
-
-
-async def test_requeue_failed_and_by_id(store: SQLiteStore) -> None:
-    res = await store.commit_batch([], [], [_delivery(), _delivery(), _delivery()])
-    a, b, c = (d.delivery_id for d in res.deliveries)
-    await store.record_attempt(_attempt(a, "rejected"), status="failed", next_at=None)
-    await store.record_attempt(_attempt(b, "delivered"), status="delivered", next_at=None)
-    back = await store.requeue(DeliveryFilter(), ids=None, now=NOW + 500)
-    assert [d.delivery_id for d in back] == [a]
-    assert back[0].status == "queued" and back[0].attempts == 0 and back[0].next_at == NOW + 500
-    again = await store.requeue(DeliveryFilter(), ids=[b, c], now=NOW + 600)
-    assert [d.delivery_id for d in again] == [b]  # c was still queued
-    assert len(await store.list_attempts(a)) == 1  # history kept
-
-
-async def test_purge_removes_finished_only(store: SQLiteStore) -> None:
-    res = await store.commit_batch([], [], [_delivery(), _delivery()])
-    a, b = (d.delivery_id for d in res.deliveries)
-    await store.record_attempt(_attempt(a, "delivered"), status="delivered", next_at=None)
-    assert await store.purge(NOW) == 0
-    assert await store.purge(NOW + 10) == 1
-    assert await store.get_delivery(a) is None and await store.list_attempts(a) == []
-    assert await store.get_delivery(b) is not None
 
 
 async def test_ids_survive_reopen_and_wal_is_on(tmp_path: Path) -> None:
@@ -225,37 +125,53 @@ async def test_multi_row_inserts_keep_order_and_ids(store: SQLiteStore, n: int) 
     assert last is not None and last.status == "rejected"
 
 
-def _prepare_on(seen: list[int], i: int) -> object:
-    """A commit_prepared callback that writes one click and notes its thread."""
+def _decide_on(seen: list[int], i: int) -> Callable[[Found], tuple[Writes, int]]:
+    """A decide that writes one click and notes the thread it ran on."""
 
-    def prepare(find: object) -> tuple[list[Click], list[Conversion], list[NewDelivery], int]:
+    def decide(found: Found) -> tuple[Writes, int]:
         seen.append(threading.get_ident())
-        return [_click(i)], [], [], i
+        return Writes(clicks=[_click(i)]), i
 
-    return prepare
+    return decide
 
 
-async def test_inline_commit_runs_on_the_loop_only_while_the_writer_is_idle(
+#: A group small enough to commit on the event loop while the writer is idle.
+SMALL = Wanted(click_ids=[], dedup_keys=[], size=1)
+#: A group that always commits on the writer thread.
+LARGE = Wanted(click_ids=[], dedup_keys=[], size=INLINE_MAX + 1)
+
+
+async def test_a_small_group_commits_on_the_loop_only_while_the_writer_is_idle(
     store: SQLiteStore,
 ) -> None:
     loop_thread = threading.get_ident()
     seen: list[int] = []
-    _, extra = await store.commit_prepared(_prepare_on(seen, 1), inline=True)
+    _, extra = await store.commit_group(SMALL, _decide_on(seen, 1))
     assert extra == 1 and seen == [loop_thread]  # idle writer: run in place
 
     gate = threading.Event()
     busy = asyncio.ensure_future(store._call(gate.wait, 5.0))  # the writer thread is taken
     await asyncio.sleep(0.01)
-    second = asyncio.ensure_future(store.commit_prepared(_prepare_on(seen, 2), inline=True))
+    second = asyncio.ensure_future(store.commit_group(SMALL, _decide_on(seen, 2)))
     await asyncio.sleep(0.01)
     assert len(seen) == 1 and not second.done()  # queued behind the job, not run beside it
     gate.set()
     await busy
     await second
     assert seen[1] != loop_thread  # it went to the writer thread
-    _, extra = await store.commit_prepared(_prepare_on(seen, 3), inline=True)
+    _, extra = await store.commit_group(SMALL, _decide_on(seen, 3))
     assert seen[2] == loop_thread  # idle again once the thread's jobs are done
     assert (await store.counts())["clicks"] == 3
+
+
+async def test_a_large_group_commits_on_the_writer_thread(store: SQLiteStore) -> None:
+    seen: list[int] = []
+    _, extra = await store.commit_group(LARGE, _decide_on(seen, 1))  # the writer is idle
+    assert extra == 1 and len(seen) == 1 and seen[0] != threading.get_ident()
+    at_the_limit = Wanted(click_ids=[], dedup_keys=[], size=INLINE_MAX)
+    await store.commit_group(at_the_limit, _decide_on(seen, 2))
+    assert seen[1] == threading.get_ident()
+    assert (await store.counts())["clicks"] == 2
 
 
 async def test_a_failing_job_leaves_the_writer_idle(store: SQLiteStore) -> None:
@@ -265,11 +181,11 @@ async def test_a_failing_job_leaves_the_writer_idle(store: SQLiteStore) -> None:
     with pytest.raises(sqlite3.OperationalError):
         await store._call(boom)
     seen: list[int] = []
-    await store.commit_prepared(_prepare_on(seen, 1), inline=True)
+    await store.commit_group(SMALL, _decide_on(seen, 1))
     assert seen == [threading.get_ident()]
 
 
-async def test_inline_commit_never_waits_for_another_connections_lock(
+async def test_an_inline_commit_never_waits_for_another_connections_lock(
     store: SQLiteStore,
 ) -> None:
     """An operator's shell holding the write lock: the inline commit hands the job
@@ -279,7 +195,7 @@ async def test_inline_commit_never_waits_for_another_connections_lock(
     try:
         other.execute("BEGIN IMMEDIATE")  # the write lock
         started = time.monotonic()
-        commit = asyncio.ensure_future(store.commit_prepared(_prepare_on(seen, 1), inline=True))
+        commit = asyncio.ensure_future(store.commit_group(SMALL, _decide_on(seen, 1)))
         for _ in range(20):  # the loop runs on while the commit waits on the thread
             await asyncio.sleep(0.005)
         # not blocked for the busy timeout (5 s), however slow the machine
@@ -289,37 +205,38 @@ async def test_inline_commit_never_waits_for_another_connections_lock(
         _, extra = await asyncio.wait_for(commit, 5.0)
     finally:
         other.close()
-    # the lock was found before anything was decided: prepare ran once, on the thread
+    # the lock was found before anything was decided: decide ran once, on the thread
     assert extra == 1 and len(seen) == 1 and seen[0] != threading.get_ident()
     assert (await store.counts())["clicks"] == 1
     seen.clear()
-    await store.commit_prepared(_prepare_on(seen, 2), inline=True)  # inline again
+    await store.commit_group(SMALL, _decide_on(seen, 2))  # inline again
     assert seen == [threading.get_ident()]
 
 
-@pytest.mark.parametrize("inline", [True, False])
+@pytest.mark.parametrize("wanted_size", [1, INLINE_MAX + 1], ids=["inline", "thread"])
 async def test_lookups_and_writes_share_one_write_transaction(
-    store: SQLiteStore, inline: bool
+    store: SQLiteStore, wanted_size: int
 ) -> None:
-    """While ``prepare`` looks up and decides, no other connection can write: what
+    """While the group looks up and decides, no other connection can write: what
     it read is what its writes build on (another process's conversion with the
     same dedup key cannot slip in between)."""
     await store.commit_batch([_click(1)], [], [])
     other = sqlite3.connect(store.path, isolation_level=None, timeout=0, check_same_thread=False)
     refused: list[str] = []
 
-    def prepare(find: sqlite_store._Finders) -> tuple[list[Click], list[Conversion],
-                                                      list[NewDelivery], None]:  # fmt: skip
-        assert find.conversions(["c1|t:1"]) == {}
+    def decide(found: Found) -> tuple[Writes, None]:
+        assert found.conversions == {} and list(found.clicks) == ["c1"]
         try:
-            other.execute("INSERT INTO conversions VALUES ('x', 'c1', 'c1|t:1', 'approved',"
-                          " 0, 0, '{}')")  # fmt: skip
+            other.execute(
+                "INSERT INTO conversions VALUES ('x', 'c1', 'c1|t:1', 'approved', 0, 0, '{}')"
+            )
         except sqlite3.OperationalError as exc:
             refused.append(str(exc))
-        return [], [_conv(1)], [_delivery("v1")], None
+        return Writes(conversions=[_conv(1)], deliveries=[_delivery("v1")]), None
 
+    wanted = Wanted(click_ids=["c1"], dedup_keys=["c1|t:1"], size=wanted_size)
     try:
-        committed, _ = await store.commit_prepared(prepare, inline=inline)
+        committed, _ = await store.commit_group(wanted, decide)
     finally:
         other.close()
     assert refused == ["database is locked"]
@@ -328,13 +245,12 @@ async def test_lookups_and_writes_share_one_write_transaction(
     assert stored is not None and stored.conversion_id == "v1"
 
 
-async def test_a_failing_prepare_writes_nothing(store: SQLiteStore) -> None:
-    def prepare(find: object) -> tuple[list[Click], list[Conversion], list[NewDelivery], None]:
-        find.clicks(["c1"])  # type: ignore[attr-defined]
+async def test_a_raising_decide_leaves_no_transaction_open(store: SQLiteStore) -> None:
+    def decide(found: Found) -> tuple[Writes, None]:
         raise ValueError("bad rule")
 
     with pytest.raises(ValueError, match="bad rule"):
-        await store.commit_prepared(prepare, inline=True)
+        await store.commit_group(Wanted(click_ids=["c1"], dedup_keys=[], size=1), decide)
     assert not store._conn.in_transaction
     await store.commit_batch([_click(2)], [], [])  # the connection is usable
     assert (await store.counts())["clicks"] == 1
@@ -351,8 +267,8 @@ async def test_the_wal_starts_over_under_steady_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Commits back to back never leave a PASSIVE checkpoint a quiet moment to
-    finish in; without the FULL step the WAL only grew (194 MB in 8 s of wrk)."""
-    monkeypatch.setattr(sqlite_store, "CHECKPOINT_INTERVAL", 0.05)
+    finish in; without the FULL step the WAL only grew."""
+    monkeypatch.setattr(sqlite_writer, "CHECKPOINT_INTERVAL", 0.05)
     path = tmp_path / "g.sqlite"
     s = SQLiteStore(path)
     await s.open()
@@ -361,8 +277,9 @@ async def test_the_wal_starts_over_under_steady_writes(
         first = _wal_generation(path)
         i, deadline = 1, time.monotonic() + 4.0
         while _wal_generation(path) - first < 4 and time.monotonic() < deadline:
-            await s.commit_batch([_click(i + k) for k in range(20)], [],
-                                 [_delivery(f"v{i + k}") for k in range(20)])  # fmt: skip
+            await s.commit_batch(
+                [_click(i + k) for k in range(20)], [], [_delivery(f"v{i + k}") for k in range(20)]
+            )
             i += 20
         restarts = _wal_generation(path) - first
     finally:
@@ -391,12 +308,16 @@ _new_deliveries = st.lists(
         expires_at=st.none() | st.floats(0, 4e9),
         answer_rule=st.none() | _pick(["exoclick"]),
     ),
-    min_size=1, max_size=300,
-)  # fmt: skip
+    min_size=1,
+    max_size=300,
+)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[
-    HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(batch=_new_deliveries)
 def test_grouped_delivery_insert_stores_every_field(
     tmp_path: Path, batch: list[NewDelivery]
@@ -422,7 +343,11 @@ def test_grouped_delivery_insert_stores_every_field(
                 for field in NewDelivery.__struct_fields__:
                     assert getattr(stored, field) == getattr(given_, field), field
                 assert (stored.status, stored.attempts, stored.next_at, stored.updated_at) == (
-                    "queued", 0, given_.not_before, given_.created_at)
+                    "queued",
+                    0,
+                    given_.not_before,
+                    given_.created_at,
+                )
         finally:
             await s.close()
 

@@ -18,7 +18,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.config import load
-from gateway.http import postbacks_api as api_postbacks
 from gateway.http.app import create_app
 from gateway.metrics import Metrics
 from gateway.store.base import DeliveryFilter
@@ -126,7 +125,6 @@ async def start_app(tmp_path: Path, text: str) -> App:
     store = SQLiteStore(tmp_path / "gateway.sqlite")
     await store.open()
     app = create_app(load(path), store, RecordingSink(), metrics=Metrics())
-    api_postbacks.add_routes(app)
     client: TestClient[Any, Any] = TestClient(GatewayTestServer(app, host="127.0.0.1"))
     await client.start_server()
     return App(client, store)

@@ -22,7 +22,7 @@ _HANDLERS = {
     "check": "gateway.cli.check:run",
     "render": "gateway.cli.render:run",
     "sources": "gateway.cli.sources:run",
-    "test-postback": "gateway.testpostback:run",
+    "test-postback": "gateway.cli.test_postback:run",
 }
 
 

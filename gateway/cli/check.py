@@ -25,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
     if config is None:
         print(f"{args.file}: invalid ({len(errors)} error(s), {warnings} warning(s))")
         return 1
-    print(f"{args.file}: ok ({len(config.sources)} traffic source(s), "
-          f"{len(config.campaigns)} campaign(s), {warnings} warning(s))")  # fmt: skip
+    print(
+        f"{args.file}: ok ({len(config.sources)} traffic source(s), "
+        f"{len(config.campaigns)} campaign(s), {warnings} warning(s))"
+    )
     return 0

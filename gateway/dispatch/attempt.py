@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from gateway.dispatch.judge import error_verdict, judge
-from gateway.dispatch.transport.aiohttp_client import Answer, TransportError
+from gateway.dispatch.transport.base import Answer, TransportError
 from gateway.rules import redact
 from gateway.store.base import Attempt, Delivery
 from gateway.verdict import Verdict

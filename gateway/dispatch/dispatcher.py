@@ -29,23 +29,19 @@ import msgspec
 from gateway.clock import Clock, SystemClock
 from gateway.dispatch.attempt import expired_attempt, from_answer, from_error, request_headers
 from gateway.dispatch.breaker import Breaker
-from gateway.dispatch.decide import Decision, decide
 from gateway.dispatch.ratelimit import HostRateLimiter
 from gateway.dispatch.recorder import AttemptRecorder
+from gateway.dispatch.retry import STORE_ERROR_DELAY, Decision, after_attempt, expired
 from gateway.dispatch.settings import DeliverySettings
 from gateway.dispatch.tally import Tally
-from gateway.dispatch.transport.aiohttp_client import (
-    AiohttpTransport,
-    Answer,
-    Transport,
-    TransportError,
-)
-from gateway.dispatch.transport.lean import LeanTransport
+from gateway.dispatch.transport.base import Answer, Transport, TransportError
+from gateway.dispatch.transport.factory import make_transport
+from gateway.dispatch.transport.redirects import REDIRECT_STATUSES, follow
 from gateway.metrics import Metrics
 from gateway.store.base import Delivery, Store
-from gateway.verdict import Verdict
+from gateway.verdict import Verdict, host_trouble
 
-__all__ = ("Dispatcher", "make_transport")
+__all__ = ("Dispatcher",)
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +55,8 @@ REFILL_LIMIT = 10_000
 REFILL_SOON = 0.1
 #: How often finished rows past retention are purged.
 PURGE_INTERVAL = 3600.0
-#: When recording an attempt fails (store trouble), try the delivery again after this.
-STORE_ERROR_DELAY = 5.0
 #: Status class labels (``gateway.metrics.status_class``), looked up, not formatted.
 _CLASSES = {n: f"{n}xx" for n in range(1, 6)}
-
-
-def make_transport(settings: DeliverySettings) -> Transport:
-    """The configured HTTP client (``[delivery] transport``)."""
-    if settings.transport == "lean":
-        return LeanTransport(settings)
-    return AiohttpTransport(settings)
 
 
 class Dispatcher:
@@ -433,40 +420,35 @@ class Dispatcher:
         log write (grouped with others) completes."""
         started = self._now()
         if d.expires_at is not None and d.expires_at < started:
-            decision = Decision("expired", None, expired_attempt(d, started), "expired")
-            self._record(d, decision, count=False)
+            self._record(d, expired(expired_attempt(d, started)), count=False)
             return
         t0 = time.perf_counter()
         answer: Answer | None = None
+        body = None if d.body is None else d.body.encode()
         try:
-            answer = await self._transport.send(
-                d.method, d.url, None if d.body is None else d.body.encode(),
-                request_headers(d.body), self.settings.timeout,
+            # redirects.send() inlined: an answer that is no redirect costs no extra frame
+            answer = await self._transport.exchange(
+                d.method, d.url, body, request_headers(d.body), self.settings.timeout
             )
+            if answer.status in REDIRECT_STATUSES:
+                answer = await follow(self._transport, answer, d.method, d.url, body,
+                                      request_headers(d.body), self.settings.timeout)
         except TransportError as exc:
             attempt, verdict = from_error(d, exc, started, exc.elapsed or time.perf_counter() - t0)
         else:
             attempt, verdict = from_answer(d, answer, started)
         self._tally.observe(("delivery_latency", d.traffic_source), attempt.latency_ms / 1000.0)
         code = attempt.status_code
-        if code is None or code in (408, 429) or code >= 500 or self._breaker.active:
+        if host_trouble(code) or self._breaker.active:
             self._breaker_note(d.host, code, verdict)
-        if verdict.outcome == "delivered":  # the usual case, as decide() has it
-            decision = Decision("delivered", None, attempt, "delivered")
-        else:
-            retry_after = answer.headers.get("retry-after") if answer is not None else None
-            decision = decide(d, attempt, verdict, retry_after, self.settings, self._now(),
-                              self._rng)
-        self._record(d, decision)
+        self._record(d, after_attempt(d, attempt, verdict, answer, self.settings, self._now,
+                                      self._rng))
 
     def _breaker_note(self, host: str, code: int | None, verdict: Verdict) -> None:
-        """Host trouble (no answer, 408, 429, 5xx) counts; any other answer closes."""
-        if code is None:
-            if verdict.outcome == "retry":
+        """Host trouble counts (a refused address does not); any other answer closes."""
+        if host_trouble(code):
+            if code is not None or verdict.outcome == "retry":
                 self._breaker.failure(host, self._clock.now())
-            return
-        if code in (408, 429) or code >= 500:
-            self._breaker.failure(host, self._clock.now())
         elif self._breaker.success(host):  # a probe came back: the host's queue goes
             self._held.pop(host, None)
             self._pump(host)

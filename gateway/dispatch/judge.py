@@ -11,18 +11,18 @@ import logging
 
 from gateway.verdict import AnswerRule, Verdict, classify_status
 
-__all__ = ("error_verdict", "judge", "rule_for")
+__all__ = ("error_verdict", "judge", "preset_answer_rule")
 
 log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=256)
-def rule_for(name: str) -> AnswerRule | None:
-    """The preset's answer rule, or None (then the status rule applies)."""
+def preset_answer_rule(name: str) -> AnswerRule | None:
+    """The preset's answer rule, kept per name, or None: then the status rule applies."""
     try:
         # Lazy: the rules module belongs to the sources package and must not
         # load (or be required) for deliveries without a preset.
-        from gateway.sources.answers import rule_for as preset_rule  # noqa: PLC0415
+        from gateway.sources.answers import answer_rule_for as preset_rule  # noqa: PLC0415
     except ImportError:
         log.warning("gateway.sources.answers unavailable: judging %s by status only", name)
         return None
@@ -39,7 +39,7 @@ _BY_STATUS: dict[int, Verdict] = {}
 
 def judge(answer_rule: str | None, status: int, body: str) -> Verdict:
     """The verdict on one HTTP answer (after redirects)."""
-    rule = rule_for(answer_rule) if answer_rule else None
+    rule = preset_answer_rule(answer_rule) if answer_rule else None
     if rule is None:
         verdict = _BY_STATUS.get(status)
         if verdict is None:

@@ -6,7 +6,7 @@ from typing import Literal
 
 import msgspec
 
-from gateway import constants
+from gateway.dispatch import retry
 
 __all__ = ("DeliverySettings",)
 
@@ -20,11 +20,13 @@ class DeliverySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     timeout: float = 10.0
     #: Body bytes kept for the delivery log; nothing past this is read.
     body_prefix_bytes: int = 512
-    max_attempts: int = 1 + len(constants.RETRY_SCHEDULE)
-    schedule: list[float] = msgspec.field(default_factory=lambda: list(constants.RETRY_SCHEDULE))
-    jitter: float = constants.RETRY_JITTER
+    #: The retry policy's defaults (``gateway.dispatch.retry``); rules may override
+    #: ``max_attempts`` and ``schedule``.
+    max_attempts: int = retry.RETRY_MAX_ATTEMPTS
+    schedule: list[float] = msgspec.field(default_factory=lambda: list(retry.RETRY_SCHEDULE))
+    jitter: float = retry.RETRY_JITTER
     #: Retry-After is honoured but clamped to this (seconds).
-    max_retry_after: float = 3600.0
+    max_retry_after: float = retry.MAX_RETRY_AFTER
     #: Circuit breaker: consecutive failures that open it, and the pause before a probe.
     breaker_failures: int = 5
     breaker_pause: float = 30.0
@@ -39,5 +41,5 @@ class DeliverySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     #: Finished deliveries older than this many days are purged.
     retention_days: float = 30.0
     #: The HTTP client: "aiohttp" (one pooled ClientSession) or "lean" (a small
-    #: asyncio.Protocol HTTP/1.1 client, several times cheaper per postback).
+    #: asyncio.Protocol HTTP/1.1 client that skips what postbacks never use).
     transport: Literal["aiohttp", "lean"] = "aiohttp"

@@ -7,38 +7,24 @@ URL and the rendered body stay in the store.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from gateway.dispatch import DeliverySink
-from gateway.store.base import Attempt, Delivery, DeliveryFilter, Store
+from gateway.http.errors import bad_input_response, error_response, json_response
+from gateway.http.state import STATE
+from gateway.refusal import BadInput
+from gateway.store.base import Attempt, Delivery, DeliveryFilter, DeliveryLog
 
-__all__ = ("add_routes", "attempt_json", "delivery_json")
+__all__ = ("attempt_json", "delivery_json", "list_deliveries", "replay", "retry", "show")
 
 log = logging.getLogger(__name__)
 
 _STATUSES = ("queued", "delivered", "failed", "expired")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-
-_STORE: web.AppKey[Store] = web.AppKey("deliveries_store")
-_SINK: web.AppKey[DeliverySink] = web.AppKey("deliveries_sink")
-
-
-class BadParam(Exception):
-    def __init__(self, field: str, error: str) -> None:
-        super().__init__(error)
-        self.field = field
-        self.error = error
-
-
-def _bad(field: str, error: str, status: int = 400) -> web.Response:
-    return web.json_response({"error": error, "field": field}, status=status)
-
 
 def delivery_json(d: Delivery) -> dict[str, Any]:
     """A delivery as the API shows it: display URL only, no body (it may hold secrets)."""
@@ -81,7 +67,7 @@ def attempt_json(a: Attempt) -> dict[str, Any]:
 def _time(field: str, raw: Any) -> float:
     """Unix seconds, or an ISO 8601 time with a zone."""
     if isinstance(raw, bool):
-        raise BadParam(field, "expected Unix seconds or an ISO 8601 time")
+        raise BadInput("expected Unix seconds or an ISO 8601 time", field)
     if isinstance(raw, int | float):
         return float(raw)
     text = str(raw).strip()
@@ -91,24 +77,24 @@ def _time(field: str, raw: Any) -> float:
         try:
             when = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            raise BadParam(field, "expected Unix seconds or an ISO 8601 time") from None
+            raise BadInput("expected Unix seconds or an ISO 8601 time", field) from None
         if when.tzinfo is None:
-            raise BadParam(field, "an ISO 8601 time needs a zone (e.g. Z)") from None
+            raise BadInput("an ISO 8601 time needs a zone (e.g. Z)", field) from None
         return when.timestamp()
     if value != value or value in (float("inf"), float("-inf")):
-        raise BadParam(field, "expected a finite number")
+        raise BadInput("expected a finite number", field)
     return value
 
 
 def _filters(params: dict[str, Any]) -> DeliveryFilter:
     status = params.get("status")
     if status is not None and status not in _STATUSES:
-        raise BadParam("status", f"expected one of {', '.join(_STATUSES)}")
+        raise BadInput(f"expected one of {', '.join(_STATUSES)}", "status")
     text: dict[str, str | None] = {}
     for name in ("traffic_source", "campaign_id"):
         value = params.get(name)
         if value is not None and not isinstance(value, str):
-            raise BadParam(name, "expected a string")
+            raise BadInput("expected a string", name)
         text[name] = value
     since = params.get("since")
     return DeliveryFilter(
@@ -121,9 +107,9 @@ def _int(field: str, raw: str, low: int, high: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise BadParam(field, "expected an integer") from None
+        raise BadInput("expected an integer", field) from None
     if not low <= value <= high:
-        raise BadParam(field, f"expected an integer from {low} to {high}")
+        raise BadInput(f"expected an integer from {low} to {high}", field)
     return value
 
 
@@ -131,66 +117,67 @@ def _delivery_id(request: web.Request) -> int:
     return _int("id", request.match_info["id"], 1, 2**63 - 1)
 
 
-async def _find(store: Store, delivery_id: int) -> Delivery | None:
-    rows = await store.list_deliveries(DeliveryFilter(), after_id=delivery_id - 1, limit=1)
-    return rows[0] if rows and rows[0].delivery_id == delivery_id else None
+async def _find(store: DeliveryLog, delivery_id: int) -> Delivery | None:
+    return await store.get_delivery(delivery_id)
 
 
-async def _list(request: web.Request) -> web.Response:
-    store = request.app[_STORE]
+async def list_deliveries(request: web.Request) -> web.Response:
+    store = request.app[STATE].store
     q = request.rel_url.query
     try:
         filters = _filters({k: q[k] for k in ("status", "traffic_source", "campaign_id",
                                               "since") if k in q})
         cursor = _int("cursor", q["cursor"], 0, 2**63 - 1) if q.get("cursor") else None
         limit = _int("limit", q["limit"], 1, MAX_LIMIT) if "limit" in q else DEFAULT_LIMIT
-    except BadParam as exc:
-        return _bad(exc.field, exc.error)
+    except BadInput as exc:
+        return bad_input_response(exc)
     rows = await store.list_deliveries(filters, after_id=cursor, limit=limit)
     next_cursor = rows[-1].delivery_id if len(rows) == limit else None
-    return web.json_response(
+    return json_response(
         {"deliveries": [delivery_json(d) for d in rows], "next_cursor": next_cursor}
     )
 
 
-async def _show(request: web.Request) -> web.Response:
-    store = request.app[_STORE]
+async def show(request: web.Request) -> web.Response:
+    store = request.app[STATE].store
     try:
         delivery_id = _delivery_id(request)
-    except BadParam as exc:
-        return _bad(exc.field, exc.error)
+    except BadInput as exc:
+        return bad_input_response(exc)
     d = await _find(store, delivery_id)
     if d is None:
-        return _bad("id", f"no delivery {delivery_id}", 404)
+        return error_response(404, f"no delivery {delivery_id}", "id")
     # The detail view's ``attempts`` is the log itself; the count moves aside.
     body = delivery_json(d)
     body["attempt_count"] = d.attempts
     body["attempts"] = [attempt_json(a) for a in await store.list_attempts(delivery_id)]
-    return web.json_response(body)
+    return json_response(body)
 
 
-async def _retry(request: web.Request) -> web.Response:
-    store, sink = request.app[_STORE], request.app[_SINK]
+async def retry(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    store, sink = state.store, state.sink
     try:
         delivery_id = _delivery_id(request)
-    except BadParam as exc:
-        return _bad(exc.field, exc.error)
+    except BadInput as exc:
+        return bad_input_response(exc)
     d = await _find(store, delivery_id)
     if d is None:
-        return _bad("id", f"no delivery {delivery_id}", 404)
+        return error_response(404, f"no delivery {delivery_id}", "id")
     if d.status == "queued":
-        return _bad("id", f"delivery {delivery_id} is already queued", 409)
-    rows = await store.requeue(DeliveryFilter(), ids=[delivery_id], now=_now(request))
+        return error_response(409, f"delivery {delivery_id} is already queued", "id")
+    rows = await store.requeue(DeliveryFilter(), ids=[delivery_id], now=state.clock.now())
     sink.submit(rows)
     log.info("delivery %d requeued through the API", delivery_id)
-    return web.json_response(
+    return json_response(
         {"requeued": len(rows), "delivery": delivery_json(rows[0]) if rows else None}
     )
 
 
-async def _replay(request: web.Request) -> web.Response:
+async def replay(request: web.Request) -> web.Response:
     """Bulk requeue by filter (default: the dead letter, ``status=failed``)."""
-    store, sink = request.app[_STORE], request.app[_SINK]
+    state = request.app[STATE]
+    store, sink = state.store, state.sink
     params: dict[str, Any] = dict(request.rel_url.query)
     if request.can_read_body:
         raw = await request.read()
@@ -198,24 +185,24 @@ async def _replay(request: web.Request) -> web.Response:
             try:
                 body = msgspec.json.decode(raw)
             except msgspec.DecodeError:
-                return _bad("body", "malformed JSON")
+                return error_response(400, "malformed JSON", "body")
             if not isinstance(body, dict):
-                return _bad("body", "expected a JSON object of filters")
+                return error_response(400, "expected a JSON object of filters", "body")
             params.update(body)
     unknown = set(params) - {"status", "traffic_source", "campaign_id", "since", "ids"}
     if unknown:
-        return _bad(sorted(unknown)[0], "unknown filter")
+        return error_response(400, "unknown filter", sorted(unknown)[0])
     try:
         filters = _filters(params)
         ids = _ids(params.get("ids"))
-    except BadParam as exc:
-        return _bad(exc.field, exc.error)
+    except BadInput as exc:
+        return bad_input_response(exc)
     if filters.status == "queued":
-        return _bad("status", "queued deliveries are already waiting to be sent")
-    rows = await store.requeue(filters, ids=ids, now=_now(request))
+        return error_response(400, "queued deliveries are already waiting to be sent", "status")
+    rows = await store.requeue(filters, ids=ids, now=state.clock.now())
     sink.submit(rows)
     log.info("replayed %d deliveries through the API", len(rows))
-    return web.json_response(
+    return json_response(
         {"requeued": len(rows), "delivery_ids": [d.delivery_id for d in rows]}
     )
 
@@ -226,26 +213,10 @@ def _ids(raw: Any) -> list[int] | None:
     if isinstance(raw, str):
         raw = [p for p in raw.split(",") if p.strip()]
     if not isinstance(raw, list):
-        raise BadParam("ids", "expected a list of delivery ids")
+        raise BadInput("expected a list of delivery ids", "ids")
     out = []
     for item in raw:
         if isinstance(item, bool):
-            raise BadParam("ids", "expected a list of delivery ids")
+            raise BadInput("expected a list of delivery ids", "ids")
         out.append(_int("ids", str(item), 1, 2**63 - 1))
     return out
-
-
-def _now(request: web.Request) -> float:
-    sink = request.app[_SINK]
-    clock = getattr(sink, "clock", None)
-    return float(clock.now()) if clock is not None else time.time()
-
-
-def add_routes(app: web.Application, store: Store, dispatcher: DeliverySink) -> None:
-    """Mount the delivery API (auth is the app's middleware's job)."""
-    app[_STORE] = store
-    app[_SINK] = dispatcher
-    app.router.add_get("/api/deliveries", _list)
-    app.router.add_post("/api/deliveries/replay", _replay)
-    app.router.add_get("/api/deliveries/{id}", _show)
-    app.router.add_post("/api/deliveries/{id}/retry", _retry)

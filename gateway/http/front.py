@@ -4,26 +4,22 @@ Nearly every request a gateway sees is ``GET /postback`` or ``GET /click/{id}``.
 For those two the route is known from a string compare, yet aiohttp's
 Application layer (router resolve, match info, the cached middleware chain and
 the context manager that sets the current app around it) costs more than the
-handler itself.  Measured with wrk on bench/intake_wrk.sh's setup: the bare
-handler behind the low-level ``web.Server`` instead of an Application spends
-about 6 us less event-loop CPU per request; the gateway's /postback with the
-group commit stubbed out went from 57.5 to 39.5 us per request through this
-front (our middleware, and the current-app middleware any middleware brings,
-were most of the rest).
+handler itself (docs/performance.md has the figures).
 
 :class:`GatewayRunner` is an ``AppRunner`` whose server calls :func:`front`
 first.  It answers ``/postback`` (GET, POST) and ``/click/{id}`` (GET) with the
-same limits and error answers as the middleware (``app.over_limits``,
-``app.failure``) and hands every other request (other paths and methods,
-percent-encoded or absolute-form targets) to the Application unchanged.  The
-hot routes stay registered on the router too, so an app served by a plain
-``AppRunner`` behaves the same, only slower.  Requests with an ``Expect``
-header also take the Application's path (its expect handler answers them).
+same limits and error answers as the middleware (``middleware.over_limits``,
+``middleware.failure``) and hands every other request (other paths and
+methods, percent-encoded or absolute-form targets) to the Application
+unchanged.  The hot routes stay in the routes table too, so an app served by
+a plain ``AppRunner`` behaves the same, only slower.  Requests with an
+``Expect`` header also take the Application's path (its expect handler
+answers them).
 
 What the hot routes skip, by design: the Application's middlewares (the one
-there is, ``app._middleware``, is mirrored here) and ``on_response_prepare``
-signals (none are used).  Adding either means adding it here too;
-``tests/test_front_parity.py`` compares the two paths.
+there is, ``middleware.guard_middleware``, is mirrored here) and
+``on_response_prepare`` signals (none are used).  Adding either means adding
+it here too; ``tests/test_front_parity.py`` compares the two paths.
 """
 
 from __future__ import annotations
@@ -32,7 +28,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
 
-from gateway.http.app import STATE, AppState, click, failure, over_limits, postback
+from gateway.http.intake_routes import click, postback
+from gateway.http.middleware import failure, over_limits
+from gateway.http.state import STATE, AppState
 
 __all__ = ("GatewayRunner", "front", "plain_query_pairs")
 

@@ -21,26 +21,23 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from gateway.http.app import STATE
-from gateway.testpostback import BadRequest, parse_request, plan_and_send
+from gateway.http.errors import bad_input_response, json_response
+from gateway.http.state import STATE
+from gateway.refusal import BadInput
+from gateway.testpostback import parse_request, plan_and_send
 
-__all__ = ("add_routes",)
-
-ROUTE = "/api/postbacks/test"
+__all__ = ("test_postback",)
 
 
-async def _test(request: web.Request) -> web.Response:
+async def test_postback(request: web.Request) -> web.Response:
     config = request.app[STATE].config  # the live config (swapped whole on SIGHUP)
     try:
         try:
             raw = msgspec.json.decode(await request.read())
         except msgspec.DecodeError as exc:
-            raise BadRequest(f"malformed JSON: {exc}", "body") from None
+            raise BadInput(f"malformed JSON: {exc}", "body") from None
         result = await plan_and_send(config, parse_request(raw))
-    except BadRequest as exc:
-        return web.json_response(exc.body(), status=exc.status)
-    return web.json_response(result)
+    except BadInput as exc:
+        return bad_input_response(exc)
+    return json_response(result)
 
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_post(ROUTE, _test)

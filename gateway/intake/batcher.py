@@ -1,23 +1,19 @@
-"""Group commit: many requests, one SQLite transaction, then every answer.
+"""Group commit: many requests, one store transaction, then every answer.
 
 Requests put an input on the batcher and await its future.  The worker takes
 up to ``max_size`` inputs (waiting at most ``max_wait_ms`` for company when
-nothing is in flight) and runs one trip through the store: look up clicks and
-earlier conversions, decide and render (``intake.build_batch``), write clicks,
-conversions and deliveries in one transaction.  Only then are the futures
-resolved and the new deliveries, with their ids, handed to the ``DeliverySink``.
+nothing is in flight) and hands them to ``IntakeStore.commit_group``: the
+click ids and dedup keys to look up, and the pure decision
+(``intake.decide.build_batch``) that turns what was found into rows.  Only
+after the commit are the futures resolved and the new deliveries, with their
+ids, handed to the ``DeliverySink``.
 
-One batch is in flight at a time: while it commits, new inputs pile up and
-become the next batch as soon as it is done, so the batch size follows the
-load (group commit).  A second batch queued behind the first would be frozen
-while still small, and its work would fight the event loop for the GIL;
-measured with bench/intake_wrk.sh, one in flight is faster.  Batches of up to
-``INLINE_MAX`` inputs commit on the event loop itself when the store's writer
-thread is idle: the hop to the thread and back cost more than it saved (the
-GIL lets the two overlap only inside SQLite), ~20 % req/s measured.  Bigger
-batches go to the thread so the loop keeps serving while they commit.  Either
-way there is one connection and one job at a time, so batches commit strictly
-in order and each one's dedup decisions see every earlier commit.
+One group is in flight at a time: while it commits, new inputs pile up and
+become the next group as soon as it is done, so the group size follows the
+load.  A second group queued behind the first would be frozen while still
+small, and its work would compete with the event loop for the GIL.  With one
+in flight, groups commit strictly in order and each one's dedup decisions see
+every earlier commit.
 """
 
 from __future__ import annotations
@@ -33,7 +29,7 @@ from gateway.config import Config
 from gateway.dispatch import DeliverySink
 from gateway.intake.decide import ClickInput, ConversionInput, Result, build_batch, dedup_key
 from gateway.metrics import Metrics
-from gateway.store.sqlite import SQLiteStore
+from gateway.store.base import Found, IntakeStore, Wanted, Writes
 
 __all__ = ("Batcher", "Closed")
 
@@ -43,11 +39,6 @@ log = logging.getLogger(__name__)
 PIPELINE_DEPTH = 1
 #: Loop iterations without a new input that end the wait for company.
 QUIET_ROUNDS = 3
-#: Batches up to this many inputs commit on the event loop when the store's
-#: writer thread is idle (``SQLiteStore.commit_prepared(inline=True)``), which
-#: blocks the loop for about 15 us per input (~4 ms at this size); bigger ones
-#: go to the thread so the loop keeps serving while they commit.
-INLINE_MAX = 256
 
 
 class Closed(RuntimeError):
@@ -55,7 +46,7 @@ class Closed(RuntimeError):
 
 
 class Batcher:
-    def __init__(self, store: SQLiteStore, sink: DeliverySink, *, config: Callable[[], Config],
+    def __init__(self, store: IntakeStore, sink: DeliverySink, *, config: Callable[[], Config],
                  metrics: Metrics, clock: Clock) -> None:  # fmt: skip
         self._store = store
         self.sink = sink
@@ -158,24 +149,29 @@ class Batcher:
         clicks = [i for i in batch if isinstance(i, ClickInput)]
         convs = [i for i in batch if isinstance(i, ConversionInput)]
 
-        def prepare(find: Any) -> Any:  # on the writer thread, or inline on the loop
-            stored_clicks: Any = {}
-            stored: Any = {}
-            if convs:
-                in_batch = {c.click.click_id for c in clicks}
-                wanted = [c.click_id for c in convs if c.click_id is not None
-                          and len(c.click_id) == clickid.LENGTH
-                          and c.click_id not in in_batch]  # fmt: skip (a wrong shape finds nothing)
-                stored_clicks = find.clicks(wanted)
-                stored = find.conversions([dedup_key(c) for c in convs])
-            rows, deliveries, results, counts = build_batch(
-                config, clicks, convs, stored_clicks, stored, now
-            )
-            return [c.click for c in clicks], rows, deliveries, (results, counts)
-
-        committed, (results, counts) = await self._store.commit_prepared(
-            prepare, inline=len(batch) <= INLINE_MAX
+        in_batch = {c.click.click_id for c in clicks}
+        wanted = Wanted(
+            # a click id of the wrong shape can find nothing: not looked up
+            click_ids=[
+                c.click_id
+                for c in convs
+                if c.click_id is not None
+                and len(c.click_id) == clickid.LENGTH
+                and c.click_id not in in_batch
+            ],
+            dedup_keys=[dedup_key(c) for c in convs],
+            size=len(batch),
         )
+
+        def decide(found: Found) -> tuple[Writes, tuple[list[Result], dict[str, int]]]:
+            rows, deliveries, results, counts = build_batch(
+                config, clicks, convs, found.clicks, found.conversions, now
+            )
+            writes = Writes(clicks=[c.click for c in clicks], conversions=rows,
+                            deliveries=deliveries)  # fmt: skip
+            return writes, (results, counts)
+
+        committed, (results, counts) = await self._store.commit_group(wanted, decide)
         self._account(clicks, counts, committed.deliveries, len(batch))
         for item in clicks:
             if not item.future.done():

@@ -5,7 +5,7 @@ A network may answer ``200`` to a postback it refused (ExoClick's
 ``success=false;``).  Trusting the status there loses the conversion
 without a trace, so each preset can declare, in ``presets.toml``, what a
 refusal looks like in the body.  The dispatcher and ``gateway sources
-classify`` both call :func:`rule_for`, so they can never disagree.
+classify`` both call :func:`answer_rule_for`, so they can never disagree.
 
 The declarative form (a preset's ``rule`` table; every key optional):
 
@@ -31,7 +31,7 @@ import msgspec
 from gateway.sources import catalog
 from gateway.verdict import AnswerRule, Verdict, classify_status
 
-__all__ = ("BodyRule", "StatusRule", "classify", "compile_rule", "describe", "rule_for")
+__all__ = ("BodyRule", "StatusRule", "answer_rule_for", "classify", "compile_answer_rule")
 
 # A reason quotes the network, but never a whole page of HTML.
 _REASON_LIMIT = 200
@@ -127,7 +127,7 @@ def _json_text(value: object) -> str:
     return str(value)
 
 
-def compile_rule(rule: Mapping[str, str]) -> AnswerRule:
+def compile_answer_rule(rule: Mapping[str, str]) -> AnswerRule:
     """A rule object from its declarative form (a preset's, or a config's own)."""
     unknown = sorted(set(rule) - RULE_KEYS)
     if unknown:
@@ -145,17 +145,12 @@ def compile_rule(rule: Mapping[str, str]) -> AnswerRule:
     )
 
 
-def describe(rule: Mapping[str, str]) -> str:
-    """The rule in words, for ``sources show`` and the docs."""
-    return catalog.describe_rule(rule)
-
-
 @functools.cache
-def rule_for(preset_name: str) -> AnswerRule:
+def answer_rule_for(preset_name: str) -> AnswerRule:
     """The answer rule of a catalog preset (``UnknownPreset`` if there is none)."""
-    return compile_rule(catalog.get(preset_name).rule)
+    return compile_answer_rule(catalog.get(preset_name).rule)
 
 
 def classify(preset_name: str, status: int, body: str = "") -> Verdict:
     """Judge one answer from ``preset_name``'s network, as the dispatcher does."""
-    return rule_for(preset_name).classify(status, body)
+    return answer_rule_for(preset_name).classify(status, body)

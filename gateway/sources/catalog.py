@@ -104,7 +104,7 @@ def _catalog() -> dict[str, Preset]:
 
 
 def describe_rule(rule: Mapping[str, str]) -> str:
-    """An answer rule (``rules.compile_rule``'s input) in words, for people."""
+    """An answer rule (``answers.compile_answer_rule``'s input) in words, for people."""
     parts = ["2xx"]
     if rule.get("body_error_prefix"):
         parts.append(f"whose body does not start with {rule['body_error_prefix']!r}")

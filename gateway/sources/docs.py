@@ -117,25 +117,42 @@ in the config works for them meanwhile.
 _RULE_KEYS = (
     ("`body_error_prefix`", "the body, stripped, starts with this text (ExoClick: `ERROR`)"),
     ("`body_error_contains`", "the body contains this text (RichAds)"),
-    ("`json_field` + `json_error` (+ `json_message`)",
-     "the body is a JSON object whose field equals one of the comma-separated values; "
-     "the reason is the `json_message` field (EvaDav)"),
-)  # fmt: skip
+    (
+        "`json_field` + `json_error` (+ `json_message`)",
+        "the body is a JSON object whose field equals one of the comma-separated values; "
+        "the reason is the `json_message` field (EvaDav)",
+    ),
+)
 # Researched, but a fact the preset needs could not be sourced.
 _MISSING = (
-    ("TrafficJunky", "the click-id macro for the campaign URL "
-     "(postback known: `ads.trafficjunky.net/ct?...&aclid=`)"),
-    ("RollerAds", "the click-id macro "
-     "(postback known: `eu.rollerads.com/conversion/<click>/aid/<AID>/<HASH>`)"),
+    (
+        "TrafficJunky",
+        "the click-id macro for the campaign URL "
+        "(postback known: `ads.trafficjunky.net/ct?...&aclid=`)",
+    ),
+    (
+        "RollerAds",
+        "the click-id macro "
+        "(postback known: `eu.rollerads.com/conversion/<click>/aid/<AID>/<HASH>`)",
+    ),
     ("Galaksion", "the click-id macro and an official postback page"),
-    ("Adness", "the click-id macro "
-     "(postback known: `s2s.adness.co/v1/conversion?clickid=...&revenue=&type=&id=`)"),
-    ("PopunderStore", "a macro: the network appends the click id as `clickid=` itself "
-     "(postback known: `api.popunder.store/v1/postback.php`)"),
-    ("Pushground", "the postback URL "
-     "(click macros known: `{click_id}`, `{supply_id}`, `{site_id}`, `{campaign_id}`)"),
+    (
+        "Adness",
+        "the click-id macro "
+        "(postback known: `s2s.adness.co/v1/conversion?clickid=...&revenue=&type=&id=`)",
+    ),
+    (
+        "PopunderStore",
+        "a macro: the network appends the click id as `clickid=` itself "
+        "(postback known: `api.popunder.store/v1/postback.php`)",
+    ),
+    (
+        "Pushground",
+        "the postback URL "
+        "(click macros known: `{click_id}`, `{supply_id}`, `{site_id}`, `{campaign_id}`)",
+    ),
     ("Go2mobi", "both the postback and the click macro"),
-)  # fmt: skip
+)
 
 
 def _table(header: tuple[str, str], rows: tuple[tuple[str, str], ...]) -> str:

@@ -1,1 +1,5 @@
-"""Durable state behind one small interface (``base.Store``); SQLite first."""
+"""Durable state behind small interfaces (``base``); ``open_store`` picks a backend by URL."""
+
+from gateway.store.backends import open_store
+
+__all__ = ("open_store",)

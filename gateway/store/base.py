@@ -1,29 +1,43 @@
 """The store seam: what intake, the dispatcher and the API need from durable state.
 
-One real implementation per backend (``sqlite.py`` first, PostgreSQL later),
-each tested for real.  Records are msgspec structs so they cross the seam
-without copies or dict juggling.  Timestamps are Unix seconds (float).
+Split by who calls: ``IntakeStore`` (the batcher's group commit),
+``DeliveryQueue`` (the dispatcher, retention included) and ``DeliveryLog``
+(the delivery API, replay included); ``Store`` is all three, and
+``backends.open_store`` picks one by URL.  Each backend (``sqlite/`` first)
+implements them and passes the one parametrised store suite
+(``tests/store_fixtures.py``).  Records are msgspec structs so they cross the
+seam without copies or dict juggling.  Timestamps are Unix seconds (float).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal, Protocol
+from collections.abc import Callable, Sequence
+from typing import Literal, Protocol, TypeVar
 
 import msgspec
 
 __all__ = (
+    "NOTHING_WANTED",
     "Attempt",
+    "AttemptRecord",
     "Click",
     "CommitResult",
     "Conversion",
     "ConversionStatus",
     "Delivery",
     "DeliveryFilter",
+    "DeliveryLog",
+    "DeliveryQueue",
     "DeliveryStatus",
+    "Found",
+    "IntakeStore",
     "NewDelivery",
     "Store",
+    "Wanted",
+    "Writes",
 )
+
+T = TypeVar("T")
 
 DeliveryStatus = Literal["queued", "delivered", "failed", "expired"]
 ConversionStatus = Literal["pending", "approved", "rejected"]
@@ -32,8 +46,7 @@ ConversionStatus = Literal["pending", "approved", "rejected"]
 #: The records below are created by the thousand per second on the hot path
 #: and hold only strings, numbers and flat containers of them, so they cannot
 #: be part of a reference cycle: ``gc=False`` keeps them out of the cyclic
-#: GC's young generation (measured with bench/intake_wrk.sh's config: ~2 us
-#: less loop CPU per conversion, three interleaved pairs).
+#: GC's young generation, which the event loop would otherwise pay to walk.
 
 
 class Click(msgspec.Struct, kw_only=True, gc=False):
@@ -102,6 +115,11 @@ class Attempt(msgspec.Struct, kw_only=True, gc=False):
     reason: str
 
 
+#: One attempt for the log with the state its delivery moves to:
+#: (attempt, new status, next_at, whether it counts against max_attempts).
+AttemptRecord = tuple[Attempt, DeliveryStatus, float | None, bool]
+
+
 class DeliveryFilter(msgspec.Struct, kw_only=True):
     status: DeliveryStatus | None = None
     traffic_source: str | None = None
@@ -115,56 +133,104 @@ class CommitResult(msgspec.Struct, kw_only=True):
     deliveries: list[Delivery]
 
 
-class Store(Protocol):
-    async def open(self) -> None: ...
+class Wanted(msgspec.Struct, kw_only=True, gc=False):
+    """What a group commit looks up before it decides.
 
-    async def close(self) -> None: ...
+    ``size`` is how many inputs the group holds: a backend may choose how to
+    run a commit by its size (SQLite runs small ones on the event loop).
+    """
 
-    async def find_click(self, click_id: str) -> Click | None: ...
+    click_ids: list[str]
+    dedup_keys: list[str]
+    size: int = 0
 
-    async def commit_batch(
-        self,
-        clicks: Sequence[Click],
-        conversions: Sequence[Conversion],
-        deliveries: Sequence[NewDelivery],
-    ) -> CommitResult:
-        """Write everything in one transaction; return once it is durable."""
+
+class Found(msgspec.Struct, kw_only=True, gc=False):
+    """What the lookups found, as of the group's own transaction."""
+
+    clicks: dict[str, Click]
+    conversions: dict[str, Conversion]
+
+
+class Writes(msgspec.Struct, kw_only=True, gc=False):
+    """The rows a group commit writes: a conversion whose dedup key exists is an update."""
+
+    clicks: Sequence[Click] = ()
+    conversions: Sequence[Conversion] = ()
+    deliveries: Sequence[NewDelivery] = ()
+
+
+#: Nothing to look up: a group that only writes.
+NOTHING_WANTED = Wanted(click_ids=[], dedup_keys=[])
+
+
+class IntakeStore(Protocol):
+    """The intake's one write: look up, decide, write, in one transaction."""
+
+    async def commit_group(
+        self, wanted: Wanted, decide: Callable[[Found], tuple[Writes, T]]
+    ) -> tuple[CommitResult, T]:
+        """Look up ``wanted`` inside one write transaction, call the pure ``decide``
+        with what was found, write what it returns, commit; return the new
+        deliveries (numbered) and ``decide``'s second value.
+
+        ``decide`` does no I/O and may run on any thread, so a backend can call
+        it between awaited queries.  If it raises, nothing is written.  Groups
+        commit one after another: each one's lookups see every earlier commit.
+        """
         ...
 
-    async def due_deliveries(self, now: float, limit: int,
-                             after: tuple[float, int] | None = None) -> list[Delivery]:  # fmt: skip
+
+class DeliveryQueue(Protocol):
+    """What the dispatcher needs: due rows, the queue depth, the attempt log, retention."""
+
+    async def due_deliveries(
+        self, now: float, limit: int, after: tuple[float, int] | None = None
+    ) -> list[Delivery]:
         """Queued deliveries whose ``next_at`` has come, by (next_at, delivery_id);
         ``after``: only those past that key (paging)."""
         ...
 
     async def queued_count(self) -> int:
-        """How many deliveries wait to be sent (status ``queued``): the dispatcher's
-        queue depth at start, which it keeps up to date from there."""
+        """How many deliveries wait to be sent (status ``queued``)."""
         ...
 
-    async def record_attempt(
-        self,
-        attempt: Attempt,
-        *,
-        status: DeliveryStatus,
-        next_at: float | None,
-        count_attempt: bool = True,
-    ) -> None:
-        """Log one attempt and move its delivery on, in one transaction."""
-        ...
-
-    async def list_deliveries(
-        self, filters: DeliveryFilter, *, after_id: int | None, limit: int
-    ) -> list[Delivery]: ...
-
-    async def list_attempts(self, delivery_id: int) -> list[Attempt]: ...
-
-    async def requeue(
-        self, filters: DeliveryFilter, *, ids: Sequence[int] | None, now: float
-    ) -> list[Delivery]:
-        """Put failed (or given) deliveries back in the queue; return them to dispatch."""
+    async def record_attempts(self, items: Sequence[AttemptRecord]) -> None:
+        """Log many attempts and move each delivery on, in one transaction."""
         ...
 
     async def purge(self, older_than: float) -> int:
         """Delete finished deliveries (and their attempts) older than a time."""
         ...
+
+
+class DeliveryLog(Protocol):
+    """What the delivery API reads, and its replay."""
+
+    async def list_deliveries(
+        self, filters: DeliveryFilter, *, after_id: int | None, limit: int
+    ) -> list[Delivery]:
+        """Deliveries matching ``filters``, by id, past ``after_id``, at most ``limit``."""
+        ...
+
+    async def get_delivery(self, delivery_id: int) -> Delivery | None: ...
+
+    async def list_attempts(self, delivery_id: int) -> list[Attempt]:
+        """A delivery's attempts, oldest first."""
+        ...
+
+    async def requeue(
+        self, filters: DeliveryFilter, *, ids: Sequence[int] | None, now: float
+    ) -> list[Delivery]:
+        """Put failed deliveries matching ``filters`` (or the given ids, any
+        finished status) back in the queue with a fresh attempt budget, due at
+        ``now``; return them, by id, for the caller to dispatch."""
+        ...
+
+
+class Store(IntakeStore, DeliveryQueue, DeliveryLog, Protocol):
+    """One backend: every seam, opened and closed together."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,78 +1,39 @@
-"""The outbound HTTP seam: one pooled client, redirects checked hop by hop.
+"""The aiohttp client: one pooled ``ClientSession`` per process, one hop a call.
 
-Retry logic sees only :class:`Answer` and :class:`TransportError`, never
-aiohttp types, so a leaner client can replace this one later.
+The SSRF check at dial time is a socket factory handed to aiohttp's
+connector, so it judges the address actually dialled, whatever aiohttp
+resolved; ``blocked_dials`` lets an SSRF refusal be told apart from an
+ordinary connect error after aiohttp wraps both.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-import ssl
 import time
 from collections.abc import Mapping
-from typing import Protocol
 
 import aiohttp
-import msgspec
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from gateway import constants
 from gateway.dispatch.settings import DeliverySettings
+from gateway.dispatch.transport.base import USER_AGENT, Answer, TransportError
+from gateway.dispatch.transport.redirects import check_hop
 from gateway.dispatch.transport.ssrf import (
     AddressPolicy,
     blocked_dials,
     literal_address,
     parse_resolve,
 )
+from gateway.dispatch.transport.tls import client_context
 
-__all__ = ("AiohttpTransport", "Answer", "Transport", "TransportError")
+__all__ = ("AiohttpTransport",)
 
 log = logging.getLogger(__name__)
 
-_REDIRECTS = frozenset((301, 302, 303, 307, 308))
-_USER_AGENT = "postback-gateway/0.1"
-
-
-class Answer(msgspec.Struct, kw_only=True, gc=False):  # never in a cycle: untracked
-    """What a destination answered (after redirects)."""
-
-    status: int
-    #: Response headers; ``.get()`` with a lower-case name must work (a dict with
-    #: lower-case keys, or aiohttp's case-insensitive view, not copied per answer).
-    headers: Mapping[str, str]
-    body_prefix: bytes
-    elapsed: float  # seconds, all hops
-    final_url: str
-    redirects: int = 0
-
-
-class TransportError(Exception):
-    """No HTTP answer: connect error, timeout, reset, or a refused destination.
-
-    ``final`` marks errors that retrying cannot fix (a blocked address, a
-    malformed URL); the others are retried.
-    """
-
-    def __init__(self, reason: str, *, final: bool = False, elapsed: float = 0.0,
-                 final_url: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.final = final
-        self.elapsed = elapsed
-        self.final_url = final_url
-
-
-class Transport(Protocol):
-    async def send(
-        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str],
-        timeout: float,
-    ) -> Answer:
-        """One request with redirects followed; raise TransportError when no answer."""
-        ...
-
-    async def close(self) -> None: ...
+#: Timeout objects kept per value (immutable): the usual attempt reuses one.
+_MAX_TIMEOUTS = 16
 
 
 class _GuardedResolver(AbstractResolver):
@@ -97,8 +58,16 @@ class _GuardedResolver(AbstractResolver):
         if ip is None:
             return await self._system.resolve(address, target_port, family)
         fam = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-        return [ResolveResult(hostname=host, host=str(ip), port=target_port, family=fam,
-                              proto=0, flags=socket.AI_NUMERICHOST)]
+        return [
+            ResolveResult(
+                hostname=host,
+                host=str(ip),
+                port=target_port,
+                family=fam,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+        ]
 
     async def close(self) -> None:
         await self._system.close()
@@ -116,12 +85,8 @@ class AiohttpTransport:
 
     def _open(self) -> aiohttp.ClientSession:
         s = self._settings
-        tls: ssl.SSLContext | bool = True  # aiohttp's default: verify against the system CAs
-        if s.ca_file:
-            tls = ssl.create_default_context()  # the system CAs...
-            tls.load_verify_locations(cafile=s.ca_file)  # ...and the extra ones
         connector = aiohttp.TCPConnector(
-            ssl=tls,
+            ssl=client_context(s.ca_file),
             limit=s.max_connections,
             limit_per_host=s.max_connections_per_host,
             resolver=_GuardedResolver(self._overrides),
@@ -130,10 +95,10 @@ class AiohttpTransport:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None),  # each send() sets its own deadline
+            timeout=aiohttp.ClientTimeout(total=None),  # each exchange sets its own
             cookie_jar=aiohttp.DummyCookieJar(),  # never carry cookies between destinations
             trust_env=False,
-            headers={"User-Agent": _USER_AGENT},
+            headers={"User-Agent": USER_AGENT},
         )
         return self._session
 
@@ -142,89 +107,82 @@ class AiohttpTransport:
             await self._session.close()
             self._session = None
 
-    async def send(
-        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str],
+    async def exchange(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
         timeout: float,
     ) -> Answer:
         session = self._session or self._open()
         started = time.perf_counter()
-        deadline = started + timeout
         seen = blocked_dials.set([])
-        current = url
         cap = self._settings.body_prefix_bytes
         try:
-            for hop in range(constants.MAX_REDIRECTS + 1):
-                target = self._check_url(current, started)
-                if hop == 0:  # the usual case: one immutable timeout object per value
-                    client_timeout = self._timeouts.get(timeout)
-                    if client_timeout is None:
-                        client_timeout = self._timeouts[timeout] = aiohttp.ClientTimeout(
-                            total=timeout
-                        )
-                else:
-                    left = deadline - time.perf_counter()
-                    if left <= 0:
-                        raise TimeoutError
-                    client_timeout = aiohttp.ClientTimeout(total=left)
-                # inline, not a helper coroutine: one frame less per I/O wake-up
-                async with session.request(
-                    method, target, data=body, headers=headers or None,
-                    allow_redirects=False, timeout=client_timeout,
-                ) as resp:
-                    content = resp.content
-                    prefix = await content.read(cap)
-                    while len(prefix) < cap and not content.at_eof():
-                        chunk = await content.read(cap - len(prefix))
-                        if not chunk:
-                            break
-                        prefix += chunk
-                    # Leaving the block releases the connection; aiohttp closes it
-                    # instead of draining when the body was longer than the cap.
-                    status = resp.status
-                    resp_headers = resp.headers  # case-insensitive, parsed already
-                location = resp_headers.get("location") if status in _REDIRECTS else None
-                if location and hop < constants.MAX_REDIRECTS:
-                    current = str(target.join(URL(location)))
-                    if status == 303 or (status in (301, 302) and method == "POST"):
-                        method, body = "GET", None
-                    continue
-                return Answer(status=status, headers=resp_headers, body_prefix=prefix,
-                              elapsed=time.perf_counter() - started, final_url=current,
-                              redirects=hop)
-            raise AssertionError("unreachable")  # the loop returns on its last hop
-        except TransportError:
+            try:
+                target = URL(url, encoded=True)
+            except (ValueError, TypeError) as exc:
+                raise TransportError(f"invalid URL: {exc}", final=True, final_url=url) from exc
+            check_hop(target.scheme, target.raw_host, url, self.policy)
+            client_timeout = self._timeouts.get(timeout)
+            if client_timeout is None:
+                client_timeout = aiohttp.ClientTimeout(total=timeout)
+                if len(self._timeouts) < _MAX_TIMEOUTS:  # redirect hops' budgets vary
+                    self._timeouts[timeout] = client_timeout
+            # inline, not a helper coroutine: one frame less per I/O wake-up
+            async with session.request(
+                method,
+                target,
+                data=body,
+                headers=headers or None,
+                allow_redirects=False,
+                timeout=client_timeout,
+            ) as resp:
+                content = resp.content
+                prefix = await content.read(cap)
+                while len(prefix) < cap and not content.at_eof():
+                    chunk = await content.read(cap - len(prefix))
+                    if not chunk:
+                        break
+                    prefix += chunk
+                # Leaving the block releases the connection; aiohttp closes it
+                # instead of draining when the body was longer than the cap.
+                status = resp.status
+                resp_headers = resp.headers  # case-insensitive, parsed already
+            return Answer(
+                status=status,
+                headers=resp_headers,
+                body_prefix=prefix,
+                elapsed=time.perf_counter() - started,
+                final_url=url,
+            )
+        except TransportError as exc:
+            exc.elapsed = exc.elapsed or time.perf_counter() - started
             raise
         except TimeoutError as exc:
-            raise TransportError(f"timeout after {timeout:g} s", elapsed=timeout,
-                                 final_url=current) from exc
+            raise TransportError(
+                f"timeout after {timeout:g} s", elapsed=timeout, final_url=url, timed_out=True
+            ) from exc
         except aiohttp.ClientConnectorError as exc:
             elapsed = time.perf_counter() - started
             blocked = ", ".join(blocked_dials.get() or [])
             if blocked:
-                raise TransportError(f"blocked destination: {blocked}", final=True,
-                                     elapsed=elapsed, final_url=current) from exc
-            raise TransportError(f"connect error: {exc.os_error.strerror or exc.os_error}",
-                                 elapsed=elapsed, final_url=current) from exc
+                raise TransportError(
+                    f"blocked destination: {blocked}", final=True, elapsed=elapsed, final_url=url
+                ) from exc
+            raise TransportError(
+                f"connect error: {exc.os_error.strerror or exc.os_error}",
+                elapsed=elapsed,
+                final_url=url,
+            ) from exc
         except aiohttp.InvalidURL as exc:
-            raise TransportError(f"invalid URL: {exc}", final=True, final_url=current) from exc
+            raise TransportError(f"invalid URL: {exc}", final=True, final_url=url) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise TransportError(f"{type(exc).__name__}: {exc}".rstrip(": "),
-                                 elapsed=time.perf_counter() - started,
-                                 final_url=current) from exc
+            raise TransportError(
+                f"{type(exc).__name__}: {exc}".rstrip(": "),
+                elapsed=time.perf_counter() - started,
+                final_url=url,
+            ) from exc
         finally:
             blocked_dials.reset(seen)
-
-    def _check_url(self, url: str, started: float) -> URL:
-        try:
-            target = URL(url, encoded=True)
-        except (ValueError, TypeError) as exc:
-            raise TransportError(f"invalid URL: {exc}", final=True, final_url=url) from exc
-        if target.scheme not in ("http", "https") or not target.raw_host:
-            raise TransportError(f"unsupported URL (scheme {target.scheme!r})", final=True,
-                                 elapsed=time.perf_counter() - started, final_url=url)
-        reason = self.policy.check_host(target.raw_host)
-        if reason is not None:
-            raise TransportError(f"blocked destination: {target.raw_host} ({reason})",
-                                 final=True, elapsed=time.perf_counter() - started,
-                                 final_url=url)
-        return target

@@ -1,5 +1,6 @@
 """A lean HTTP/1.1 client on ``asyncio.Protocol``, behind the same ``Transport``
-seam as the aiohttp one (select it with ``[delivery] transport = "lean"``).
+seam as the aiohttp one (select it with ``[delivery] transport = "lean"``), one
+hop a call.
 
 Postbacks are tiny GETs whose answers are a few bytes, so most of a general
 client's work (cookie jars, multidict headers, streaming readers, tracing) is
@@ -19,19 +20,18 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Mapping
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urlsplit
 
-from gateway import constants
 from gateway.dispatch.settings import DeliverySettings
-from gateway.dispatch.transport.aiohttp_client import Answer, TransportError
+from gateway.dispatch.transport.base import USER_AGENT, Answer, TransportError
+from gateway.dispatch.transport.redirects import check_hop
 from gateway.dispatch.transport.ssrf import AddressPolicy, literal_address, parse_resolve
+from gateway.dispatch.transport.tls import client_context
 
 __all__ = ("LeanTransport",)
 
 log = logging.getLogger(__name__)
 
-_REDIRECTS = frozenset((301, 302, 303, 307, 308))
-_USER_AGENT = "postback-gateway/0.1"
 _UNSAFE = re.compile(r"[^\x21-\x7e]")
 _MAX_HEAD = 64 * 1024
 _PER_ADDRESS_CONNECT = 2.0  # seconds, when more addresses are left to try
@@ -104,37 +104,39 @@ class LeanTransport:
 
     # -- the seam ----------------------------------------------------------------
 
-    async def send(
-        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str],
+    async def exchange(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
         timeout: float,
     ) -> Answer:
         started = time.perf_counter()
-        current = url
         try:
             async with asyncio.timeout(timeout):
-                for hop in range(constants.MAX_REDIRECTS + 1):
-                    status, head, prefix = await self._exchange(method, current, body, headers)
-                    location = head.get("location")
-                    if status in _REDIRECTS and location and hop < constants.MAX_REDIRECTS:
-                        current = urljoin(current, location)
-                        if status == 303 or (status in (301, 302) and method == "POST"):
-                            method, body = "GET", None
-                        continue
-                    return Answer(status=status, headers=head, body_prefix=prefix,
-                                  elapsed=time.perf_counter() - started, final_url=current,
-                                  redirects=hop)
-                raise AssertionError("unreachable")
+                status, head, prefix = await self._exchange(method, url, body, headers)
+            return Answer(
+                status=status,
+                headers=head,
+                body_prefix=prefix,
+                elapsed=time.perf_counter() - started,
+                final_url=url,
+            )
         except TransportError as exc:
             exc.elapsed = exc.elapsed or time.perf_counter() - started
-            exc.final_url = exc.final_url or current
+            exc.final_url = exc.final_url or url
             raise
         except TimeoutError as exc:
-            raise TransportError(f"timeout after {timeout:g} s", elapsed=timeout,
-                                 final_url=current) from exc
+            raise TransportError(
+                f"timeout after {timeout:g} s", elapsed=timeout, final_url=url, timed_out=True
+            ) from exc
         except (OSError, ssl.SSLError) as exc:
-            raise TransportError(f"{type(exc).__name__}: {exc}",
-                                 elapsed=time.perf_counter() - started,
-                                 final_url=current) from exc
+            raise TransportError(
+                f"{type(exc).__name__}: {exc}",
+                elapsed=time.perf_counter() - started,
+                final_url=url,
+            ) from exc
 
     # -- one request/response ----------------------------------------------------
 
@@ -174,13 +176,8 @@ class LeanTransport:
         except ValueError as exc:
             raise TransportError(f"invalid URL: {exc}", final=True, final_url=url) from exc
         scheme, host = parts.scheme.lower(), parts.hostname
-        if scheme not in ("http", "https") or not host:
-            raise TransportError(f"unsupported URL (scheme {scheme!r})", final=True,
-                                 final_url=url)
-        reason = self.policy.check_host(host)
-        if reason is not None:
-            raise TransportError(f"blocked destination: {host} ({reason})", final=True,
-                                 final_url=url)
+        check_hop(scheme, host, url, self.policy)
+        assert host is not None  # check_hop refuses a URL without one
         default = 443 if scheme == "https" else 80
         port = port or default
         target = parts.path or "/"
@@ -191,7 +188,7 @@ class LeanTransport:
         shown = f"[{host}]" if ":" in host else host
         host_header = shown if port == default else f"{shown}:{port}"
         lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header}",
-                 f"User-Agent: {_USER_AGENT}"]
+                 f"User-Agent: {USER_AGENT}"]
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
                 raise TransportError("header with a line break", final=True, final_url=url)
@@ -366,9 +363,7 @@ class LeanTransport:
                 last = exc
                 continue
             if scheme == "https" and self._ssl is None:
-                self._ssl = ssl.create_default_context()
-                if self._settings.ca_file:  # extra trusted CAs ([delivery] ca_file)
-                    self._ssl.load_verify_locations(cafile=self._settings.ca_file)
+                self._ssl = client_context(self._settings.ca_file)
             try:
                 _, conn = await loop.create_connection(
                     _Conn, sock=sock, ssl=self._ssl if scheme == "https" else None,

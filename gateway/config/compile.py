@@ -1,0 +1,314 @@
+"""Specs to the objects ``serve`` runs on: sources, campaigns, networks and
+their compiled postback rules.
+
+Compiling goes on past a mistake: every rule and offer URL is compiled and
+each failure becomes a :class:`Problem` with its path, so one run of
+``gateway check`` lists them all.  A config is returned only when there are no
+errors, so nothing half-built ever serves traffic.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+from typing import Any
+
+from _fastrender import Plan, TemplateError, compile_template
+from _fastrender._catalog import lookup
+from gateway.config.lint import (
+    Problem,
+    compiles,
+    offer_url_warnings,
+    rule_problems,
+    settings_problems,
+    template_warnings,
+)
+from gateway.config.schema import (
+    INVALID_RULE,
+    CampaignSpec,
+    ConfigSpec,
+    NetworkSpec,
+    TrafficSourceSpec,
+)
+from gateway.rules import CompiledRule, RuleSpec, compile_rule
+from gateway.sources import catalog
+
+__all__ = ("Campaign", "Config", "Network", "Source", "compile_config")
+
+
+class Network:
+    __slots__ = ("name", "nets", "secret", "statuses")
+
+    def __init__(self, spec: NetworkSpec, nets: list[Any]) -> None:
+        self.name = spec.name
+        self.secret = spec.secret
+        self.nets = nets
+        self.statuses = {k.lower(): v for k, v in spec.statuses.items()}
+
+    def allows(self, address: str) -> bool:
+        if not self.nets:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.nets)
+
+
+class Source:
+    __slots__ = ("id", "max_click_age", "name", "preset", "rules", "secret", "spec")
+
+    def __init__(self, spec: TrafficSourceSpec, rules: list[CompiledRule], age: int | None) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.id = spec.id or spec.name
+        self.preset = spec.preset
+        self.secret = spec.secret
+        self.rules = rules
+        self.max_click_age = age
+
+
+class Campaign:
+    __slots__ = ("id", "offer", "rules", "source", "spec")
+
+    def __init__(
+        self, spec: CampaignSpec, offer: Plan, source: Source, rules: list[CompiledRule]
+    ) -> None:
+        self.spec = spec
+        self.id = spec.id
+        self.offer = offer
+        self.source = source
+        self.rules = rules
+
+
+class Config:
+    """The validated, compiled config ``serve`` runs on."""
+
+    def __init__(
+        self,
+        spec: ConfigSpec,
+        sources: dict[str, Source],
+        campaigns: dict[str, Campaign],
+        networks: dict[str, Network],
+        path: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self.sources = sources
+        self.campaigns = campaigns
+        self.networks = networks
+        self.path = path
+        self.delivery = spec.delivery
+        self.api_token = spec.api_token
+        self.batch = spec.batch
+        self.limits = spec.limits
+        self.attribution_window = spec.attribution_window
+
+
+def _rules(
+    specs: list[RuleSpec],
+    base: str,
+    *,
+    default_url: str | None,
+    default_method: str,
+    source: str,
+    secrets: list[str],
+    answer: str | None,
+    age: int | None,
+    source_rule: bool,
+    problems: list[Problem],
+) -> list[CompiledRule]:
+    compiled: list[CompiledRule] = []
+    for i, spec in enumerate(specs):
+        if spec is INVALID_RULE:
+            continue  # already reported
+        path = f"{base}[{i}]"
+        url = spec.url if spec.url is not None else default_url
+        if url is None:
+            problems.append(Problem(f"{path}.url", "required (no preset to take it from)"))
+            continue
+        rule_problems(spec, path, problems)
+        template_warnings(url, f"{path}.url", source_rule, problems)
+        try:
+            rule = compile_rule(
+                spec,
+                url=url,
+                name=spec.name or path,
+                traffic_source=source,
+                method=default_method,
+                secrets=secrets,
+                answer_rule=answer,
+                max_click_age=age,
+            )
+        except TemplateError as exc:
+            field = "body" if compiles(url, spec.dialect) else "url"
+            problems.append(Problem(f"{path}.{field}", str(exc)))
+            continue
+        except ValueError as exc:
+            problems.append(Problem(f"{path}.url", str(exc)))
+            continue
+        # Aliases (external_id) resolve to the token name the context uses.
+        rule.require = tuple(
+            t if t.startswith(("var:", "tName:")) else (lookup(t, spec.dialect) or t)
+            for t in spec.require
+        )
+        compiled.append(rule)
+    return compiled
+
+
+def _preset_secrets(spec: TrafficSourceSpec) -> list[str]:
+    """The source's values for its preset's secret parameters (to redact)."""
+    if spec.preset is None:
+        return []
+    try:
+        preset = catalog.get(spec.preset)
+    except catalog.UnknownPreset:
+        return []
+    return [spec.params.get(p.name, "") for p in preset.params if p.secret]
+
+
+def _source(
+    spec: TrafficSourceSpec, path: str, secrets: list[str], problems: list[Problem]
+) -> Source:
+    default_url: str | None = None
+    method = "GET"
+    answer: str | None = None
+    age = spec.max_click_age
+    if spec.preset is not None:
+        try:
+            preset = catalog.get(spec.preset)
+        except catalog.UnknownPreset as exc:
+            problems.append(Problem(f"{path}.preset", str(exc)))
+        else:
+            answer = preset.name
+            method = preset.method
+            age = age if age is not None else preset.max_click_age
+            known = {p.name for p in preset.params}
+            for extra in sorted(set(spec.params) - known):
+                problems.append(
+                    Problem(
+                        f"{path}.params.{extra}",
+                        f"preset {preset.name!r} has no parameter {extra!r}",
+                    )
+                )
+            try:
+                default_url = catalog.expand(preset, spec.params)
+            except catalog.MissingParams as exc:
+                for name in exc.missing:
+                    problems.append(
+                        Problem(
+                            f"{path}.params.{name}", f"missing: preset {preset.name!r} needs it"
+                        )
+                    )
+    rule_specs = list(spec.postbacks)
+    if spec.postback is not None:
+        rule_specs.insert(0, RuleSpec(url=spec.postback, name=f"{spec.name}:postback"))
+    if not rule_specs and default_url is not None:
+        rule_specs = [RuleSpec(name=f"{spec.name}:preset")]
+    rules = _rules(
+        rule_specs,
+        f"{path}.postbacks",
+        default_url=default_url,
+        default_method=method,
+        source=spec.name,
+        secrets=secrets + _preset_secrets(spec),
+        answer=answer,
+        age=age,
+        source_rule=True,
+        problems=problems,
+    )
+    return Source(spec, rules, age)
+
+
+def _campaign(
+    spec: CampaignSpec,
+    path: str,
+    sources: dict[str, Source],
+    secrets: list[str],
+    problems: list[Problem],
+) -> Campaign | None:
+    source = sources.get(spec.traffic_source)
+    if source is None:
+        close = difflib.get_close_matches(spec.traffic_source, list(sources), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems.append(
+            Problem(
+                f"{path}.traffic_source",
+                f"unknown traffic source {spec.traffic_source!r}{hint}",
+            )
+        )
+    offer = None
+    try:
+        offer = compile_template(spec.offer_url)
+    except TemplateError as exc:
+        problems.append(Problem(f"{path}.offer_url", str(exc)))
+    if not spec.offer_url.startswith(("http://", "https://")):
+        problems.append(Problem(f"{path}.offer_url", "must be an http(s) URL"))
+    offer_url_warnings(spec.offer_url, f"{path}.offer_url", problems)
+    own = _rules(
+        spec.postbacks,
+        f"{path}.postbacks",
+        default_url=None,
+        default_method="GET",
+        source=spec.traffic_source,
+        secrets=secrets + (_preset_secrets(source.spec) if source else []),
+        answer=None,
+        age=source.max_click_age if source else None,
+        source_rule=False,
+        problems=problems,
+    )
+    if source is None or offer is None:
+        return None
+    rules = own if spec.postback_mode == "replace" else [*source.rules, *own]
+    return Campaign(spec, offer, source, rules)
+
+
+def _network(spec: NetworkSpec, path: str, problems: list[Problem]) -> Network:
+    nets = []
+    for j, cidr in enumerate(spec.allowed_cidrs):
+        try:
+            nets.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError as exc:
+            problems.append(Problem(f"{path}.allowed_cidrs[{j}]", str(exc)))
+    return Network(spec, nets)
+
+
+def compile_config(spec: ConfigSpec, path: str | None, problems: list[Problem]) -> Config | None:
+    """The running config, or None when ``problems`` holds an error (old or new)."""
+    # Every secret the file holds, redacted wherever a rendered URL is shown.
+    secrets = [
+        s
+        for s in (
+            spec.api_token,
+            spec.postback_secret,
+            *(n.secret for n in spec.networks),
+            *(t.secret for t in spec.traffic_sources),
+        )
+        if s
+    ]
+    sources: dict[str, Source] = {}
+    for i, ts in enumerate(spec.traffic_sources):
+        if ts.name in sources:
+            problems.append(Problem(f"traffic_sources[{i}].name", f"duplicate name {ts.name!r}"))
+        sources[ts.name] = _source(ts, f"traffic_sources[{i}]", secrets, problems)
+
+    campaigns: dict[str, Campaign] = {}
+    for i, camp in enumerate(spec.campaigns):
+        if camp.id in campaigns:
+            problems.append(Problem(f"campaigns[{i}].id", f"duplicate id {camp.id!r}"))
+        campaign = _campaign(camp, f"campaigns[{i}]", sources, secrets, problems)
+        if campaign is not None:
+            campaigns[camp.id] = campaign
+
+    networks: dict[str, Network] = {}
+    for i, net in enumerate(spec.networks):
+        network = _network(net, f"networks[{i}]", problems)
+        if net.name in networks:
+            problems.append(Problem(f"networks[{i}].name", f"duplicate name {net.name!r}"))
+        networks[net.name] = network
+
+    settings_problems(spec, problems)
+    if any(p.level == "error" for p in problems):
+        return None
+    return Config(spec, sources, campaigns, networks, path)

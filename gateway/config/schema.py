@@ -1,0 +1,100 @@
+"""The config file's shape: one msgspec struct per TOML table.
+
+These structs are what the file may say, key by key (docs/config.md); they
+hold no compiled state, so ``gateway check`` can decode and report on a file
+that would never run.  ``compile`` turns them into what ``serve`` runs on.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from gateway.dispatch.settings import DeliverySettings
+from gateway.rules import RuleSpec, Status
+
+__all__ = (
+    "INVALID_RULE",
+    "BatchSettings",
+    "CampaignSpec",
+    "ConfigSpec",
+    "LimitSettings",
+    "NetworkSpec",
+    "TrafficSourceSpec",
+)
+
+
+class TrafficSourceSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    #: the ``{trafficsource.id}`` token; defaults to the name
+    id: str | None = None
+    preset: str | None = None
+    params: dict[str, str] = msgspec.field(default_factory=dict)
+    #: the click URL's query parameter that carries the source's click id
+    click_id_param: str = "externalid"
+    #: click URL parameters kept as variables: the n-th is {varN}, each also {var:NAME}
+    variables: list[str] = msgspec.field(default_factory=list)
+    #: shorthand for one global postback rule with defaults
+    postback: str | None = None
+    postbacks: list[RuleSpec] = msgspec.field(default_factory=list)
+    #: required on /postback for conversions of this source's clicks (``secret=``)
+    secret: str | None = None
+    #: the network forgets clicks after this many seconds (default: the preset's)
+    max_click_age: int | None = None
+
+
+class CampaignSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    id: str
+    name: str = ""
+    key: str = ""
+    traffic_source: str
+    #: where /click/{id} redirects; rendered with the new click's tokens
+    offer_url: str
+    #: ``add``: the source's global postbacks and these; ``replace``: these only
+    postback_mode: Literal["add", "replace"] = "add"
+    postbacks: list[RuleSpec] = msgspec.field(default_factory=list)
+
+
+class NetworkSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    secret: str | None = None
+    #: source addresses allowed to post conversions naming this network
+    allowed_cidrs: list[str] = msgspec.field(default_factory=list)
+    #: extra status words/numbers, e.g. {"1" = "approved", "paid" = "approved"}
+    statuses: dict[str, Status] = msgspec.field(default_factory=dict)
+
+
+class BatchSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: longest a request waits for its group commit to start (milliseconds)
+    max_wait_ms: float = 2.0
+    #: most requests in one transaction
+    max_size: int = 1000
+
+
+class LimitSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    max_query_bytes: int = 8192
+    max_body_bytes: int = 1_048_576
+    max_value_length: int = 1024
+    max_items: int = 1000
+
+
+class ConfigSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    api_token: str | None = None
+    #: a conversion counts for clicks at most this old (seconds); default 30 days
+    attribution_window: float = 30 * 86400.0
+    #: ``/postback`` secret for requests that name no network (``secret=``)
+    postback_secret: str | None = None
+    #: a network must be named (``network=``) on /postback
+    require_network: bool = False
+    traffic_sources: list[TrafficSourceSpec] = msgspec.field(default_factory=list)
+    campaigns: list[CampaignSpec] = msgspec.field(default_factory=list)
+    networks: list[NetworkSpec] = msgspec.field(default_factory=list)
+    batch: BatchSettings = msgspec.field(default_factory=BatchSettings)
+    limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
+    delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
+
+
+#: Stands in for a postback rule that failed to decode, so the rules after it
+#: keep their index in problem paths; compiling skips it (already reported).
+INVALID_RULE = RuleSpec(name="\x00invalid")

@@ -1,0 +1,101 @@
+"""Redirects, followed once for every client, and the check each hop passes.
+
+A client does one hop (:meth:`Transport.exchange`); this loop follows up to
+``MAX_REDIRECTS`` redirects within the attempt's one timeout.  Each hop's URL
+is pre-checked (scheme, and a host that is a blocked address literal, in any
+spelling) before anything is dialled; the clients still check every address
+they dial, which covers DNS answers and ``resolve`` overrides.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Final
+
+from yarl import URL
+
+from gateway.constants import MAX_REDIRECTS
+from gateway.dispatch.transport.base import Answer, Transport, TransportError
+from gateway.dispatch.transport.ssrf import AddressPolicy
+
+__all__ = ("MAX_REDIRECTS", "REDIRECT_STATUSES", "check_hop", "follow", "send")
+
+#: The statuses whose ``Location`` is followed.
+REDIRECT_STATUSES: Final = frozenset((301, 302, 303, 307, 308))
+
+
+def check_hop(scheme: str, host: str | None, url: str, policy: AddressPolicy) -> None:
+    """Refuse a hop's URL before dialling: not http(s), no host, or a blocked literal."""
+    if scheme not in ("http", "https") or not host:
+        raise TransportError(f"unsupported URL (scheme {scheme!r})", final=True, final_url=url)
+    reason = policy.check_host(host)
+    if reason is not None:
+        raise TransportError(
+            f"blocked destination: {host} ({reason})", final=True, final_url=url
+        )
+
+
+async def send(
+    transport: Transport,
+    method: str,
+    url: str,
+    body: bytes | None,
+    headers: Mapping[str, str],
+    timeout: float,
+) -> Answer:
+    """One request with its redirects followed; raise TransportError when no answer."""
+    answer = await transport.exchange(method, url, body, headers, timeout)
+    if answer.status in REDIRECT_STATUSES:
+        return await follow(transport, answer, method, url, body, headers, timeout)
+    return answer
+
+
+async def follow(
+    transport: Transport,
+    first: Answer,
+    method: str,
+    url: str,
+    body: bytes | None,
+    headers: Mapping[str, str],
+    timeout: float,
+) -> Answer:
+    """The redirects ``first`` (the answer to ``url``) starts, followed.
+
+    Callers await this only when ``first.status`` is in ``REDIRECT_STATUSES``,
+    so an answer without a redirect costs no extra frame.  303 (and 301/302
+    after a POST) turn the request into a GET without a body.
+    """
+    started = time.perf_counter() - first.elapsed
+    answer = first
+    current = url
+    hops = 0
+    while True:
+        status = answer.status
+        location = answer.headers.get("location") if status in REDIRECT_STATUSES else None
+        if not location or hops >= MAX_REDIRECTS:
+            answer.elapsed = time.perf_counter() - started
+            answer.final_url = current
+            answer.redirects = hops
+            return answer
+        try:
+            current = str(URL(current, encoded=True).join(URL(location)))
+        except (ValueError, TypeError) as exc:
+            raise TransportError(f"invalid URL: {exc}", final=True,
+                                 elapsed=time.perf_counter() - started,
+                                 final_url=current) from exc
+        if status == 303 or (status in (301, 302) and method == "POST"):
+            method, body = "GET", None
+        hops += 1
+        left = started + timeout - time.perf_counter()
+        try:
+            if left <= 0:
+                raise TransportError("out of time", timed_out=True)
+            answer = await transport.exchange(method, current, body, headers, left)
+        except TransportError as exc:
+            if exc.timed_out:  # the attempt's budget is what ran out, not this hop's
+                raise TransportError(f"timeout after {timeout:g} s", elapsed=timeout,
+                                     final_url=current, timed_out=True) from exc
+            exc.elapsed = time.perf_counter() - started
+            exc.final_url = current
+            raise

@@ -1,0 +1,211 @@
+"""The intake routes: a click's redirect, a conversion's answer, and their bulk APIs.
+
+Each handler parses, checks who may send, hands the input to the batcher and
+answers only once its group commit is durable.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from gateway import clickid
+from gateway.http.answer import Redirect
+from gateway.http.errors import OUTCOME_STATUS, json_response, reject_response
+from gateway.http.state import STATE, AppState
+from gateway.intake.decide import Result
+from gateway.intake.guard import conversion_refusal
+from gateway.intake.params import ClickInput, ConversionInput, parse_conversion
+from gateway.refusal import Reject
+from gateway.store.base import Click
+from gateway.tokens import Visit, click_tokens
+
+__all__ = ("api_clicks", "api_conversions", "click", "click_route", "postback", "postback_route")
+
+_decode = msgspec.json.decode
+
+
+def _reject(state: AppState, reject: Reject) -> web.Response:
+    state.metrics.rejected_input.labels(str(reject.code)).inc()
+    return reject_response(reject)
+
+
+def _refusal(state: AppState, conv: ConversionInput, request: web.BaseRequest) -> Reject | None:
+    return conversion_refusal(state.config, conv, request.remote or "")  # peer looked up here only
+
+
+def _click(
+    state: AppState, campaign_id: str, params: Any, visit: Visit
+) -> tuple[Click, dict[str, str]] | Reject:
+    config = state.config
+    campaign = config.campaigns.get(campaign_id)
+    if campaign is None:
+        return Reject(404, "unknown campaign", "campaign_id")
+    now = state.clock.now()
+    click_id = clickid.new_click_id(now)
+    tokens = click_tokens(campaign, params, click_id=click_id, now=now, visit=visit,
+                          limit=config.limits.max_value_length)  # fmt: skip
+    if isinstance(tokens, Reject):
+        return tokens
+    click = Click(click_id=click_id, campaign_id=campaign.id, traffic_source=campaign.source.name,
+                  created_at=now, tokens=tokens)  # fmt: skip
+    return click, tokens
+
+
+async def click(state: AppState, request: web.BaseRequest, campaign_id: str) -> web.Response:
+    """GET /click/{campaign_id}: record the click, then 302 to the offer."""
+    started = time.perf_counter()
+    headers = request.headers
+    visit = Visit(
+        ip=request.remote or "",
+        user_agent=headers.get("User-Agent", ""),
+        referer=headers.get("Referer", ""),
+        language=headers.get("Accept-Language", "").split(",")[0].strip(),
+    )
+    made = _click(state, campaign_id, request.query, visit)
+    if isinstance(made, Reject):
+        return _reject(state, made)
+    click, tokens = made
+    await state.batcher.put(ClickInput(click))
+    campaign = state.config.campaigns.get(click.campaign_id)
+    location = campaign.offer.render(tokens) if campaign is not None else "/"
+    state.latency["click"].observe(time.perf_counter() - started)
+    return Redirect(location)
+
+
+async def click_route(request: web.Request) -> web.Response:
+    return await click(request.app[STATE], request, request.match_info["campaign_id"])
+
+
+async def postback_route(request: web.Request) -> web.Response:
+    return await postback(request.app[STATE], request)
+
+
+async def _read_array(request: web.Request) -> list[Any] | Reject:
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return Reject(413, "body too large", "body")
+    try:
+        items = _decode(body)
+    except msgspec.DecodeError as exc:
+        return Reject(400, f"malformed JSON: {exc}", "body")
+    if not isinstance(items, list):
+        return Reject(400, "expected a JSON array", "body")
+    if len(items) > request.app[STATE].config.limits.max_items:
+        return Reject(413, "too many items", "body")
+    return items
+
+
+async def api_clicks(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    items = await _read_array(request)
+    if isinstance(items, Reject):
+        return _reject(state, items)
+    results: list[dict[str, Any]] = []
+    waits = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("campaign_id"), str):
+            results.append({"status": "error", "code": 400, "click_id": None,
+                            "error": f"item {i}: campaign_id (string) is required",
+                            "field": "campaign_id"})  # fmt: skip
+            continue
+        params = dict(item.get("params") or {}) if isinstance(item.get("params"), dict) else {}
+        for key, value in item.items():
+            if key not in ("campaign_id", "params", "ip", "user_agent", "referer", "language"):
+                params.setdefault(key, value)
+        for key, value in params.items():  # JSON numbers are fine as values
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                try:
+                    params[key] = repr(value) if isinstance(value, float) else str(value)
+                except ValueError:  # an int too long to print: left as is, refused below
+                    pass
+        meta = {k: item.get(k) for k in ("ip", "user_agent", "referer", "language")}
+        if not all(v is None or isinstance(v, str) for v in meta.values()):
+            results.append({"status": "error", "code": 400, "click_id": None,
+                            "error": "ip, user_agent, referer, language must be strings",
+                            "field": "ip"})  # fmt: skip
+            continue
+        made = _click(state, item["campaign_id"], params,
+                      Visit(**{k: v or "" for k, v in meta.items()}))  # fmt: skip
+        if isinstance(made, Reject):
+            results.append({"status": "error", "code": made.code, "click_id": None,
+                            "error": made.error, "field": made.field})  # fmt: skip
+            continue
+        click, tokens = made
+        waits.append(state.batcher.put(ClickInput(click)))
+        campaign = state.config.campaigns[click.campaign_id]
+        results.append({"status": "accepted", "code": 200, "click_id": click.click_id,
+                        "url": campaign.offer.render(tokens)})  # fmt: skip
+    for wait in waits:
+        await wait
+    return json_response(results)
+
+
+async def postback(state: AppState, request: web.BaseRequest,
+                   query: list[tuple[str, str]] | None = None) -> web.Response:  # fmt: skip
+    """GET|POST /postback: one conversion, answered after its group commit.
+
+    ``query``: the query's pairs when the caller has them already (gateway.http.front)."""
+    started = time.perf_counter()
+    params: Any = request.query if query is None else query
+    if request.method == "POST":
+        merged = dict(request.query)
+        if request.content_type == "application/json":
+            body = await _read_object(request)
+            if isinstance(body, Reject):
+                return _reject(state, body)
+            merged.update(body)
+        else:
+            form = await request.post()
+            merged.update({k: v for k, v in form.items() if isinstance(v, str)})
+        params = merged
+    conv = parse_conversion(params, state.config)
+    if isinstance(conv, Reject):
+        return _reject(state, conv)
+    denied = _refusal(state, conv, request)
+    if denied is not None:
+        return _reject(state, denied)
+    result: Result = await state.batcher.put(conv)
+    state.latency["postback"].observe(time.perf_counter() - started)
+    return json_response(result.body, OUTCOME_STATUS[result.outcome])
+
+
+async def _read_object(request: web.BaseRequest) -> dict[str, Any] | Reject:
+    try:
+        body = _decode(await request.read())
+    except msgspec.DecodeError as exc:
+        return Reject(400, f"malformed JSON: {exc}", "body")
+    if not isinstance(body, dict):
+        return Reject(400, "expected a JSON object", "body")
+    return body
+
+
+async def api_conversions(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    started = time.perf_counter()
+    items = await _read_array(request)
+    if isinstance(items, Reject):
+        return _reject(state, items)
+    slots: list[Any] = []
+    for item in items:
+        if not isinstance(item, dict):
+            slots.append(Reject(400, "each item must be a JSON object", "body"))
+            continue
+        conv = parse_conversion(item, state.config)
+        if not isinstance(conv, Reject):
+            denied = _refusal(state, conv, request)
+            conv = denied or conv
+        slots.append(conv if isinstance(conv, Reject) else state.batcher.put(conv))
+    results: list[dict[str, Any]] = []
+    for slot in slots:
+        if isinstance(slot, Reject):
+            results.append({"status": "error", "code": slot.code, **slot.body()})
+        else:
+            result: Result = await slot
+            results.append({**result.body, "code": OUTCOME_STATUS[result.outcome]})
+    state.latency["conversions"].observe(time.perf_counter() - started)
+    return json_response(results)

@@ -1,0 +1,38 @@
+"""What every handler shares, under one application key."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.dispatch import DeliverySink
+from gateway.intake.batcher import Batcher
+from gateway.metrics import BatchedObserver, Metrics
+from gateway.store.base import Store
+
+__all__ = ("STATE", "AppState")
+
+
+class AppState:
+    """The live config (swapped whole on SIGHUP), the store, the dispatcher, the batcher."""
+
+    def __init__(
+        self, config: Config, store: Store, sink: DeliverySink, metrics: Metrics, clock: Clock
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.sink = sink
+        self.metrics = metrics
+        self.clock = clock
+        self.batcher = Batcher(
+            store, sink, config=lambda: self.config, metrics=metrics, clock=clock
+        )
+        #: the histogram's children, looked up once and fed in bulk
+        self.latency: dict[str, BatchedObserver] = {
+            e: metrics.batched(metrics.ingest_latency.labels(e))
+            for e in ("click", "postback", "conversions")
+        }
+
+
+STATE: web.AppKey[AppState] = web.AppKey("gateway_state", AppState)

@@ -1,0 +1,179 @@
+"""What a conversion request says: parameter aliases, status words, bounded values.
+
+Parsing returns either a small input record or a ``Reject`` (status, error,
+field), so the hot path never uses exceptions for control flow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from gateway.config import Config, Network
+from gateway.refusal import Reject
+from gateway.store.base import Click, ConversionStatus
+from gateway.tokens import VAR_KEYS, bad_text
+
+__all__ = (
+    "STATUS_WORDS",
+    "ClickInput",
+    "ConversionInput",
+    "normalise_status",
+    "parse_conversion",
+)
+
+CLICK_ID_NAMES = ("cid", "clickid", "click_id", "subid")
+PAYOUT_NAMES = ("payout", "sum", "amount")
+TXID_NAMES = ("txid", "transaction_id", "tid")
+EVENT_NAMES = ("event", "et")
+
+STATUS_WORDS: Mapping[str, ConversionStatus] = {
+    **dict.fromkeys(("approved", "approve", "confirmed", "confirm", "sale", "success", "ok",
+                     "paid", "completed", "complete", "accepted", "1"), "approved"),
+    **dict.fromkeys(("pending", "lead", "hold", "on_hold", "waiting", "new", "2"), "pending"),
+    **dict.fromkeys(("rejected", "reject", "declined", "decline", "cancelled", "canceled",
+                     "trash", "fail", "failed", "chargeback", "refund", "refunded", "reversed",
+                     "d", "f", "3"), "rejected"),
+}  # fmt: skip
+_MAX_PAYOUT = Decimal("1e12")
+
+
+class ConversionInput:
+    __slots__ = ("campaign", "click_id", "data", "event", "future", "network", "secret", "status",
+                 "tokens", "traffic_source", "txid")  # fmt: skip
+    campaign: str | None
+    click_id: str | None
+    data: dict[str, str]
+    event: str | None
+    network: Network | None
+    secret: Any  # as sent: only a str can match
+    status: ConversionStatus
+    tokens: dict[str, str]
+    traffic_source: str | None
+    txid: str | None
+
+    def __init__(self) -> None:
+        self.future: Any = None
+
+
+class ClickInput:
+    __slots__ = ("click", "future")
+
+    def __init__(self, click: Click) -> None:
+        self.click = click
+        self.future: Any = None
+
+
+def normalise_status(word: str, network: Network | None) -> ConversionStatus | None:
+    key = word.strip().lower()
+    if network is not None:
+        found = network.statuses.get(key)
+        if found is not None:
+            return found
+    return STATUS_WORDS.get(key)
+
+
+#: query/form/JSON name -> what it carries; the first non-empty value per role wins,
+#: aliases in the order the contract lists them.
+_ROLES: dict[str, tuple[str, int]] = {
+    **{n: ("click_id", i) for i, n in enumerate(CLICK_ID_NAMES)},
+    **{n: ("payout", i) for i, n in enumerate(PAYOUT_NAMES)},
+    **{n: ("txid", i) for i, n in enumerate(TXID_NAMES)},
+    **{n: ("event", i) for i, n in enumerate(EVENT_NAMES)},
+    "status": ("status", 0), "currency": ("currency", 0), "network": ("network", 0),
+    "secret": ("secret", 0), "externalid": ("externalid", 0), "external_id": ("externalid", 1),
+    "campaign": ("campaign", 0), "campaign_id": ("campaign", 1),
+    "trafficsource": ("traffic_source", 0), "traffic_source": ("traffic_source", 1),
+    **{k: (k, -1) for k in VAR_KEYS},
+}  # fmt: skip
+
+
+def parse_conversion(params: Mapping[str, Any] | Sequence[tuple[str, Any]],
+                     config: Config) -> ConversionInput | Reject:  # fmt: skip
+    """One conversion from query/form/JSON parameters (aliases accepted), in one pass.
+
+    ``params`` is a mapping (a multidict: every item is seen) or its items as
+    (name, value) pairs, in order."""
+    limit = config.limits.max_value_length
+    found: dict[str, tuple[int, Any]] = {}
+    data: dict[str, str] = {}
+    roles = _ROLES
+    items = getattr(params, "items", None)
+    pairs: Iterable[tuple[str, Any]] = params if items is None else items()  # type: ignore[assignment]
+    for name, value in pairs:
+        if value.__class__ is not str:
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                return Reject(400, "values must be strings or numbers", str(name)[:64])
+            try:
+                value = repr(value) if isinstance(value, float) else str(value)
+            except ValueError:  # an int too long to print
+                return Reject(400, "number too long", str(name)[:64])
+            if len(value) > limit:
+                return Reject(400, f"value too long (max {limit})", str(name)[:64])
+        elif len(value) > limit or (not value.isascii() and bad_text(value, limit)):
+            return Reject(400, f"value too long (max {limit}) or not valid text", str(name)[:64])
+        role = roles.get(name)
+        if role is None:
+            if value and name.startswith("var:") and len(name) <= 68:
+                data[name] = value
+            continue
+        kind, rank = role
+        if value == "" and kind != "network":
+            continue
+        if rank < 0:  # var1..var20: kept as given
+            data[kind] = value
+            continue
+        held = found.get(kind)
+        if held is None or rank < held[0]:
+            found[kind] = (rank, value)
+    get = found.get
+    conv = ConversionInput()
+    network = None
+    item = get("network")
+    if item is not None:
+        network = config.networks.get(item[1])
+        if network is None:
+            return Reject(400, "unknown network", "network")
+    elif config.spec.require_network:
+        return Reject(400, "network is required", "network")
+    conv.network = network
+    conv.secret = item[1] if (item := get("secret")) is not None else None
+    conv.click_id = item[1] if (item := get("click_id")) is not None else None
+    conv.txid = item[1] if (item := get("txid")) is not None else None
+    conv.event = item[1] if (item := get("event")) is not None else None
+    item = get("status")
+    if item is None:
+        conv.status = "approved"
+    else:
+        status = normalise_status(item[1], network)
+        if status is None:
+            return Reject(400, f"unknown status {item[1][:64]!r}", "status")
+        conv.status = status
+    tokens: dict[str, str] = {"conversion.status": conv.status}
+    item = get("payout")
+    if item is not None:
+        payout = item[1]
+        try:
+            number = Decimal(payout)
+        except InvalidOperation:
+            return Reject(400, "payout must be a number", "payout")
+        if not number.is_finite() or abs(number) >= _MAX_PAYOUT:
+            return Reject(400, "payout must be a finite number below 1e12", "payout")
+        tokens["payout"] = payout
+    if conv.txid is not None:
+        tokens["transaction.id"] = conv.txid
+    if conv.event is not None:
+        tokens["conversion.type"] = conv.event
+    if (item := get("currency")) is not None:
+        tokens["currency"] = item[1]
+    if (item := get("externalid")) is not None:
+        data["externalid"] = item[1]
+    conv.data = data
+    conv.tokens = tokens
+    conv.campaign = item[1] if (item := get("campaign")) is not None else None
+    conv.traffic_source = item[1] if (item := get("traffic_source")) is not None else None
+    if conv.click_id is None and not data:
+        return Reject(400, "a click id (cid, clickid, click_id or subid) is required", "cid")
+    return conv
+

@@ -1,0 +1,101 @@
+"""The running gateway: config, store, dispatcher and HTTP wired together; start,
+reload (SIGHUP) and drain (SIGTERM/SIGINT).
+
+Drain: stop accepting, let in-flight requests finish, commit what was
+accepted, stop the dispatcher (it finishes or leaves queued its in-flight
+attempts), close the store.  Reload: an invalid file is refused with a log
+line and the old config stays in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.clock import SystemClock
+from gateway.config import Config, read
+from gateway.dispatch.dispatcher import Dispatcher
+from gateway.http.app import create_app
+from gateway.http.front import GatewayRunner
+from gateway.http.state import STATE
+from gateway.metrics import Metrics
+from gateway.store import open_store
+
+__all__ = ("GC_THRESHOLDS", "CannotListen", "serve")
+
+log = logging.getLogger(__name__)
+
+#: The cyclic GC's generation thresholds while serving (Python's default is
+#: (700, 10, 10)).  Every request allocates dozens of objects that live until
+#: its group commits, a few milliseconds; with the default a young collection
+#: runs every few requests and promotes objects that were about to die.  A
+#: young generation of 10,000 lets them die first; cycles are still collected,
+#: just less often.
+GC_THRESHOLDS = (10_000, 10, 10)
+
+
+class CannotListen(OSError):
+    """The address is taken or not ours: reported, exit 1."""
+
+
+async def serve(config: Config, path: Path, host: str, port: int, db: str) -> None:
+    loop = asyncio.get_running_loop()
+    store = open_store(db)
+    await store.open()
+    metrics = Metrics()
+    clock = SystemClock()
+    dispatcher = Dispatcher(settings=config.delivery, store=store, metrics=metrics, clock=clock)
+    await dispatcher.start()
+    app = create_app(config, store, dispatcher, metrics=metrics, clock=clock)
+    limit = max(8190, config.limits.max_query_bytes * 2 + 1024)
+    runner = GatewayRunner(app, access_log=None, shutdown_timeout=10.0,
+                           max_line_size=limit, max_field_size=limit)  # fmt: skip
+    await runner.setup()
+    # Startup's objects (modules, config, compiled plans) go to the permanent
+    # generation, so full collections stop walking them; then the thresholds.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", host, port, exc)
+        await runner.cleanup()
+        await dispatcher.stop()
+        await store.close()
+        raise CannotListen(str(exc)) from None
+    stop = asyncio.Event()
+
+    def reload() -> None:
+        new, problems = read(path)
+        if new is None:
+            for problem in problems:
+                log.error("reload refused, old config stays: %s", problem)
+            return
+        if new.spec.delivery != app[STATE].config.spec.delivery:
+            log.warning("reload: [delivery] changes take effect at the next restart")
+        app[STATE].config = new
+        log.info("reloaded %s: %d traffic source(s), %d campaign(s)", path,
+                 len(new.sources), len(new.campaigns))  # fmt: skip
+
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    shown = f"[{host}]" if ":" in host else host
+    log.info("gateway listening on http://%s:%d/ (config %s, db %s)", shown, port, path, db)
+    try:
+        await stop.wait()
+        log.info("draining: no new connections; committing what was accepted")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()  # stops listening, lets handlers finish, drains the batcher
+        await dispatcher.stop()
+        await store.close()
+        log.info("stopped")

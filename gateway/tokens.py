@@ -1,0 +1,153 @@
+"""The token context: every value a postback template reads, built in one place.
+
+A postback's tokens come from three places: the click (campaign, traffic
+source, the visit's request, the source's click macros), the conversion
+(payout, status, transaction id, the network's extra values) and, for a test
+send, defaults that make any template render.  Each has one builder here, and
+``conversion_context`` layers them the same way for delivery and for tests.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import msgspec
+
+from gateway import clickid
+from gateway.config import Campaign, Source
+from gateway.refusal import Reject
+
+__all__ = (
+    "TEST_CURRENCY",
+    "TEST_PAYOUT",
+    "TEST_STATUS",
+    "VAR_KEYS",
+    "Visit",
+    "bad_text",
+    "click_tokens",
+    "conversion_context",
+    "test_values",
+)
+
+#: What a test send fills in when the caller gives no value.
+TEST_PAYOUT = "1.00"
+TEST_STATUS = "approved"
+TEST_CURRENCY = "USD"
+#: The numbered variables a click or conversion may carry as they are.
+VAR_KEYS = tuple(f"var{i}" for i in range(1, 21))
+
+
+def bad_text(value: str, limit: int) -> bool:
+    """Too long to keep, or not text (a lone surrogate cannot be stored or sent)."""
+    if len(value) > limit:
+        return True
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+    return False
+
+
+class Visit(msgspec.Struct, kw_only=True, gc=False):
+    """What the visitor's own request says about the visit (empty: not known)."""
+
+    ip: str = ""
+    user_agent: str = ""
+    referer: str = ""
+    language: str = ""
+
+
+def click_tokens(
+    campaign: Campaign,
+    params: Mapping[str, str],
+    *,
+    click_id: str,
+    now: float,
+    visit: Visit,
+    limit: int,
+) -> dict[str, str] | Reject:
+    """Every token a click carries, keyed by canonical name (values bounded)."""
+    source = campaign.source
+    spec = source.spec
+    tokens = {
+        "click.id": click_id,
+        "click.time": str(int(now)),
+        "campaign.id": campaign.id,
+        "trafficsource.id": source.id,
+        "trafficsource.name": source.name,
+    }
+    if campaign.spec.name:
+        tokens["campaign.name"] = campaign.spec.name
+    if campaign.spec.key:
+        tokens["campaign.key"] = campaign.spec.key
+    referer = visit.referer
+    for key, value in (
+        ("ip", visit.ip),
+        ("user_agent", visit.user_agent),
+        ("referer", referer),
+        ("language", visit.language),
+    ):
+        if value:
+            tokens[key] = value[:limit]
+    if referer:
+        host = urlsplit(referer[:limit]).hostname if "://" in referer else None
+        if host:
+            tokens["referrerdomain"] = host
+    for name, value in params.items():
+        if not isinstance(value, str) or bad_text(value, limit):
+            return Reject(400, f"value too long (max {limit}) or not valid text", str(name)[:64])
+    externalid = params.get(spec.click_id_param)
+    if externalid:
+        tokens["externalid"] = externalid
+    for i, name in enumerate(spec.variables[:20], start=1):
+        given = params.get(name)
+        if given:
+            tokens[f"var{i}"] = given
+            tokens[f"var:{name}"] = given
+    for key in VAR_KEYS:
+        given = params.get(key)
+        if given and key not in tokens:
+            tokens[key] = given
+    cost = params.get("cost")
+    if cost:
+        tokens["click.cost"] = cost
+    return tokens
+
+
+def conversion_context(
+    stored: Mapping[str, str], click: Mapping[str, str] | None, given: Mapping[str, str]
+) -> dict[str, str]:
+    """A postback's tokens: the conversion as stored, under the click's, under what
+    this request gave (its status, payout, transaction id win)."""
+    if click is None:
+        return {**stored, **given}
+    return {**stored, **click, **given}
+
+
+def test_values(
+    source: Source, campaign: Campaign | None, given: Mapping[str, str], now: float
+) -> dict[str, str]:
+    """The tokens of a test send: a fake click and conversion under ``given``, so any
+    template renders and the network sees an obviously test conversion."""
+    values: dict[str, str] = {
+        "click.id": clickid.new_click_id(now),
+        "click.time": str(int(now)),
+        "externalid": f"test-{secrets.token_hex(6)}",
+        "payout": TEST_PAYOUT,
+        "conversion.status": TEST_STATUS,
+        "transaction.id": f"test-{secrets.token_hex(4)}",
+        "currency": TEST_CURRENCY,
+        "trafficsource.id": source.id,
+        "trafficsource.name": source.name,
+    }
+    if campaign is not None:
+        values["campaign.id"] = campaign.id
+        if campaign.spec.name:
+            values["campaign.name"] = campaign.spec.name
+        if campaign.spec.key:
+            values["campaign.key"] = campaign.spec.key
+    values.update(given)
+    return values

@@ -1,0 +1,350 @@
+"""What every store backend promises, through the ``Store`` seam only.
+
+Each test runs once per backend (``tests/store_fixtures.py``); what only
+SQLite promises (threads, WAL, its file format) is in ``test_store_sqlite.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.store.base import (
+    DeliveryFilter,
+    DeliveryStatus,
+    Found,
+    NewDelivery,
+    Store,
+    Wanted,
+    Writes,
+)
+from tests.store_fixtures import StoreBackend
+from tests.store_helpers import (
+    NOW,
+    attempt,
+    click,
+    conversion,
+    lookup,
+    new_delivery,
+    record,
+    write_rows,
+)
+
+_dirs = itertools.count()
+
+
+async def test_a_group_writes_everything_and_numbers_its_deliveries(store: Store) -> None:
+    stored = await write_rows(store, [click(1), click(2)], [conversion(1)], [new_delivery()] * 2)
+    ids = [d.delivery_id for d in stored]
+    assert len(set(ids)) == 2 and ids == sorted(ids)  # one source and campaign: in order
+    assert all(d.status == "queued" and d.next_at == NOW and d.attempts == 0 for d in stored)
+    found = await lookup(store, ["c1", "c2", "nope"], ["c1|t:1", "nope"])
+    assert sorted(found.clicks) == ["c1", "c2"]
+    assert found.clicks["c1"] == click(1)
+    assert list(found.conversions) == ["c1|t:1"] and found.conversions["c1|t:1"] == conversion(1)
+    listed = await store.list_deliveries(DeliveryFilter(), after_id=None, limit=10)
+    assert listed == stored
+
+
+async def test_every_delivery_field_comes_back_as_given(store: Store) -> None:
+    given_ = [
+        new_delivery("v1"),
+        NewDelivery(
+            conversion_id="v2",
+            traffic_source="other",
+            campaign_id="k",
+            rule="campaign:pb",
+            method="POST",
+            url="https://i.example/p",
+            display_url="https://i.example/p",
+            body='{"a": 1}',
+            host="i.example",
+            click_time=None,
+            not_before=NOW + 600,
+            max_attempts=1,
+            created_at=NOW,
+            schedule=None,
+            expires_at=None,
+            answer_rule=None,
+        ),
+    ]
+    stored = await write_rows(store, deliveries=given_)
+    for new, d in zip(given_, stored, strict=True):
+        read = await store.get_delivery(d.delivery_id)
+        assert read is not None and read == d
+        for field in NewDelivery.__struct_fields__:
+            assert getattr(read, field) == getattr(new, field), field
+        progress = (read.status, read.attempts, read.next_at, read.updated_at)
+        assert progress == ("queued", 0, new.not_before, new.created_at)
+    assert await store.get_delivery(max(d.delivery_id for d in stored) + 1) is None
+
+
+async def test_a_known_dedup_key_is_an_update_and_a_known_click_is_kept(store: Store) -> None:
+    await write_rows(store, [click(1)], [conversion(1, "pending", payout="1")])
+    again = click(1)
+    again.tokens = {"externalid": "other"}
+    update = conversion(1, "approved", payout="2")
+    update.conversion_id = "v-later"
+    await write_rows(store, [again], [update])
+    found = await lookup(store, ["c1"], ["c1|t:1"])
+    assert found.clicks["c1"].tokens == {"externalid": "x1"}  # the first click stays
+    stored = found.conversions["c1|t:1"]
+    # one conversion per dedup key: the first row, with the new status and tokens
+    assert (stored.conversion_id, stored.status, stored.tokens) == (
+        "v1",
+        "approved",
+        {"payout": "2"},
+    )
+
+
+async def test_lookups_see_every_earlier_commit(store: Store) -> None:
+    """Groups commit one after another: a group started while another is in
+    flight decides on what that one wrote (the dedup decision relies on it)."""
+    wanted = Wanted(click_ids=["c1"], dedup_keys=["c1|t:1"], size=1)
+    seen: list[Found] = []
+
+    def decide(found: Found) -> tuple[Writes, bool]:
+        seen.append(found)
+        if found.conversions:
+            return Writes(), False  # a duplicate: nothing to write
+        return Writes(clicks=[click(1)], conversions=[conversion(1)]), True
+
+    results = await asyncio.gather(*(store.commit_group(wanted, decide) for _ in range(3)))
+    assert [accepted for _, accepted in results] == [True, False, False]
+    assert seen[0].clicks == {} and seen[0].conversions == {}
+    assert all(list(f.clicks) == ["c1"] and list(f.conversions) == ["c1|t:1"] for f in seen[1:])
+
+
+async def test_a_raising_decide_writes_nothing(store: Store) -> None:
+    def decide(found: Found) -> tuple[Writes, None]:
+        raise ValueError("bad rule")
+
+    with pytest.raises(ValueError, match="bad rule"):
+        await store.commit_group(Wanted(click_ids=["c1"], dedup_keys=[], size=1), decide)
+    assert await store.queued_count() == 0
+    await write_rows(store, [click(2)], deliveries=[new_delivery()])  # the store is usable
+    found = await lookup(store, ["c1", "c2"])
+    assert list(found.clicks) == ["c2"]
+    assert await store.queued_count() == 1
+
+
+async def test_commit_group_hands_back_what_decide_returned(store: Store) -> None:
+    committed, extra = await store.commit_group(
+        Wanted(click_ids=[], dedup_keys=["k"], size=2),
+        lambda found: (Writes(deliveries=[new_delivery("v9")]), ("x", found.conversions)),
+    )
+    assert extra == ("x", {})
+    assert [d.conversion_id for d in committed.deliveries] == ["v9"]
+
+
+async def test_due_deliveries_page_by_next_at_then_id(store: Store) -> None:
+    times = [NOW + 5, NOW, NOW + 5, NOW + 1, NOW, NOW + 5, NOW + 2]
+    stored = await write_rows(store, deliveries=[new_delivery(not_before=t) for t in times])
+    expected = sorted(stored, key=lambda d: (d.not_before, d.delivery_id))
+    pages: list[list[int]] = []
+    after = None
+    while True:
+        page = await store.due_deliveries(NOW + 10, 3, after)
+        pages.append([d.delivery_id for d in page])
+        if len(page) < 3:
+            break
+        after = (page[-1].next_at or 0.0, page[-1].delivery_id)
+    assert [i for p in pages for i in p] == [d.delivery_id for d in expected]
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert [d.delivery_id for d in await store.due_deliveries(NOW + 1, 10)] == [
+        d.delivery_id for d in expected[:3]
+    ]
+
+
+async def test_due_record_attempts_and_log(store: Store) -> None:
+    first, later = await write_rows(
+        store, deliveries=[new_delivery(), new_delivery(not_before=NOW + 60)]
+    )
+    assert await store.queued_count() == 2
+    due = await store.due_deliveries(NOW, 10)
+    assert [d.delivery_id for d in due] == [first.delivery_id]
+    await record(store, attempt(first.delivery_id), status="queued", next_at=NOW + 10)
+    assert await store.due_deliveries(NOW + 5, 10) == []
+    assert {d.delivery_id for d in await store.due_deliveries(NOW + 60, 10)} == {
+        first.delivery_id,
+        later.delivery_id,
+    }
+    await store.record_attempts(
+        [
+            (attempt(first.delivery_id, "delivered"), "delivered", None, True),
+            (attempt(later.delivery_id, "paused"), "queued", NOW + 90, False),
+        ]
+    )
+    await store.record_attempts([])  # nothing to write
+    stored = await store.get_delivery(first.delivery_id)
+    assert stored is not None and stored.status == "delivered" and stored.attempts == 2
+    assert stored.last_outcome == "delivered" and stored.last_reason == "HTTP 503"
+    assert stored.next_at is None and stored.schedule == [1.0, 2.0]
+    assert stored.updated_at == NOW + 1 + 12.5 / 1000
+    paused = await store.get_delivery(later.delivery_id)
+    assert paused is not None and paused.attempts == 0 and paused.next_at == NOW + 90
+    assert await store.queued_count() == 1
+    log = await store.list_attempts(first.delivery_id)
+    assert [a.outcome for a in log] == ["retry", "delivered"]
+    assert log[0] == attempt(first.delivery_id)
+    assert await store.list_attempts(later.delivery_id + 100) == []
+
+
+async def test_list_filters_and_cursor(store: Store) -> None:
+    news = [
+        new_delivery(source="a" if i % 2 else "b", campaign=f"k{i % 3}", created=NOW + i)
+        for i in range(10)
+    ]
+    stored = await write_rows(store, deliveries=news)
+    ids = sorted(d.delivery_id for d in stored)
+    page1 = await store.list_deliveries(DeliveryFilter(), after_id=None, limit=4)
+    page2 = await store.list_deliveries(DeliveryFilter(), after_id=page1[-1].delivery_id, limit=4)
+    page3 = await store.list_deliveries(DeliveryFilter(), after_id=page2[-1].delivery_id, limit=4)
+    assert [d.delivery_id for d in page1 + page2 + page3] == ids
+    only_a = await store.list_deliveries(
+        DeliveryFilter(traffic_source="a"), after_id=None, limit=50
+    )
+    assert len(only_a) == 5 and all(d.traffic_source == "a" for d in only_a)
+    k0 = await store.list_deliveries(DeliveryFilter(campaign_id="k0"), after_id=None, limit=50)
+    assert len(k0) == 4
+    since = await store.list_deliveries(DeliveryFilter(since=NOW + 7), after_id=None, limit=50)
+    assert len(since) == 3
+    queued = await store.list_deliveries(DeliveryFilter(status="queued"), after_id=None, limit=50)
+    assert len(queued) == 10
+    assert await store.list_deliveries(DeliveryFilter(), after_id=None, limit=0) == []
+
+
+async def test_requeue_failed_and_by_id(store: Store) -> None:
+    a, b, c = (d.delivery_id for d in await write_rows(store, deliveries=[new_delivery()] * 3))
+    await record(store, attempt(a, "rejected"), status="failed", next_at=None)
+    await record(store, attempt(b, "delivered"), status="delivered", next_at=None)
+    back = await store.requeue(DeliveryFilter(), ids=None, now=NOW + 500)
+    assert [d.delivery_id for d in back] == [a]
+    assert back[0].status == "queued" and back[0].attempts == 0 and back[0].next_at == NOW + 500
+    again = await store.requeue(DeliveryFilter(), ids=[b, c], now=NOW + 600)
+    assert [d.delivery_id for d in again] == [b]  # c was still queued
+    assert await store.requeue(DeliveryFilter(), ids=[], now=NOW + 700) == []
+    assert len(await store.list_attempts(a)) == 1  # history kept
+    assert {d.delivery_id for d in await store.due_deliveries(NOW + 600, 10)} == {a, b, c}
+
+
+async def test_purge_removes_finished_only(store: Store) -> None:
+    a, b = (d.delivery_id for d in await write_rows(store, deliveries=[new_delivery()] * 2))
+    await record(store, attempt(a, "delivered"), status="delivered", next_at=None)
+    assert await store.purge(NOW) == 0
+    assert await store.purge(NOW + 10) == 1
+    assert await store.get_delivery(a) is None and await store.list_attempts(a) == []
+    assert await store.get_delivery(b) is not None
+
+
+# -- filtered listing, paging, requeue and purge against a model of every row ------------------
+
+_writes = st.lists(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]), st.sampled_from(["k1", "k2", ""]), st.integers(0, 5)
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    min_size=1,
+    max_size=6,
+)
+_filters = st.builds(
+    DeliveryFilter,
+    status=st.none() | st.sampled_from(["queued", "failed"]),
+    traffic_source=st.none() | st.sampled_from(["a", "b", "zz"]),
+    campaign_id=st.none() | st.sampled_from(["k1", "k2", "", "zz"]),
+    since=st.none() | st.integers(0, 6).map(lambda t: NOW + t),
+)
+
+
+def _delivery(source: str, campaign: str, created: float) -> NewDelivery:
+    d = new_delivery(source=source, campaign=campaign, created=created)
+    d.not_before = created
+    return d
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    writes=_writes,
+    f=_filters,
+    page=st.integers(1, 7),
+    purge=st.booleans(),
+    failing=st.integers(2, 4),
+)
+def test_filters_and_pages_match_a_model_of_every_row(
+    store_backend: StoreBackend,
+    tmp_path: Path,
+    writes: list[list[tuple[str, str, int]]],
+    f: DeliveryFilter,
+    page: int,
+    purge: bool,
+    failing: int,
+) -> None:
+    def matches(row: tuple[int, str, str, float, DeliveryStatus], f: DeliveryFilter) -> bool:
+        _, source, campaign, created, status = row
+        return (
+            (f.status is None or status == f.status)
+            and (f.traffic_source is None or source == f.traffic_source)
+            and (f.campaign_id is None or campaign == f.campaign_id)
+            and (f.since is None or created >= f.since)
+        )
+
+    async def run() -> None:
+        directory = tmp_path / f"s{next(_dirs)}"
+        directory.mkdir()
+        store = store_backend.make(directory)
+        await store.open()
+        try:
+            model: dict[int, tuple[int, str, str, float, DeliveryStatus]] = {}
+            for write in writes:  # creation times in any order, as clocks allow
+                stored = await write_rows(
+                    store, deliveries=[_delivery(s, c, NOW + t) for s, c, t in write]
+                )
+                for d in stored:
+                    row = (d.delivery_id, d.traffic_source, d.campaign_id, d.created_at)
+                    model[d.delivery_id] = (*row, "queued")
+            ordered = sorted(model)
+            failed = ordered[failing - 1 :: failing]
+            await store.record_attempts(
+                [(attempt(i, "rejected", started=NOW), "failed", None, True) for i in failed]
+            )
+            for i in failed:
+                model[i] = (*model[i][:4], "failed")
+            if purge:  # finished deliveries go
+                await store.purge(NOW + 100)
+                model = {i: row for i, row in model.items() if row[4] == "queued"}
+            want = [i for i in sorted(model) if matches(model[i], f)]
+            got: list[int] = []
+            after = None
+            while True:
+                rows = await store.list_deliveries(f, after_id=after, limit=page)
+                got.extend(d.delivery_id for d in rows)
+                if len(rows) < page:
+                    break
+                after = rows[-1].delivery_id
+            assert got == want
+            # requeue with the same filters (no status: the failed ones) picks among them
+            unfiltered = DeliveryFilter(
+                traffic_source=f.traffic_source, campaign_id=f.campaign_id, since=f.since
+            )
+            picked = [
+                i
+                for i in sorted(model)
+                if model[i][4] == "failed" and matches(model[i], unfiltered)
+            ]
+            requeued = await store.requeue(unfiltered, ids=None, now=NOW + 50)
+            assert [d.delivery_id for d in requeued] == picked
+            assert all(d.status == "queued" for d in requeued)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
