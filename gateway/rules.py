@@ -114,7 +114,7 @@ class CompiledRule:
     host: str
     max_attempts: int | None
     max_click_age: int | None
-    method: str
+    method: Literal["GET", "POST"]
     name: str
     payout: PayoutTransform | None
     plan: Plan
@@ -169,7 +169,7 @@ def compile_rule(
     url: str,
     name: str,
     traffic_source: str,
-    method: str,
+    method: Literal["GET", "POST"],
     secrets: Sequence[str],
     answer_rule: str | None,
     max_click_age: int | None,

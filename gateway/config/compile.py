@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-from typing import Any
+from typing import Any, Literal
 
 from _fastrender import Plan, TemplateError, compile_template
 from _fastrender._catalog import lookup
@@ -111,7 +111,7 @@ def _rules(
     base: str,
     *,
     default_url: str | None,
-    default_method: str,
+    default_method: Literal["GET", "POST"],
     source: str,
     secrets: list[str],
     answer: str | None,
@@ -172,7 +172,7 @@ def _source(
     spec: TrafficSourceSpec, path: str, secrets: list[str], problems: list[Problem]
 ) -> Source:
     default_url: str | None = None
-    method = "GET"
+    method: Literal["GET", "POST"] = "GET"
     answer: str | None = None
     age = spec.max_click_age
     if spec.preset is not None:

@@ -1,15 +1,12 @@
 """The dispatcher: owns in-flight deliveries, sends them, records every attempt.
 
 Fresh deliveries arrive in memory through :meth:`Dispatcher.submit` right
-after their commit; the store stays the source of truth, so on start (and
-every ``REFILL_INTERVAL`` seconds) queued rows that are due soon are loaded
-from it.  Memory holds only what comes due within ``REFILL_INTERVAL`` (or is
-in flight): a delivery delayed further, by its rule or by a retry, is left
-to the store until a refill loads it, so a long delay at a high rate (or a
-host that fails for a day) cannot fill memory.  Per host, a ready queue feeds
-at most ``max_connections_per_host`` concurrent attempts, so a host that hangs
-holds only its own share of the global ``max_connections`` and never slows
-the others.
+after their commit; the store stays the source of truth, and refills
+(``refill``) load what comes due from it.  Due deliveries wait in their
+host's ready queue (``hostqueue``) for a connection slot; each slot is a
+worker that sends its host's deliveries one after another and hands each
+attempt to the group-committed log (``recorder``); a delivery moves on (done,
+or scheduled again by the retry policy) once its attempt is committed.
 """
 
 from __future__ import annotations
@@ -20,17 +17,19 @@ import itertools
 import logging
 import random
 import time
-from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
 from gateway.clock import Clock, SystemClock
+from gateway.dispatch import refill
 from gateway.dispatch.attempt import expired_attempt, from_answer, from_error, request_headers
 from gateway.dispatch.breaker import Breaker
+from gateway.dispatch.hostqueue import HostQueues
 from gateway.dispatch.ratelimit import HostRateLimiter
 from gateway.dispatch.recorder import AttemptRecorder
+from gateway.dispatch.refill import REFILL_INTERVAL, Refill
 from gateway.dispatch.retry import STORE_ERROR_DELAY, Decision, after_attempt, expired
 from gateway.dispatch.settings import DeliverySettings
 from gateway.dispatch.tally import Tally
@@ -45,14 +44,6 @@ __all__ = ("Dispatcher",)
 
 log = logging.getLogger(__name__)
 
-#: How often (and how far ahead, in seconds) queued rows are loaded from the store.
-REFILL_INTERVAL = 60.0
-REFILL_LIMIT = 10_000
-#: After a full page of rows new to memory, the next page comes this soon while
-#: memory holds less than two pages, else a second later.  Delayed deliveries
-#: reach memory only through refills, so the pace caps their rate: one page a
-#: second would cap it at 10,000/s (intake reaches 20,000/s here).
-REFILL_SOON = 0.1
 #: How often finished rows past retention are purged.
 PURGE_INTERVAL = 3600.0
 #: Status class labels (``gateway.metrics.status_class``), looked up, not formatted.
@@ -74,18 +65,25 @@ class Dispatcher:
         self._store = store
         self._metrics = metrics
         self._clock: Clock = clock if clock is not None else SystemClock()
-        self._transport: Transport = transport if transport is not None else make_transport(
-            settings
-        )
+        self._now = self._clock.now
+        self._transport = transport if transport is not None else make_transport(settings)
         self._rng = rng or random.Random()
         self._breaker = Breaker(failures=settings.breaker_failures, pause=settings.breaker_pause)
-        self._limiter = HostRateLimiter(settings.rate_per_host)
+        self._hosts = HostQueues(
+            max_connections=settings.max_connections,
+            max_connections_per_host=settings.max_connections_per_host,
+            breaker=self._breaker,
+            limiter=HostRateLimiter(settings.rate_per_host),
+            now=self._now,
+            on_hold=self._wake_for_host,
+        )
         self._recorder = AttemptRecorder(store)
         self._recorder.on_group = self._log_written
         self._recorder.on_flushed = self._after_log_write
         self._children: dict[tuple[str, str, str], Any] = {}  # labelled metrics, cached
         self._tally = Tally(self._child)  # metric updates, applied once per log group
-        self._now = self._clock.now
+        self._refill = Refill(store)
+        self._recent_done = self._refill.recent_done
         self._known: dict[int, Delivery] = {}  # queued in memory or in flight
         #: Queued in the store (in memory or not) or in flight: the queue-depth
         #: gauge.  Counted from the store at start, then kept here.
@@ -93,23 +91,14 @@ class Dispatcher:
         self._due_seq: dict[int, int] = {}  # delivery_id -> seq of its live timer entry
         self._timer: list[tuple[float, int, int, str]] = []  # (due, seq, delivery_id|-1, host)
         self._seq = itertools.count()
-        self._ready: dict[str, deque[Delivery]] = {}
-        self._held: dict[str, float] = {}  # host -> not before (breaker or rate limit)
-        self._starved: dict[str, None] = {}  # hosts waiting for a global slot, FIFO
-        self._inflight_host: Counter[str] = Counter()
-        self._inflight = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._unrecorded = 0  # attempts handed to the recorder, not yet committed
-        self._recent_done: set[int] = set()
         self._wake = asyncio.Event()
         self._planned_wake = float("inf")
         self._idle = asyncio.Event()
         self._running = False
         self._loaded = False
-        self._refilling = False
         self._next_refill = float("inf")
-        #: Where the next refill goes on: the key of the last row of a full page.
-        self._refill_after: tuple[float, int] | None = None
         self._background: list[asyncio.Task[None]] = []
 
     # -- public API ------------------------------------------------------------
@@ -123,14 +112,14 @@ class Dispatcher:
             self._queued = await self._store.queued_count()
         except Exception:
             log.exception("could not count queued deliveries in the store")
-        await self._refill(self._clock.now())
+        await self._load(self._now())
         self._metrics.queue_depth.set(self._queued)
         self._loaded = True
         self._background = [
             asyncio.create_task(self._scheduler(), name="dispatch-scheduler"),
             asyncio.create_task(self._retention(), name="dispatch-retention"),
         ]
-        for host in list(self._ready):
+        for host in list(self._hosts.ready):
             self._pump(host)
         self._update_idle()
 
@@ -141,19 +130,6 @@ class Dispatcher:
         self._take_in(deliveries)
         self._metrics.queue_depth.set(self._queued)
         self._update_idle()
-
-    def _take_in(self, deliveries: Sequence[Delivery]) -> None:
-        now = self._clock.now()
-        horizon = now + REFILL_INTERVAL
-        for d in deliveries:
-            if d.status != "queued" or d.delivery_id in self._known:
-                continue
-            due = d.next_at if d.next_at is not None else now
-            if due > horizon:
-                continue  # the store holds it; a refill brings it back before it is due
-            self._known[d.delivery_id] = d
-            self._recent_done.discard(d.delivery_id)
-            self._schedule(d, due, now)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Finish in-flight attempts (up to ``timeout``), leave the rest queued in the store."""
@@ -189,17 +165,27 @@ class Dispatcher:
 
     @property
     def in_flight(self) -> int:
-        return self._inflight
+        return self._hosts.inflight
 
     # -- scheduling ------------------------------------------------------------
+
+    def _take_in(self, deliveries: Sequence[Delivery]) -> None:
+        now = self._now()
+        horizon = now + REFILL_INTERVAL
+        for d in deliveries:
+            if d.status != "queued" or d.delivery_id in self._known:
+                continue
+            due = d.next_at if d.next_at is not None else now
+            if due > horizon:
+                continue  # the store holds it; a refill brings it back before it is due
+            self._known[d.delivery_id] = d
+            self._recent_done.discard(d.delivery_id)
+            self._schedule(d, due, now)
 
     def _schedule(self, d: Delivery, due: float, now: float) -> None:
         if due <= now and self._running:
             self._due_seq.pop(d.delivery_id, None)
-            queue = self._ready.get(d.host)
-            if queue is None:
-                queue = self._ready[d.host] = deque()
-            queue.append(d)
+            self._hosts.push(d)
             self._pump(d.host)
             return
         seq = next(self._seq)
@@ -208,11 +194,8 @@ class Dispatcher:
         if due < self._planned_wake:
             self._wake.set()
 
-    def _hold(self, host: str, until: float) -> None:
-        """Keep a host's ready queue waiting until ``until`` (breaker, rate limit)."""
-        if self._held.get(host) == until:
-            return
-        self._held[host] = until
+    def _wake_for_host(self, host: str, until: float) -> None:
+        """A host is held until ``until``: look at it again then."""
         heapq.heappush(self._timer, (until, next(self._seq), -1, host))
         if until < self._planned_wake:
             self._wake.set()
@@ -221,8 +204,7 @@ class Dispatcher:
         while self._timer and self._timer[0][0] <= now:
             _, seq, delivery_id, host = heapq.heappop(self._timer)
             if delivery_id == -1:
-                if self._held.get(host, now + 1) <= now:
-                    del self._held[host]
+                if self._hosts.unhold(host, now):
                     self._pump(host)
                 continue
             if self._due_seq.get(delivery_id) != seq:
@@ -230,46 +212,18 @@ class Dispatcher:
             del self._due_seq[delivery_id]
             d = self._known.get(delivery_id)
             if d is not None:
-                self._ready.setdefault(host, deque()).append(d)
+                self._hosts.push(d)
                 self._pump(host)
 
     def _pump(self, host: str) -> None:
         """Start workers for ``host``'s ready deliveries, as many as the caps allow."""
         if not self._running:
             return
-        s = self.settings
-        while self._ready.get(host):
-            if self._inflight_host[host] >= s.max_connections_per_host or host in self._held:
-                return
-            if self._inflight >= s.max_connections:
-                self._starved[host] = None
-                return
-            d = self._take(host)
-            if d is None:
-                return
-            self._inflight += 1
-            self._inflight_host[host] += 1
+        start = self._hosts.start
+        while (d := start(host)) is not None:
             task = asyncio.create_task(self._worker(host, d))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-
-    def _take(self, host: str) -> Delivery | None:
-        """The host's next ready delivery if the breaker and rate limit let it go now."""
-        if self._breaker.active or self._limiter.rate is not None:
-            now = self._now()
-            until = self._breaker.blocked_until(host, now)
-            if until is not None:
-                self._hold(host, until)
-                return None
-            wait = self._limiter.reserve(host, now)
-            if wait > 0:
-                self._hold(host, now + wait)
-                return None
-        queue = self._ready[host]
-        d = queue.popleft()
-        if not queue:
-            del self._ready[host]
-        return d
 
     async def _worker(self, host: str, d: Delivery | None) -> None:
         """One connection slot: send ``host``'s ready deliveries one after another.
@@ -277,6 +231,7 @@ class Dispatcher:
         A worker leaves when its host has nothing ready (or is held), or when
         another host waits for a global slot, so slots rotate fairly.
         """
+        hosts = self._hosts
         try:
             while d is not None:
                 try:  # inline, not a helper coroutine: one frame less per I/O wake-up
@@ -286,36 +241,32 @@ class Dispatcher:
                 except Exception:
                     log.exception("delivery %d: attempt failed unexpectedly", d.delivery_id)
                     self._retry_later(d)
-                if not self._running or self._starved or host in self._held:
+                # the slot goes round (hostqueue): checked here, not in a call, per attempt
+                if not self._running or hosts.starved or host in hosts.held:
                     break
-                d = self._take(host) if self._ready.get(host) else None
+                d = hosts.take(host) if hosts.ready.get(host) else None
         finally:
-            self._inflight -= 1
-            self._inflight_host[host] -= 1
-            if not self._inflight_host[host]:
-                del self._inflight_host[host]
+            hosts.release(host)
             # hosts waiting for a global slot go first, then this host again
-            while self._starved and self._inflight < self.settings.max_connections:
-                other = next(iter(self._starved))
-                del self._starved[other]
+            while (other := hosts.next_starved()) is not None:
                 self._pump(other)
             self._pump(host)
             self._update_idle()
 
     def _retry_later(self, d: Delivery) -> None:
         if self._running and d.delivery_id in self._known:
-            now = self._clock.now()
+            now = self._now()
             self._schedule(d, now + STORE_ERROR_DELAY, now)
 
     def _update_idle(self) -> None:
-        now = self._clock.now()
+        now = self._now()
         busy = (
-            self._inflight
+            self._hosts.inflight
             or self._unrecorded
-            or any(h not in self._held for h in self._ready)
+            or self._hosts.waiting()
             or (self._timer and self._timer[0][0] <= now)
             or not self._loaded
-            or self._refilling
+            or self._refill.loading
             or self._next_refill <= now
         )
         if busy and self._running:
@@ -324,7 +275,7 @@ class Dispatcher:
             self._idle.set()
 
     async def _scheduler(self) -> None:
-        self._next_refill = self._clock.now() + REFILL_INTERVAL
+        self._next_refill = self._now() + REFILL_INTERVAL
         while self._running:
             try:
                 await self._tick()
@@ -336,21 +287,15 @@ class Dispatcher:
 
     async def _tick(self) -> None:
         self._wake.clear()
-        now = self._clock.now()
+        now = self._now()
         if now >= self._next_refill:
-            full = await self._refill(now)
-            if not full:
-                pause = REFILL_INTERVAL
-            elif len(self._known) < 2 * REFILL_LIMIT:
-                pause = REFILL_SOON
-            else:
-                pause = 1.0
-            self._next_refill = self._clock.now() + pause
-        self._fire_due(self._clock.now())
+            more = await self._load(now)
+            self._next_refill = self._now() + refill.pause(more, len(self._known))
+        self._fire_due(self._now())
         self._update_idle()
         wake_at = min(self._timer[0][0] if self._timer else float("inf"), self._next_refill)
         self._planned_wake = wake_at
-        if wake_at > self._clock.now():
+        if wake_at > self._now():
             await self._sleep_or_wake(wake_at)
         self._planned_wake = float("-inf")
 
@@ -358,7 +303,7 @@ class Dispatcher:
         # The delay is computed when this task first runs, not when it is
         # created: time may have moved in between (a virtual clock's advance()).
         # (A virtual clock's sleep(0) would wait for the next advance(): skip it.)
-        delay = when - self._clock.now()
+        delay = when - self._now()
         if delay > 0:
             await self._clock.sleep(delay)
 
@@ -372,41 +317,19 @@ class Dispatcher:
             waker.cancel()
             await asyncio.gather(sleeper, waker, return_exceptions=True)
 
-    async def _refill(self, now: float) -> bool:
-        """Load queued rows due within the next interval that memory does not hold."""
-        self._recent_done.clear()
-        self._refilling = True
-        try:
-            rows = await self._store.due_deliveries(now + REFILL_INTERVAL, REFILL_LIMIT,
-                                                    self._refill_after)  # fmt: skip
-        except Exception:
-            log.exception("could not load queued deliveries from the store")
-            return False
-        finally:
-            self._refilling = False
-        full = len(rows) >= REFILL_LIMIT
-        # After a full page the next refill goes on past it, so a backlog memory
-        # already holds (a paused host's) cannot hide the rows queued behind it;
-        # a short page was the end, and the next refill starts from the top.
-        last = rows[-1] if full else None
-        self._refill_after = None if last is None else (last.next_at or 0.0, last.delivery_id)
-        fresh = [
-            d for d in rows if d.delivery_id not in self._known
-            and d.delivery_id not in self._recent_done
-        ]
+    async def _load(self, now: float) -> bool:
+        """One refill; True when the next one should come soon."""
+        fresh, more = await self._refill.load(now, self._known)
         if fresh:
-            log.info("loaded %d queued deliveries from the store", len(fresh))
             self._take_in(fresh)  # counted already (at start, or when committed)
             self._update_idle()
-        # A full page with news: look again soon.  A full page of rows memory
-        # already holds: the next page waits for the usual interval.
-        return full and bool(fresh)
+        return more
 
     async def _retention(self) -> None:
         days = self.settings.retention_days
         while self._running and days > 0:
             try:
-                purged = await self._store.purge(self._clock.now() - days * 86400.0)
+                purged = await self._store.purge(self._now() - days * 86400.0)
                 if purged:
                     log.info("purged %d finished deliveries older than %g days", purged, days)
             except Exception:
@@ -425,14 +348,15 @@ class Dispatcher:
         t0 = time.perf_counter()
         answer: Answer | None = None
         body = None if d.body is None else d.body.encode()
+        headers = request_headers(d.body)
+        timeout = self.settings.timeout
         try:
             # redirects.send() inlined: an answer that is no redirect costs no extra frame
-            answer = await self._transport.exchange(
-                d.method, d.url, body, request_headers(d.body), self.settings.timeout
-            )
+            answer = await self._transport.exchange(d.method, d.url, body, headers, timeout)
             if answer.status in REDIRECT_STATUSES:
-                answer = await follow(self._transport, answer, d.method, d.url, body,
-                                      request_headers(d.body), self.settings.timeout)
+                answer = await follow(
+                    self._transport, answer, d.method, d.url, body, headers, timeout
+                )
         except TransportError as exc:
             attempt, verdict = from_error(d, exc, started, exc.elapsed or time.perf_counter() - t0)
         else:
@@ -441,26 +365,28 @@ class Dispatcher:
         code = attempt.status_code
         if host_trouble(code) or self._breaker.active:
             self._breaker_note(d.host, code, verdict)
-        self._record(d, after_attempt(d, attempt, verdict, answer, self.settings, self._now,
-                                      self._rng))
+        decision = after_attempt(d, attempt, verdict, answer, self.settings, self._now, self._rng)
+        self._record(d, decision)
 
     def _breaker_note(self, host: str, code: int | None, verdict: Verdict) -> None:
         """Host trouble counts (a refused address does not); any other answer closes."""
         if host_trouble(code):
             if code is not None or verdict.outcome == "retry":
-                self._breaker.failure(host, self._clock.now())
+                self._breaker.failure(host, self._now())
         elif self._breaker.success(host):  # a probe came back: the host's queue goes
-            self._held.pop(host, None)
+            self._hosts.unhold(host)
             self._pump(host)
 
     def _record(self, d: Delivery, decision: Decision, *, count: bool = True) -> None:
         """Hand the attempt to the log; the delivery moves on once it is committed."""
         self._unrecorded += 1
-        self._recorder.add_tagged((decision.attempt, decision.status, decision.next_at, count),
-                                  (d, decision))
+        self._recorder.add_tagged(
+            (decision.attempt, decision.status, decision.next_at, count), (d, decision)
+        )
 
-    def _log_written(self, done: list[tuple[Delivery, Decision]],
-                     exc: BaseException | None) -> None:
+    def _log_written(
+        self, done: list[tuple[Delivery, Decision]], exc: BaseException | None
+    ) -> None:
         """A group of attempts is committed (or failed to be): their deliveries move on."""
         self._unrecorded -= len(done)
         now = self._now()
@@ -468,8 +394,11 @@ class Dispatcher:
         for d, decision in done:
             try:
                 if exc is not None:
-                    log.error("delivery %d: attempt not recorded (%s); trying again later",
-                              d.delivery_id, exc)
+                    log.error(
+                        "delivery %d: attempt not recorded (%s); trying again later",
+                        d.delivery_id,
+                        exc,
+                    )
                     self._retry_later(d)
                 else:
                     self._moved_on(d, decision, now, debug)
@@ -493,8 +422,11 @@ class Dispatcher:
         if decision.status == "queued":
             assert decision.next_at is not None
             d = msgspec.structs.replace(
-                d, attempts=d.attempts + 1, next_at=decision.next_at,
-                last_outcome=a.outcome, last_reason=a.reason,
+                d,
+                attempts=d.attempts + 1,
+                next_at=decision.next_at,
+                last_outcome=a.outcome,
+                last_reason=a.reason,
             )
             if d.delivery_id in self._known and self._running:
                 if decision.next_at > now + REFILL_INTERVAL:  # a long wait: the store's
@@ -522,4 +454,3 @@ class Dispatcher:
             child = family.labels(source, sclass) if sclass else family.labels(source)
             self._children[key] = child
         return child
-

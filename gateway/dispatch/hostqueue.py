@@ -1,5 +1,8 @@
 """Per-host ready queues under the connection caps, with held hosts and fair rotation.
 
+A worker keeps its slot while its host has deliveries ready, is not held and
+no other host waits for a slot (``starved``); then the slot goes round.
+
 Each host gets at most ``max_connections_per_host`` concurrent attempts out
 of the global ``max_connections``, so a host that hangs holds only its own
 share and never slows the others.  A host is *held* while its breaker is
@@ -75,18 +78,11 @@ class HostQueues:
         if self.inflight >= self.max_connections:
             self.starved[host] = None
             return None
-        d = self._take(host)
+        d = self.take(host)
         if d is not None:
             self.inflight += 1
             self._inflight_host[host] += 1
         return d
-
-    def next_for(self, host: str) -> Delivery | None:
-        """The next delivery for a slot ``host`` holds already, or None: the slot goes
-        (nothing ready, the host is held, or another host waits for a slot)."""
-        if self.starved or host in self.held or not self.ready.get(host):
-            return None
-        return self._take(host)
 
     def release(self, host: str) -> None:
         """One of ``host``'s slots is free."""
@@ -123,8 +119,9 @@ class HostQueues:
         held = self.held
         return any(h not in held for h in self.ready)
 
-    def _take(self, host: str) -> Delivery | None:
-        """The host's next ready delivery if the breaker and rate limit let it go now."""
+    def take(self, host: str) -> Delivery | None:
+        """The host's next ready delivery (it has one) if the breaker and rate limit
+        let it go now, for a slot the host holds already."""
         if self._breaker.active or self._limiter.rate is not None:
             now = self._now()
             until = self._breaker.blocked_until(host, now)

@@ -13,7 +13,7 @@ from collections.abc import Container
 
 from gateway.store.base import Delivery, Store
 
-__all__ = ("REFILL_INTERVAL", "REFILL_LIMIT", "REFILL_SOON", "Refill")
+__all__ = ("REFILL_INTERVAL", "REFILL_LIMIT", "REFILL_SOON", "Refill", "pause")
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from gateway import clickid
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.dispatch import DeliverySink
-from gateway.intake.decide import ClickInput, ConversionInput, Result, build_batch, dedup_key
+from gateway.intake.decide import Result, build_batch, dedup_key
+from gateway.intake.params import ClickInput, ConversionInput
 from gateway.metrics import Metrics
 from gateway.store.base import Found, IntakeStore, Wanted, Writes
 

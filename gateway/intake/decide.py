@@ -110,13 +110,13 @@ def build_batch(
                 status=conv.status, created_at=old.created_at,
                 tokens={**old.tokens, **conv.tokens, **conv.data},
             )  # fmt: skip
-            label = "accepted"
+            outcome: Outcome = "accepted"
         else:
             record = Conversion(
                 conversion_id=new_ids.pop(), click_id=conv.click_id, dedup_key=key,
                 status=conv.status, created_at=now, tokens={**conv.tokens, **conv.data},
             )  # fmt: skip
-            label = "accepted" if (click is not None or conv.data) else "unattributed"
+            outcome = "accepted" if (click is not None or conv.data) else "unattributed"
         state[key] = record
         rows[key] = record
         rules: list[CompiledRule] = []
@@ -142,10 +142,10 @@ def build_batch(
                     slot[1].append(context)
                     slot[2].append((record, click))
                     fired_here += 1
-        results.append(Result(label, {"status": label, "conversion_id": record.conversion_id,
-                                      "postbacks": fired_here}))  # fmt: skip
+        results.append(Result(outcome, {"status": outcome, "conversion_id": record.conversion_id,
+                                        "postbacks": fired_here}))  # fmt: skip
         label = (
-            f"{label}:"
+            f"{outcome}:"
             f"{click.traffic_source if click is not None else (conv.traffic_source or 'none')}"
         )
         counts[label] = counts.get(label, 0) + 1

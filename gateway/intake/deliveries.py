@@ -28,7 +28,7 @@ def render_deliveries(config: Config, fired: Iterable[Fired], now: float) -> lis
     out: list[NewDelivery] = []
     for rule, contexts, owners in fired:
         try:
-            rendered = rule.render(contexts)
+            rendered: list[tuple[str, str, str | None] | None] = list(rule.render(contexts))
         except (ValueError, TypeError):  # one bad value must not sink the batch
             rendered = []
             for context in contexts:

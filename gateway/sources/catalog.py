@@ -19,6 +19,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from importlib import resources
+from typing import Literal
 from urllib.parse import quote
 
 import msgspec
@@ -61,7 +62,7 @@ class Preset(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     title: str
     postback: str
-    method: str = "GET"
+    method: Literal["GET", "POST"] = "GET"
     params: list[Param] = []
     #: gateway click parameter -> the network's macro, e.g. externalid -> {conversions_tracking}
     click_macros: dict[str, str] = {}
