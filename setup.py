@@ -55,9 +55,7 @@ def _extensions() -> list[Extension]:
             f"_fastrender requires {CYTHON_DEPENDENCY}, found Cython {Cython.__version__}"
         )
     macros = [("CYTHON_TRACE", "1")] if DEBUG else []
-    extension = Extension(
-        "_fastrender._plan_c", ["_fastrender/_plan_c.pyx"], define_macros=macros
-    )
+    extension = Extension("_fastrender._plan_c", ["_fastrender/_plan_c.pyx"], define_macros=macros)
     return cythonize(
         [extension],
         compiler_directives=_directives(),
@@ -69,7 +67,10 @@ def _extensions() -> list[Extension]:
 if NO_EXTENSIONS:
     banner = "*" * 72
     print(banner, file=sys.stderr)
-    print("FASTRENDER_NO_EXTENSIONS is set: installing the pure-Python renderer only.", file=sys.stderr)
+    print(
+        "FASTRENDER_NO_EXTENSIONS is set: installing the pure-Python renderer only.",
+        file=sys.stderr,
+    )
     print(banner, file=sys.stderr)
     setup()
 else:

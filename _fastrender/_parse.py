@@ -172,9 +172,7 @@ def _map_table(arg: str, position: int) -> tuple[dict[str, str], str | None]:
     for item in arg.split(","):
         key, sep, value = item.partition("=")
         if not sep:
-            raise TemplateError(
-                f"modifier |map at {position}: {item!r} is not KEY=VALUE", position
-            )
+            raise TemplateError(f"modifier |map at {position}: {item!r} is not KEY=VALUE", position)
         if key == "*":
             default = value
         else:

@@ -27,8 +27,9 @@ _TXID = ("txid", "transaction_id", "tid")
 _STATUS = {
     **dict.fromkeys(("approved", "approve", "confirmed", "sale", "success", "ok"), "approved"),
     **dict.fromkeys(("pending", "lead", "hold"), "pending"),
-    **dict.fromkeys(("rejected", "declined", "decline", "cancelled", "trash", "fail",
-                     "chargeback"), "rejected"),
+    **dict.fromkeys(
+        ("rejected", "declined", "decline", "cancelled", "trash", "fail", "chargeback"), "rejected"
+    ),
 }
 
 

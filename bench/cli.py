@@ -29,27 +29,41 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--url", help="a running gateway (default: start one with a generated config)")
     run.add_argument("--sources", type=int, default=4, help="traffic sources and campaigns")
     run.add_argument("--clicks", type=int, default=500, help="clicks registered before conversions")
-    run.add_argument("--clicks-via", choices=("get", "api"), default="get",
-                     help="GET /click/{campaign} (one each) or POST /api/clicks (100 a request)")
+    run.add_argument(
+        "--clicks-via",
+        choices=("get", "api"),
+        default="get",
+        help="GET /click/{campaign} (one each) or POST /api/clicks (100 a request)",
+    )
     stop = run.add_mutually_exclusive_group()
     stop.add_argument("--count", type=int, help="conversions to send")
     stop.add_argument("--duration", type=float, help="seconds to send conversions for")
-    run.add_argument("--rate", type=float,
-                     help="conversions per second (default: as fast as possible)")
+    run.add_argument(
+        "--rate", type=float, help="conversions per second (default: as fast as possible)"
+    )
     run.add_argument("--concurrency", type=int, default=32)
     run.add_argument("--dup-share", type=float, default=0.1, help="conversions sent twice")
-    run.add_argument("--update-share", type=float, default=0.2,
-                     help="conversions sent pending, then approved")
+    run.add_argument(
+        "--update-share", type=float, default=0.2, help="conversions sent pending, then approved"
+    )
     run.add_argument("--sink-port", type=int, default=0, help="fixed sink port (for --url)")
     run.add_argument("--sink-latency", type=float, default=0.0, help="seconds per answer")
     run.add_argument("--sink-fail-rate", type=float, default=0.0, help="share answered 500/429")
-    run.add_argument("--sink-disconnect-rate", type=float, default=0.0,
-                     help="share of connections dropped unanswered")
+    run.add_argument(
+        "--sink-disconnect-rate",
+        type=float,
+        default=0.0,
+        help="share of connections dropped unanswered",
+    )
     run.add_argument("--sink-drop-rate", type=float, default=0.0, help=argparse.SUPPRESS)
     run.add_argument("--sink-alter-rate", type=float, default=0.0, help=argparse.SUPPRESS)
     run.add_argument("--drain-timeout", type=float, default=30.0)
-    run.add_argument("--no-ceiling", dest="ceiling", action="store_false",
-                     help="skip the bare aiohttp+uvloop ceiling run")
+    run.add_argument(
+        "--no-ceiling",
+        dest="ceiling",
+        action="store_false",
+        help="skip the bare aiohttp+uvloop ceiling run",
+    )
     run.add_argument("--seed", type=int, default=1)
     run.add_argument("--workdir", help="keep the config, database and gateway log here")
     run.add_argument("--json", action="store_true", help="last line: one JSON object")

@@ -30,8 +30,11 @@ def _s(text: str) -> str:
 
 
 def render_config(
-    sources: Sequence[Source], *, schedule: Sequence[float] = RETRY_SCHEDULE,
-    timeout: float = 5.0, max_connections_per_host: int = 64,
+    sources: Sequence[Source],
+    *,
+    schedule: Sequence[float] = RETRY_SCHEDULE,
+    timeout: float = 5.0,
+    max_connections_per_host: int = 64,
 ) -> str:
     """The TOML text: delivery settings, then a source and a campaign per ``Source``."""
     lines = [

@@ -37,37 +37,67 @@ TOKEN: Final = re.compile(r"\{([a-z][a-z0-9_.]*(?::[A-Za-z0-9_.\-]+)?)\}")
 
 # (network, template) -- account ids, goals and keys are invented.
 _TEMPLATES: Final[tuple[tuple[str, str], ...]] = (
-    ("ExoClick", "https://s.magsrv.com/tag.php?goal=4f1c9a3b2e7d6c5a8b9f0e1d2c3b4a59"
-     "&tag={externalid}&value={payout}"),
-    ("PropellerAds", "https://ad.propellerads.com/conversion.php?aid=3456789&pid=&tid=123456"
-     "&visitor_id={externalid}&payout={payout}"),
-    ("TrafficStars", "https://tsyndicate.com/api/v1/cpa/action?clickid={externalid}"
-     "&value={payout}&key=Zk3Qm9xW2pLr8TbN"),
-    ("TrafficJunky", "https://ads.trafficjunky.net/ct?a=1000123&member_id=2000456&cb={random}"
-     "&cti={transaction.id}&ctv={payout}&ctd={conversion.type}&aclid={externalid}"),
-    ("Zeropark", "https://postback.zeroredirect1.com/zppostback/"
-     "5e0c1a2b-3c4d-11ee-9f8a-0a1b2c3d4e5f?cid={externalid}&payout={payout}"),
-    ("MGID", "https://a.mgid.com/postback?c={externalid}&e={conversion.status}123456"
-     "&r={payout}"),
-    ("Outbrain", "https://tr.outbrain.com/unifiedPixel?ob_click_id={externalid}&name=purchase"
-     "&orderValue={payout}&currency={currency}&orderId={transaction.id}"),
-    ("Taboola", "https://trc.taboola.com/actions-handler/log/3/s2s-action?click-id={externalid}"
-     "&name={conversion.type}&revenue={payout}&currency={currency}&orderid={transaction.id}"),
+    (
+        "ExoClick",
+        "https://s.magsrv.com/tag.php?goal=4f1c9a3b2e7d6c5a8b9f0e1d2c3b4a59"
+        "&tag={externalid}&value={payout}",
+    ),
+    (
+        "PropellerAds",
+        "https://ad.propellerads.com/conversion.php?aid=3456789&pid=&tid=123456"
+        "&visitor_id={externalid}&payout={payout}",
+    ),
+    (
+        "TrafficStars",
+        "https://tsyndicate.com/api/v1/cpa/action?clickid={externalid}"
+        "&value={payout}&key=Zk3Qm9xW2pLr8TbN",
+    ),
+    (
+        "TrafficJunky",
+        "https://ads.trafficjunky.net/ct?a=1000123&member_id=2000456&cb={random}"
+        "&cti={transaction.id}&ctv={payout}&ctd={conversion.type}&aclid={externalid}",
+    ),
+    (
+        "Zeropark",
+        "https://postback.zeroredirect1.com/zppostback/"
+        "5e0c1a2b-3c4d-11ee-9f8a-0a1b2c3d4e5f?cid={externalid}&payout={payout}",
+    ),
+    ("MGID", "https://a.mgid.com/postback?c={externalid}&e={conversion.status}123456&r={payout}"),
+    (
+        "Outbrain",
+        "https://tr.outbrain.com/unifiedPixel?ob_click_id={externalid}&name=purchase"
+        "&orderValue={payout}&currency={currency}&orderId={transaction.id}",
+    ),
+    (
+        "Taboola",
+        "https://trc.taboola.com/actions-handler/log/3/s2s-action?click-id={externalid}"
+        "&name={conversion.type}&revenue={payout}&currency={currency}&orderid={transaction.id}",
+    ),
     ("RichAds", "https://xml.auxml.com/log?action=conversion&key={externalid}&price={payout}"),
     ("EvaDav", "https://evadav.com/phpb?click_id={externalid}&payout={payout}"),
     ("RollerAds", "https://eu.rollerads.com/conversion/{externalid}/aid/123456/9f8e7d6c5b4a"),
-    ("Clickadu", "https://sconvtrk.com/conversion/8a7b6c5d4e3f/?visitor_id={externalid}"
-     "&aid=654321"),
-    ("MediaGo", "https://sync.mediago.io/api/bidder/postback?trackingid={externalid}"
-     "&adid={var:adid}&conversiontype=1&conversionprice={payout}&includeintotalconversion=1"),
+    (
+        "Clickadu",
+        "https://sconvtrk.com/conversion/8a7b6c5d4e3f/?visitor_id={externalid}&aid=654321",
+    ),
+    (
+        "MediaGo",
+        "https://sync.mediago.io/api/bidder/postback?trackingid={externalid}"
+        "&adid={var:adid}&conversiontype=1&conversionprice={payout}&includeintotalconversion=1",
+    ),
     ("LeadBolt", "https://ad.leadbolt.net/conv/?track_id={var:track_id}&clk_id={externalid}"),
-)  # fmt: skip
+)
 
 # Per token: (values that need no encoding, values that do).
 _POOLS: Final[Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "externalid": (
-        ("8d5e1f0a9b3c4d2e", "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678", "CjwKCAiA-Yv_BhB3",
-         "1700000000.123456", "ZP_7f3e2d1c"),
+        (
+            "8d5e1f0a9b3c4d2e",
+            "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678",
+            "CjwKCAiA-Yv_BhB3",
+            "1700000000.123456",
+            "ZP_7f3e2d1c",
+        ),
         ("GiD1xQm+/k2=", "eyJ0eXAiOiJKV1Qi=="),
     ),
     "transaction.id": (("ord-100234", "TX-99-ab12", "7f3e2d1c0b9a"), ("ord 77/2", "#A-19")),
@@ -101,8 +131,10 @@ def expected_value(value: object) -> str:
 
 
 def expected_urls(template: str, rows: tuple[dict[str, object], ...]) -> tuple[str, ...]:
-    return tuple(TOKEN.sub(lambda m, row=row: expected_value(row.get(m[1])), template)  # type: ignore[misc]
-                 for row in rows)
+    return tuple(
+        TOKEN.sub(lambda m, row=row: expected_value(row.get(m[1])), template)  # type: ignore[misc]
+        for row in rows
+    )
 
 
 def _build() -> tuple[Case, ...]:

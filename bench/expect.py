@@ -27,9 +27,19 @@ from bench.load import Outcome, Request
 from bench.sink import Record
 
 __all__ = (
-    "Chain", "Click", "ConversionSource", "Source", "Step", "Verdict", "api_click_requests",
-    "click_requests", "compare", "make_clicks", "make_sources", "register",
-)  # fmt: skip
+    "Chain",
+    "Click",
+    "ConversionSource",
+    "Source",
+    "Step",
+    "Verdict",
+    "api_click_requests",
+    "click_requests",
+    "compare",
+    "make_clicks",
+    "make_sources",
+    "register",
+)
 
 # Template shapes seen in real networks (reference/traffic-sources.md): query
 # parameters, the click id in the path, a status glued to literal text (MGID),
@@ -102,8 +112,12 @@ def make_clicks(sources: list[Source], n: int, rng: random.Random) -> list[Click
 def click_requests(clicks: list[Click]) -> list[Request]:
     """``GET /click/{campaign}?externalid=...`` for each click (tag: the Click)."""
     return [
-        Request(method="GET", target=f"/click/{quote(c.source.campaign_id, safe='')}"
-                f"?externalid={quote(c.externalid, safe='')}&zoneid={c.zoneid}", tag=c)
+        Request(
+            method="GET",
+            target=f"/click/{quote(c.source.campaign_id, safe='')}"
+            f"?externalid={quote(c.externalid, safe='')}&zoneid={c.zoneid}",
+            tag=c,
+        )
         for c in clicks
     ]
 
@@ -113,10 +127,13 @@ def api_click_requests(clicks: list[Click], batch: int = 100) -> list[Request]:
     requests = []
     for start in range(0, len(clicks), batch):
         group = clicks[start : start + batch]
-        items = [{"campaign_id": c.source.campaign_id, "externalid": c.externalid,
-                  "zoneid": c.zoneid} for c in group]  # fmt: skip
-        requests.append(Request(method="POST", target="/api/clicks",
-                                json=json.dumps(items).encode(), tag=group))  # fmt: skip
+        items = [
+            {"campaign_id": c.source.campaign_id, "externalid": c.externalid, "zoneid": c.zoneid}
+            for c in group
+        ]
+        requests.append(
+            Request(method="POST", target="/api/clicks", json=json.dumps(items).encode(), tag=group)
+        )
     return requests
 
 
@@ -165,9 +182,12 @@ class Chain:
 
     def values(self, status: str) -> dict[str, str]:
         return {
-            "externalid": self.click.externalid, "payout": self.payout,
-            "var1": self.click.zoneid, "var:zoneid": self.click.zoneid,
-            "transaction.id": self.txid, "conversion.status": status,
+            "externalid": self.click.externalid,
+            "payout": self.payout,
+            "var1": self.click.zoneid,
+            "var:zoneid": self.click.zoneid,
+            "transaction.id": self.txid,
+            "conversion.status": status,
         }
 
     def request(self, index: int) -> Request:
@@ -202,8 +222,9 @@ class ConversionSource:
     the load generator's duration ends.
     """
 
-    def __init__(self, clicks: list[Click], *, budget: int | None, dup: float, update: float,
-                 seed: int = 7) -> None:
+    def __init__(
+        self, clicks: list[Click], *, budget: int | None, dup: float, update: float, seed: int = 7
+    ) -> None:
         self.clicks = [c for c in clicks if c.click_id]
         if not self.clicks:
             raise ValueError("no registered clicks to convert")

@@ -62,7 +62,9 @@ async def _serve_sink() -> None:
 def _start_sink() -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.fanout", "--serve-sink"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -104,8 +106,10 @@ async def run_dispatcher(
     store = SQLiteStore(db)
     await store.open()
     settings = DeliverySettings(
-        allow_private_targets=True, max_connections=concurrency,
-        max_connections_per_host=concurrency, transport=transport,  # type: ignore[arg-type]
+        allow_private_targets=True,
+        max_connections=concurrency,
+        max_connections_per_host=concurrency,
+        transport=transport,  # type: ignore[arg-type]
     )
     dispatcher = Dispatcher(settings, store, Metrics(), SystemClock())
     try:
@@ -113,10 +117,21 @@ async def run_dispatcher(
         now = time.time()
         host = url.split("/")[2].split(":")[0]
         batch = [
-            NewDelivery(conversion_id=f"c{i}", traffic_source="bench", campaign_id="c",
-                        rule="r", method="GET", url=f"{url}?i={i}", display_url=url, body=None,
-                        host=host, click_time=now, not_before=now, max_attempts=9,
-                        created_at=now)
+            NewDelivery(
+                conversion_id=f"c{i}",
+                traffic_source="bench",
+                campaign_id="c",
+                rule="r",
+                method="GET",
+                url=f"{url}?i={i}",
+                display_url=url,
+                body=None,
+                host=host,
+                click_time=now,
+                not_before=now,
+                max_attempts=9,
+                created_at=now,
+            )
             for i in range(n)
         ]
         committed = (await store.commit_batch([], [], batch)).deliveries
@@ -165,27 +180,33 @@ async def _measure(n: int, concurrency: int, rounds: int) -> dict[str, float]:
     median = {name: statistics.median(v) for name, v in rps.items()}
     # each round's dispatcher against the bare loop of the same round: a neighbour's
     # burst moves both, so this is the steadier ratio on a shared machine
-    per_round = {name: statistics.median(a / b for a, b in zip(v, rps["bare"], strict=True))
-                 for name, v in rps.items()}
-    return {"n": n, "concurrency": concurrency, "rounds": rounds,
-            "bare_rps": round(best["bare"], 1),
-            "dispatcher_rps": round(best["aiohttp"], 1),
-            "ratio": round(best["aiohttp"] / best["bare"], 3),
-            "dispatcher_lean_rps": round(best["lean"], 1),
-            "ratio_lean": round(best["lean"] / best["bare"], 3),
-            # CPU of this process per request (a dispatcher's includes its store thread)
-            "bare_cpu_us": round(min(cpu["bare"]), 1),
-            "dispatcher_cpu_us": round(min(cpu["aiohttp"]), 1),
-            "dispatcher_lean_cpu_us": round(min(cpu["lean"]), 1),
-            # medians over the rounds, and the median of the per-round ratios
-            "bare_rps_median": round(median["bare"], 1),
-            "dispatcher_rps_median": round(median["aiohttp"], 1),
-            "dispatcher_lean_rps_median": round(median["lean"], 1),
-            "ratio_round_median": round(per_round["aiohttp"], 3),
-            "ratio_lean_round_median": round(per_round["lean"], 3),
-            "bare_cpu_us_median": round(statistics.median(cpu["bare"]), 1),
-            "dispatcher_cpu_us_median": round(statistics.median(cpu["aiohttp"]), 1),
-            "dispatcher_lean_cpu_us_median": round(statistics.median(cpu["lean"]), 1)}
+    per_round = {
+        name: statistics.median(a / b for a, b in zip(v, rps["bare"], strict=True))
+        for name, v in rps.items()
+    }
+    return {
+        "n": n,
+        "concurrency": concurrency,
+        "rounds": rounds,
+        "bare_rps": round(best["bare"], 1),
+        "dispatcher_rps": round(best["aiohttp"], 1),
+        "ratio": round(best["aiohttp"] / best["bare"], 3),
+        "dispatcher_lean_rps": round(best["lean"], 1),
+        "ratio_lean": round(best["lean"] / best["bare"], 3),
+        # CPU of this process per request (a dispatcher's includes its store thread)
+        "bare_cpu_us": round(min(cpu["bare"]), 1),
+        "dispatcher_cpu_us": round(min(cpu["aiohttp"]), 1),
+        "dispatcher_lean_cpu_us": round(min(cpu["lean"]), 1),
+        # medians over the rounds, and the median of the per-round ratios
+        "bare_rps_median": round(median["bare"], 1),
+        "dispatcher_rps_median": round(median["aiohttp"], 1),
+        "dispatcher_lean_rps_median": round(median["lean"], 1),
+        "ratio_round_median": round(per_round["aiohttp"], 3),
+        "ratio_lean_round_median": round(per_round["lean"], 3),
+        "bare_cpu_us_median": round(statistics.median(cpu["bare"]), 1),
+        "dispatcher_cpu_us_median": round(statistics.median(cpu["aiohttp"]), 1),
+        "dispatcher_lean_cpu_us_median": round(statistics.median(cpu["lean"]), 1),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -215,14 +236,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(result))
     else:
         r = result
-        print(f"n={r['n']}, concurrency={r['concurrency']},"
-              f" {r['rounds']} interleaved rounds: best | median")
+        print(
+            f"n={r['n']}, concurrency={r['concurrency']},"
+            f" {r['rounds']} interleaved rounds: best | median"
+        )
         print(f"{'':28} {'per s':>15} {'ratio':>13} {'CPU us/req':>13}")
         for label, key, ratio, ratio_med in (
             ("bare aiohttp loop", "bare", None, None),
             ("dispatcher (aiohttp)", "dispatcher", "ratio", "ratio_round_median"),
-            ("dispatcher (lean transport)", "dispatcher_lean", "ratio_lean",
-             "ratio_lean_round_median"),
+            (
+                "dispatcher (lean transport)",
+                "dispatcher_lean",
+                "ratio_lean",
+                "ratio_lean_round_median",
+            ),
         ):
             rates = f"{r[key + '_rps']:.0f} | {r[key + '_rps_median']:.0f}"
             ratios = f"{r[ratio]:.3f} | {r[ratio_med]:.3f}" if ratio else "1 | 1"

@@ -127,8 +127,12 @@ async def run_load(
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
     sent = len(latencies) + sum(errors.values())
     return LoadResult(
-        sent=sent, elapsed=max(last_answer - start, 1e-9), latencies=latencies, lags=lags,
-        statuses=dict(statuses), errors=dict(errors),
+        sent=sent,
+        elapsed=max(last_answer - start, 1e-9),
+        latencies=latencies,
+        lags=lags,
+        statuses=dict(statuses),
+        errors=dict(errors),
     )
 
 
@@ -138,18 +142,27 @@ async def _send(
     headers = {"Content-Type": "application/json"} if request.json is not None else None
     try:
         async with session.request(
-            request.method, URL(base_url + request.target, encoded=True), data=request.json,
+            request.method,
+            URL(base_url + request.target, encoded=True),
+            data=request.json,
             headers=headers,
             allow_redirects=False,
         ) as answer:
             body = await answer.read()
             now = time.perf_counter()
             return Outcome(
-                request=request, status=answer.status, latency=now - sent_at,
-                answered_at=time.time(), body=body, location=answer.headers.get("Location"),
+                request=request,
+                status=answer.status,
+                latency=now - sent_at,
+                answered_at=time.time(),
+                body=body,
+                location=answer.headers.get("Location"),
             )
     except (TimeoutError, aiohttp.ClientError) as exc:
         return Outcome(
-            request=request, status=0, latency=time.perf_counter() - sent_at,
-            answered_at=time.time(), error=type(exc).__name__,
+            request=request,
+            status=0,
+            latency=time.perf_counter() - sent_at,
+            answered_at=time.time(),
+            error=type(exc).__name__,
         )

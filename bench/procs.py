@@ -100,7 +100,9 @@ def spawn_server(
     """Start ``python -m module args``, wait for its ``listening PORT`` line."""
     proc = subprocess.Popen(
         [sys.executable, "-m", module, "--port", str(port), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=_env(),
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
@@ -124,9 +126,23 @@ def spawn_gateway(
     port = port or free_port()
     log = open(log_path, "wb")  # noqa: SIM115 - closed by Child.stop
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--config", config, "--db", db,
-         "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env=_env(),
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            config,
+            "--db",
+            db,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=_env(),
     )
     child = Child("gateway", proc, f"http://127.0.0.1:{port}", log)
     deadline = time.monotonic() + timeout

@@ -95,28 +95,51 @@ def print_summary(summary: Summary, console: Console) -> None:
     table.add_column("note")
     rate = f"{summary.rate:g}/s" if summary.rate else "max"
     table.add_row("clicks registered", f"{summary.clicks}", f"{summary.click_rps:,.0f}/s")
-    table.add_row("conversions sent", f"{summary.conversions_sent}",
-                  f"rate {rate}, concurrency {summary.concurrency}, {summary.ingest_errors} errors")
-    table.add_row("  of which dedup checks", f"{summary.duplicates_sent + summary.updates_sent}",
-                  f"{summary.duplicates_sent} duplicates, {summary.updates_sent} status changes")
-    table.add_row("ingest", f"{summary.ingest_rps:,.0f}/s",
-                  f"p50 {summary.ingest_p50_ms} ms, p90 {summary.ingest_p90_ms} ms, "
-                  f"p99 {summary.ingest_p99_ms} ms, max {summary.ingest_max_ms} ms")
+    table.add_row(
+        "conversions sent",
+        f"{summary.conversions_sent}",
+        f"rate {rate}, concurrency {summary.concurrency}, {summary.ingest_errors} errors",
+    )
+    table.add_row(
+        "  of which dedup checks",
+        f"{summary.duplicates_sent + summary.updates_sent}",
+        f"{summary.duplicates_sent} duplicates, {summary.updates_sent} status changes",
+    )
+    table.add_row(
+        "ingest",
+        f"{summary.ingest_rps:,.0f}/s",
+        f"p50 {summary.ingest_p50_ms} ms, p90 {summary.ingest_p90_ms} ms, "
+        f"p99 {summary.ingest_p99_ms} ms, max {summary.ingest_max_ms} ms",
+    )
     if summary.rate:
-        table.add_row("  generator lag", f"p99 {summary.send_lag_p99_ms} ms",
-                      "how late requests left the tester (counted in latency)")
+        table.add_row(
+            "  generator lag",
+            f"p99 {summary.send_lag_p99_ms} ms",
+            "how late requests left the tester (counted in latency)",
+        )
     if summary.ceiling_rps is not None and summary.ingest_ratio is not None:
-        table.add_row("ceiling (bare aiohttp+uvloop)", f"{summary.ceiling_rps:,.0f}/s",
-                      f"p99 {summary.ceiling_p99_ms} ms")
+        table.add_row(
+            "ceiling (bare aiohttp+uvloop)",
+            f"{summary.ceiling_rps:,.0f}/s",
+            f"p99 {summary.ceiling_p99_ms} ms",
+        )
         note = "vs. best" if not summary.rate else "share of the ceiling used at a fixed rate"
         table.add_row("ingest / ceiling", f"{summary.ingest_ratio:.2f}", note)
-    table.add_row("postbacks", f"{summary.postbacks_received}/{summary.postbacks_expected}",
-                  f"{summary.postbacks_per_s:,.0f}/s, drain {summary.drain_s:.1f} s")
-    table.add_row("end to end", f"p50 {summary.e2e_p50_ms} ms",
-                  f"p90 {summary.e2e_p90_ms} ms, p99 {summary.e2e_p99_ms} ms, "
-                  f"max {summary.e2e_max_ms} ms")
-    table.add_row("retries (sink refused)", f"{summary.retries}",
-                  f"fail rate {summary.sink_fail_rate:g}, latency {summary.sink_latency_ms:g} ms")
+    table.add_row(
+        "postbacks",
+        f"{summary.postbacks_received}/{summary.postbacks_expected}",
+        f"{summary.postbacks_per_s:,.0f}/s, drain {summary.drain_s:.1f} s",
+    )
+    table.add_row(
+        "end to end",
+        f"p50 {summary.e2e_p50_ms} ms",
+        f"p90 {summary.e2e_p90_ms} ms, p99 {summary.e2e_p99_ms} ms, max {summary.e2e_max_ms} ms",
+    )
+    table.add_row(
+        "retries (sink refused)",
+        f"{summary.retries}",
+        f"fail rate {summary.sink_fail_rate:g}, latency {summary.sink_latency_ms:g} ms",
+    )
     style = "green" if summary.ok else "bold red"
     for name in ("lost", "duplicated", "wrong"):
         value = getattr(summary, name)

@@ -85,9 +85,18 @@ def machine() -> str:
 
 def _sink_args(o: RunOptions) -> list[str]:
     return [
-        "--latency", str(o.sink_latency), "--fail-rate", str(o.sink_fail_rate),
-        "--disconnect-rate", str(o.sink_disconnect_rate), "--drop-rate", str(o.sink_drop_rate),
-        "--alter-rate", str(o.sink_alter_rate), "--seed", str(o.seed),
+        "--latency",
+        str(o.sink_latency),
+        "--fail-rate",
+        str(o.sink_fail_rate),
+        "--disconnect-rate",
+        str(o.sink_disconnect_rate),
+        "--drop-rate",
+        str(o.sink_drop_rate),
+        "--alter-rate",
+        str(o.sink_alter_rate),
+        "--seed",
+        str(o.seed),
     ]
 
 
@@ -107,8 +116,9 @@ async def _get_json(session: aiohttp.ClientSession, url: str) -> bytes:
         return await answer.read()
 
 
-async def _drain(sink: Child, expected: int, timeout: float, progress: Progress,
-                 task: object) -> float:  # fmt: skip
+async def _drain(
+    sink: Child, expected: int, timeout: float, progress: Progress, task: object
+) -> float:
     """Wait until the sink holds ``expected`` records (or the timeout); return seconds waited."""
     start = time.perf_counter()
     async with aiohttp.ClientSession() as session:
@@ -129,8 +139,13 @@ async def _records(sink: Child) -> Records:
         return msgspec.json.decode(await _get_json(session, sink.url + "/_records"), type=Records)
 
 
-async def _watch(sink: Child, progress: Progress, task: object, stop: asyncio.Event,
-                 model: expect.ConversionSource) -> None:  # fmt: skip
+async def _watch(
+    sink: Child,
+    progress: Progress,
+    task: object,
+    stop: asyncio.Event,
+    model: expect.ConversionSource,
+) -> None:
     """Live postback count while the load runs."""
     async with aiohttp.ClientSession() as session:
         while not stop.is_set():
@@ -144,14 +159,26 @@ async def _watch(sink: Child, progress: Progress, task: object, stop: asyncio.Ev
 
 def _progress(console: Console) -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=console,
-        transient=False, disable=not console.is_terminal,
+        TextColumn("[bold]{task.description:<12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
     )
 
 
-async def _phase(progress: Progress, name: str, total: int | None, base_url: str,
-                 source: object, o: RunOptions, **kwargs: object) -> LoadResult:  # fmt: skip
+async def _phase(
+    progress: Progress,
+    name: str,
+    total: int | None,
+    base_url: str,
+    source: object,
+    o: RunOptions,
+    **kwargs: object,
+) -> LoadResult:
     task = progress.add_task(name, total=total, note="")
     done = 0
 
@@ -161,8 +188,13 @@ async def _phase(progress: Progress, name: str, total: int | None, base_url: str
         if done % 50 == 0:
             progress.update(task, completed=done)
 
-    result = await run_load(base_url, source, concurrency=o.concurrency,  # type: ignore[arg-type]
-                            on_answer=tick, **kwargs)  # type: ignore[arg-type]
+    result = await run_load(
+        base_url,
+        source,
+        concurrency=o.concurrency,  # type: ignore[arg-type]
+        on_answer=tick,
+        **kwargs,
+    )  # type: ignore[arg-type]
     progress.update(task, completed=done, total=done, note=f"{result.rps:,.0f}/s")
     return result
 
@@ -178,33 +210,54 @@ async def run(o: RunOptions, console: Console) -> tuple[Summary, str]:
             sources = expect.make_sources(o.sources, sink.url)
             (work / "bench.toml").write_text(render_config(sources), "utf-8")
             if o.url is None:
-                gateway = spawn_gateway(str(work / "bench.toml"), str(work / "gateway.sqlite"),
-                                        str(log_path))
+                gateway = spawn_gateway(
+                    str(work / "bench.toml"), str(work / "gateway.sqlite"), str(log_path)
+                )
                 base_url = gateway.url
             else:
                 base_url = o.url.rstrip("/")
             n_clicks = min(o.clicks, o.count) if o.count else o.clicks
             clicks = expect.make_clicks(sources, n_clicks, rng)
-            click_requests = (expect.api_click_requests(clicks) if o.clicks_via == "api"
-                              else expect.click_requests(clicks))  # fmt: skip
+            click_requests = (
+                expect.api_click_requests(clicks)
+                if o.clicks_via == "api"
+                else expect.click_requests(clicks)
+            )
             click_source = ListSource(click_requests)
-            click_result = await _phase(progress, "clicks", len(click_requests), base_url,
-                                        click_source, o, count=len(click_requests),
-                                        duration=60.0)  # fmt: skip
+            click_result = await _phase(
+                progress,
+                "clicks",
+                len(click_requests),
+                base_url,
+                click_source,
+                o,
+                count=len(click_requests),
+                duration=60.0,
+            )
             for outcome in click_source.outcomes:
                 expect.register(outcome)
             registered = [c for c in clicks if c.click_id]
             if not registered:
                 raise RuntimeError(f"no click registered; answers: {click_result.statuses}")
             conversions = expect.ConversionSource(
-                registered, budget=o.count, dup=o.dup_share, update=o.update_share, seed=o.seed)
+                registered, budget=o.count, dup=o.dup_share, update=o.update_share, seed=o.seed
+            )
             watch_task = progress.add_task("postbacks", total=None, note="")
             stop = asyncio.Event()
             watcher = asyncio.create_task(_watch(sink, progress, watch_task, stop, conversions))
             load_started = time.time()
             try:
-                ingest = await _phase(progress, "conversions", o.count, base_url, conversions, o,
-                                      count=o.count, duration=o.duration, rate=o.rate)  # fmt: skip
+                ingest = await _phase(
+                    progress,
+                    "conversions",
+                    o.count,
+                    base_url,
+                    conversions,
+                    o,
+                    count=o.count,
+                    duration=o.duration,
+                    rate=o.rate,
+                )
             finally:
                 stop.set()
                 await watcher
@@ -218,45 +271,91 @@ async def run(o: RunOptions, console: Console) -> tuple[Summary, str]:
             sink.stop()
         ceiling: LoadResult | None = None
         if o.ceiling:
-            replay = [r for c in conversions.chains for r in
-                      (c.request(i) for i in range(len(c.steps)))][: max(ingest.sent, 1)]
+            replay = [
+                r for c in conversions.chains for r in (c.request(i) for i in range(len(c.steps)))
+            ][: max(ingest.sent, 1)]
             with spawn_server("ceiling", "bench.ceiling", []) as server:
-                ceiling = await _phase(progress, "ceiling", len(replay), server.url,
-                                       ListSource(replay), o, count=len(replay), duration=60.0)
+                ceiling = await _phase(
+                    progress,
+                    "ceiling",
+                    len(replay),
+                    server.url,
+                    ListSource(replay),
+                    o,
+                    count=len(replay),
+                    duration=60.0,
+                )
     log_tail = log_path.read_text("utf-8", "replace")[-3000:] if log_path.exists() else ""
-    summary = _summarise(o, base_url, click_result, len(registered), ingest, ceiling, verdict,
-                         records, drain_s, load_started)
+    summary = _summarise(
+        o,
+        base_url,
+        click_result,
+        len(registered),
+        ingest,
+        ceiling,
+        verdict,
+        records,
+        drain_s,
+        load_started,
+    )
     kinds = conversions.kinds()
     summary.duplicates_sent, summary.updates_sent = kinds["duplicate"], kinds["update"]
     return summary, log_tail
 
 
-def _summarise(o: RunOptions, base_url: str, clicks: LoadResult, registered: int,
-               ingest: LoadResult, ceiling: LoadResult | None, verdict: expect.Verdict,
-               records: Records, drain_s: float, load_started: float) -> Summary:  # fmt: skip
+def _summarise(
+    o: RunOptions,
+    base_url: str,
+    clicks: LoadResult,
+    registered: int,
+    ingest: LoadResult,
+    ceiling: LoadResult | None,
+    verdict: expect.Verdict,
+    records: Records,
+    drain_s: float,
+    load_started: float,
+) -> Summary:
     ok_2xx = sum(n for status, n in ingest.statuses.items() if 200 <= status < 300)
     delivered = verdict.expected - len(verdict.lost)
     span = (verdict.last_arrival or load_started) - load_started
     ceiling_rps = round(ceiling.rps, 1) if ceiling else None
     return Summary(
-        machine=machine(), target="spawned gateway" if o.url is None else base_url,
-        sources=o.sources, concurrency=o.concurrency, rate=o.rate,
-        clicks=registered, click_rps=round(registered / clicks.elapsed, 1),
-        conversions_sent=ingest.sent, conversions_2xx=ok_2xx, duplicates_sent=0, updates_sent=0,
-        ingest_errors=ingest.sent - ok_2xx, ingest_rps=round(ingest.rps, 1),
+        machine=machine(),
+        target="spawned gateway" if o.url is None else base_url,
+        sources=o.sources,
+        concurrency=o.concurrency,
+        rate=o.rate,
+        clicks=registered,
+        click_rps=round(registered / clicks.elapsed, 1),
+        conversions_sent=ingest.sent,
+        conversions_2xx=ok_2xx,
+        duplicates_sent=0,
+        updates_sent=0,
+        ingest_errors=ingest.sent - ok_2xx,
+        ingest_rps=round(ingest.rps, 1),
         **latency_fields("ingest", ingest.latencies),  # type: ignore[arg-type]
         send_lag_p99_ms=ms(percentile(ingest.lags, 99)),
         ceiling_rps=ceiling_rps,
         ceiling_p99_ms=latency_fields("c", ceiling.latencies)["c_p99_ms"] if ceiling else None,
         ingest_ratio=round(ingest.rps / ceiling.rps, 3) if ceiling and ceiling.rps else None,
-        postbacks_expected=verdict.expected, postbacks_received=verdict.received,
+        postbacks_expected=verdict.expected,
+        postbacks_received=verdict.received,
         postbacks_per_s=round(delivered / span, 1) if span > 0 else 0.0,
         **latency_fields("e2e", verdict.e2e),  # type: ignore[arg-type]
         retries=records.refused + records.disconnected,
-        lost=len(verdict.lost), duplicated=sum(verdict.duplicated.values()),
-        wrong=len(verdict.wrong), drain_s=round(drain_s, 2),
-        sink_fail_rate=o.sink_fail_rate, sink_latency_ms=ms(o.sink_latency),
-        examples={k: v[:3] for k, v in (("lost", verdict.lost), ("wrong", verdict.wrong),
-                                         ("duplicated", list(verdict.duplicated)))
-                  if v},  # fmt: skip
+        lost=len(verdict.lost),
+        duplicated=sum(verdict.duplicated.values()),
+        wrong=len(verdict.wrong),
+        drain_s=round(drain_s, 2),
+        sink_fail_rate=o.sink_fail_rate,
+        sink_latency_ms=ms(o.sink_latency),
+        examples={
+            k: v[:3]
+            for k, v in (
+                ("lost", verdict.lost),
+                ("wrong", verdict.wrong),
+                ("duplicated", list(verdict.duplicated)),
+            )
+            if v
+        },
     )

@@ -136,8 +136,9 @@ async def _handle(request: web.Request) -> web.StreamResponse:
 
 
 async def _count(request: web.Request) -> web.Response:
-    return web.Response(body=_encoder.encode(len(request.app[_KEY].records)),
-                        content_type="application/json")
+    return web.Response(
+        body=_encoder.encode(len(request.app[_KEY].records)), content_type="application/json"
+    )
 
 
 async def _records(request: web.Request) -> web.Response:
@@ -175,8 +176,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[SinkOptions, str, int
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     options = SinkOptions(
-        latency=args.latency, fail_rate=args.fail_rate, disconnect_rate=args.disconnect_rate,
-        drop_rate=args.drop_rate, alter_rate=args.alter_rate, max_fails=args.max_fails,
+        latency=args.latency,
+        fail_rate=args.fail_rate,
+        disconnect_rate=args.disconnect_rate,
+        drop_rate=args.drop_rate,
+        alter_rate=args.alter_rate,
+        max_fails=args.max_fails,
         seed=args.seed,
     )
     return options, args.host, args.port

@@ -18,8 +18,9 @@ __all__ = ("LENGTH", "created_at", "new_click_id", "new_click_ids")
 LENGTH = 24
 _RANDOM_BYTES = 12  # 96 bits: the contract asks for at least 80
 _SHAPE = re.compile(r"[A-Za-z0-9_-]{24}")
-_DIGITS = {c: i for i, c in enumerate(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}  # fmt: skip
+_DIGITS = {
+    c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+}
 
 
 def new_click_id(now: float) -> str:

@@ -18,12 +18,17 @@ def default_log_config(verbose: bool = False) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {
-            "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
-                      "datefmt": "%Y-%m-%dT%H:%M:%S"},  # fmt: skip
+            "plain": {
+                "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+                "datefmt": "%Y-%m-%dT%H:%M:%S",
+            },
         },
         "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "plain",
-                       "stream": "ext://sys.stderr"},  # fmt: skip
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "plain",
+                "stream": "ext://sys.stderr",
+            },
         },
         "loggers": {
             "gateway": {"handlers": ["stderr"], "level": level, "propagate": False},

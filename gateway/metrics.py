@@ -82,39 +82,58 @@ class Metrics:
             "gateway_deliveries_queued", "Deliveries queued", ["traffic_source"], registry=r
         )
         self.delivered = Counter(
-            "gateway_deliveries_delivered", "Deliveries delivered",
-            ["traffic_source", "status_class"], registry=r,
+            "gateway_deliveries_delivered",
+            "Deliveries delivered",
+            ["traffic_source", "status_class"],
+            registry=r,
         )
         self.failed = Counter(
-            "gateway_deliveries_failed", "Deliveries failed (dead letter)",
-            ["traffic_source", "status_class"], registry=r,
+            "gateway_deliveries_failed",
+            "Deliveries failed (dead letter)",
+            ["traffic_source", "status_class"],
+            registry=r,
         )
         self.expired = Counter(
-            "gateway_deliveries_expired", "Deliveries not sent: click too old",
-            ["traffic_source"], registry=r,
+            "gateway_deliveries_expired",
+            "Deliveries not sent: click too old",
+            ["traffic_source"],
+            registry=r,
         )
         self.retries = Counter(
-            "gateway_delivery_retries", "Attempts scheduled for a retry",
-            ["traffic_source", "status_class"], registry=r,
+            "gateway_delivery_retries",
+            "Attempts scheduled for a retry",
+            ["traffic_source", "status_class"],
+            registry=r,
         )
         self.queue_depth = Gauge(
             "gateway_delivery_queue_depth", "Deliveries queued or in flight", registry=r
         )
         self.ingest_latency = Histogram(
-            "gateway_ingest_seconds", "Request received to answer (after commit)",
-            ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r,
+            "gateway_ingest_seconds",
+            "Request received to answer (after commit)",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.commit_batch = Histogram(
-            "gateway_commit_batch_size", "Items per group commit",
-            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=r,
+            "gateway_commit_batch_size",
+            "Items per group commit",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+            registry=r,
         )
         self.delivery_latency = Histogram(
-            "gateway_delivery_attempt_seconds", "One HTTP attempt", ["traffic_source"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "gateway_delivery_attempt_seconds",
+            "One HTTP attempt",
+            ["traffic_source"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.end_to_end = Histogram(
-            "gateway_delivery_end_to_end_seconds", "Conversion committed to postback answered 2xx",
-            ["traffic_source"], buckets=_E2E_BUCKETS, registry=r,
+            "gateway_delivery_end_to_end_seconds",
+            "Conversion committed to postback answered 2xx",
+            ["traffic_source"],
+            buckets=_E2E_BUCKETS,
+            registry=r,
         )
 
     def batched(self, child: Any) -> BatchedObserver:

@@ -53,8 +53,9 @@ async def serve(config: Config, path: Path, host: str, port: int, db: str) -> No
     await dispatcher.start()
     app = create_app(config, store, dispatcher, metrics=metrics, clock=clock)
     limit = max(8190, config.limits.max_query_bytes * 2 + 1024)
-    runner = GatewayRunner(app, access_log=None, shutdown_timeout=10.0,
-                           max_line_size=limit, max_field_size=limit)  # fmt: skip
+    runner = GatewayRunner(
+        app, access_log=None, shutdown_timeout=10.0, max_line_size=limit, max_field_size=limit
+    )
     await runner.setup()
     # Startup's objects (modules, config, compiled plans) go to the permanent
     # generation, so full collections stop walking them; then the thresholds.
@@ -81,8 +82,12 @@ async def serve(config: Config, path: Path, host: str, port: int, db: str) -> No
         if new.spec.delivery != app[STATE].config.spec.delivery:
             log.warning("reload: [delivery] changes take effect at the next restart")
         app[STATE].config = new
-        log.info("reloaded %s: %d traffic source(s), %d campaign(s)", path,
-                 len(new.sources), len(new.campaigns))  # fmt: skip
+        log.info(
+            "reloaded %s: %d traffic source(s), %d campaign(s)",
+            path,
+            len(new.sources),
+            len(new.campaigns),
+        )
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)

@@ -95,8 +95,9 @@ def parse_request(raw: Any) -> TestRequest:
         if isinstance(value, float) and not math.isfinite(value):
             raise BadInput("a value must be finite", f"values.{name}"[:72])
         values[name] = repr(value) if isinstance(value, float) else str(value)
-    return TestRequest(source=raw.get("source"), campaign=raw.get("campaign"), rule=rule,
-                       values=values)  # fmt: skip
+    return TestRequest(
+        source=raw.get("source"), campaign=raw.get("campaign"), rule=rule, values=values
+    )
 
 
 def canonical_values(values: Mapping[str, str]) -> dict[str, str]:
@@ -120,8 +121,10 @@ def _target(config: Config, request: TestRequest) -> tuple[Source, Campaign | No
         if campaign is None:
             raise BadInput(f"unknown campaign {request.campaign!r}", "campaign", 404)
         if request.source is not None and request.source != campaign.source.name:
-            raise BadInput(f"campaign {campaign.id!r} belongs to traffic source "
-                             f"{campaign.source.name!r}", "source")  # fmt: skip
+            raise BadInput(
+                f"campaign {campaign.id!r} belongs to traffic source {campaign.source.name!r}",
+                "source",
+            )
         return campaign.source, campaign
     if request.source is None:
         raise BadInput("name a traffic source or a campaign", "source")
@@ -160,11 +163,20 @@ def make_plan(config: Config, request: TestRequest, now: float | None = None) ->
         url, display, body = rule.render([values])[0]
     except (ValueError, TypeError) as exc:
         raise BadInput(f"cannot render: {exc}", "values") from None
-    fires = rule.matches(values["conversion.status"], values.get("conversion.type"), values,
-                         values["transaction.id"])  # fmt: skip
-    return Plan(source=source.name, campaign=campaign.id if campaign is not None else None,
-                rule=rule, rules=[r.name for r in rules], values=values, url=url,
-                display_url=display, body=body, would_fire=fires)  # fmt: skip
+    fires = rule.matches(
+        values["conversion.status"], values.get("conversion.type"), values, values["transaction.id"]
+    )
+    return Plan(
+        source=source.name,
+        campaign=campaign.id if campaign is not None else None,
+        rule=rule,
+        rules=[r.name for r in rules],
+        values=values,
+        url=url,
+        display_url=display,
+        body=body,
+        would_fire=fires,
+    )
 
 
 async def send(config: Config, plan: Plan, transport: Transport | None = None) -> dict[str, Any]:
@@ -181,9 +193,12 @@ async def send(config: Config, plan: Plan, transport: Transport | None = None) -
     try:
         answer = await redirects.send(
             client,
-            rule.method, plan.url, None if plan.body is None else plan.body.encode(),
-            request_headers(plan.body), config.delivery.timeout,
-        )  # fmt: skip
+            rule.method,
+            plan.url,
+            None if plan.body is None else plan.body.encode(),
+            request_headers(plan.body),
+            config.delivery.timeout,
+        )
     except TransportError as exc:
         verdict = error_verdict(exc.reason, final=exc.final)
         error = exc.reason
@@ -220,8 +235,13 @@ async def send(config: Config, plan: Plan, transport: Transport | None = None) -
         "reason": redact(verdict.reason, hide),
         "stored": False,
     }
-    log.info("test postback %s %s -> %s (%s)", rule.method, plan.display_url, verdict.outcome,
-             result["reason"])  # fmt: skip
+    log.info(
+        "test postback %s %s -> %s (%s)",
+        rule.method,
+        plan.display_url,
+        verdict.outcome,
+        result["reason"],
+    )
     return result
 
 

@@ -21,8 +21,15 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    def __init__(self, config: Path | None, db: Path | None, log: Path, *, host: str = "127.0.0.1",
-                 cwd: Path = ROOT) -> None:  # fmt: skip
+    def __init__(
+        self,
+        config: Path | None,
+        db: Path | None,
+        log: Path,
+        *,
+        host: str = "127.0.0.1",
+        cwd: Path = ROOT,
+    ) -> None:
         self.config = config
         self.db = db
         self.log_path = log
@@ -38,15 +45,23 @@ class GatewayProcess:
     def start(self, timeout: float = 15.0) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
         argv = [
-            sys.executable, "-m", "gateway", "serve", "--host", self.host, "--port", str(self.port)
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
         ]
         if self.config is not None:
             argv += ["--config", str(self.config)]
         if self.db is not None:
             argv += ["--db", str(self.db)]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, cwd=self.cwd, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT)  # fmt: skip
+            self.proc = subprocess.Popen(
+                argv, cwd=self.cwd, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

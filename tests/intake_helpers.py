@@ -126,8 +126,14 @@ class RecordingSink:
 
 
 class Gateway:
-    def __init__(self, client: TestClient[Any, Any], store: SQLiteStore, sink: RecordingSink,
-                 config: Config, metrics: Metrics) -> None:  # fmt: skip
+    def __init__(
+        self,
+        client: TestClient[Any, Any],
+        store: SQLiteStore,
+        sink: RecordingSink,
+        config: Config,
+        metrics: Metrics,
+    ) -> None:
         self.client = client
         self.store = store
         self.sink = sink
@@ -145,8 +151,9 @@ class Gateway:
         return resp.status, await resp.json()
 
 
-async def start_gateway(tmp_path: Path, config_path: Path, clock: Clock | None = None, *,
-                        front: bool = True) -> Gateway:  # fmt: skip
+async def start_gateway(
+    tmp_path: Path, config_path: Path, clock: Clock | None = None, *, front: bool = True
+) -> Gateway:
     config = load(config_path)
     store = SQLiteStore(tmp_path / "gateway.sqlite")
     await store.open()

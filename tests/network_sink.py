@@ -42,14 +42,44 @@ def make_tls(directory: Path, hosts: list[str]) -> tuple[Path, Path, Path]:
     )
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     run = [
-        ["openssl", "req", "-x509", *ec, "-keyout", ca_key, "-out", ca_pem, "-days", "2",
-         "-subj", "/CN=postback-gateway test CA",
-         "-addext", "basicConstraints=critical,CA:TRUE",
-         "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        [
+            "openssl",
+            "req",
+            "-x509",
+            *ec,
+            "-keyout",
+            ca_key,
+            "-out",
+            ca_pem,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=postback-gateway test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
         ["openssl", "req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=network-sink"],
-        ["openssl", "x509", "-req", "-in", csr, "-CA", ca_pem, "-CAkey", ca_key,
-         "-CAcreateserial", "-out", pem, "-days", "2", "-extfile", ext],
-    ]  # fmt: skip
+        [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            ca_pem,
+            "-CAkey",
+            ca_key,
+            "-CAcreateserial",
+            "-out",
+            pem,
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+        ],
+    ]
     for argv in run:
         subprocess.run([str(a) for a in argv], check=True, capture_output=True, timeout=30)
     return ca_pem, pem, key
@@ -79,8 +109,9 @@ class NetworkSink:
         self.http_port = 0
         self.https_port = 0
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="network-sink",
-                                        daemon=True)  # fmt: skip
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="network-sink", daemon=True
+        )
         self._runner: web.AppRunner | None = None
 
     # -- test side -------------------------------------------------------------
@@ -98,12 +129,14 @@ class NetworkSink:
         self._thread.join(15)
         self._loop.close()
 
-    def expect(self, click: str, answers: list[tuple[int, str] | tuple[int, str, dict[str, str]]]
-               ) -> None:  # fmt: skip
+    def expect(
+        self, click: str, answers: list[tuple[int, str] | tuple[int, str, dict[str, str]]]
+    ) -> None:
         """Answer requests carrying ``click`` (in the query or path) with ``answers``;
         ``{request}`` in a body is replaced by the request's path and query."""
         self.answers[click] = [
-            (a[0], a[1], a[2] if len(a) > 2 else {}) for a in answers  # type: ignore[misc]
+            (a[0], a[1], a[2] if len(a) > 2 else {})
+            for a in answers  # type: ignore[misc]
         ]
 
     def hits_for(self, click: str) -> list[NetHit]:
@@ -148,16 +181,24 @@ class NetworkSink:
         raw = request.raw_path
         split = urlsplit(raw)
         query = dict(parse_qsl(split.query, keep_blank_values=True))
-        hit = NetHit(scheme=request.scheme, host=request.headers.get("Host", ""),
-                     method=request.method, path=unquote(split.path), query=query, raw=raw,
-                     at=time.time(), body=(await request.read()).decode("utf-8", "replace"),
-                     content_type=request.headers.get("Content-Type", ""))  # fmt: skip
+        hit = NetHit(
+            scheme=request.scheme,
+            host=request.headers.get("Host", ""),
+            method=request.method,
+            path=unquote(split.path),
+            query=query,
+            raw=raw,
+            at=time.time(),
+            body=(await request.read()).decode("utf-8", "replace"),
+            content_type=request.headers.get("Content-Type", ""),
+        )
         self.hits.append(hit)
         for value in [*query.values(), *hit.path.split("/")]:
             answers = self.answers.get(value)
             if answers:
                 status, body, headers = answers.pop(0) if len(answers) > 1 else answers[0]
                 # "{request}" in a body echoes the request line, as some error pages do
-                return web.Response(status=status, text=body.replace("{request}", raw),
-                                    headers=headers)  # fmt: skip
+                return web.Response(
+                    status=status, text=body.replace("{request}", raw), headers=headers
+                )
         return web.Response(text="OK")

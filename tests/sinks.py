@@ -86,7 +86,8 @@ class Sink:
     ) -> str:
         """Answers for ``/script/{name}``, in order; returns its URL."""
         self.scripts[name] = [
-            (a[0], a[1], a[2] if len(a) > 2 else {}) for a in answers  # type: ignore[misc]
+            (a[0], a[1], a[2] if len(a) > 2 else {})
+            for a in answers  # type: ignore[misc]
         ]
         return self.url(f"/script/{name}")
 
@@ -95,8 +96,16 @@ class Sink:
 
     async def _record(self, request: web.Request) -> None:
         peer = request.transport.get_extra_info("peername") if request.transport else None
-        self.hits.append(Hit(request.method, request.path_qs, await request.read(),
-                             dict(request.headers), peer[1] if peer else 0, time.monotonic()))
+        self.hits.append(
+            Hit(
+                request.method,
+                request.path_qs,
+                await request.read(),
+                dict(request.headers),
+                peer[1] if peer else 0,
+                time.monotonic(),
+            )
+        )
 
     async def _ok(self, request: web.Request) -> web.Response:
         await self._record(request)
@@ -107,8 +116,11 @@ class Sink:
         headers = {}
         if "retry_after" in request.query:
             headers["Retry-After"] = request.query["retry_after"]
-        return web.Response(status=int(request.match_info["code"]),
-                            text=request.query.get("body", "answer"), headers=headers)
+        return web.Response(
+            status=int(request.match_info["code"]),
+            text=request.query.get("body", "answer"),
+            headers=headers,
+        )
 
     async def _slow(self, request: web.Request) -> web.Response:
         await self._record(request)
@@ -163,9 +175,18 @@ def new_delivery(url: str, *, now: float, **overrides: object) -> NewDelivery:
     from yarl import URL  # noqa: PLC0415  (keeps the helper's import list short)
 
     fields: dict[str, object] = dict(
-        conversion_id="conv-1", traffic_source="test-source", campaign_id="camp-1",
-        rule="r1", method="GET", url=url, display_url=url, body=None,
-        host=URL(url).host or "", click_time=now, not_before=now, max_attempts=9,
+        conversion_id="conv-1",
+        traffic_source="test-source",
+        campaign_id="camp-1",
+        rule="r1",
+        method="GET",
+        url=url,
+        display_url=url,
+        body=None,
+        host=URL(url).host or "",
+        click_time=now,
+        not_before=now,
+        max_attempts=9,
         created_at=now,
     )
     fields.update(overrides)

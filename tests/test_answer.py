@@ -125,8 +125,11 @@ async def test_the_same_bytes_and_connection_fate_as_web_response(
     assert lean_closed == plain_closed
 
 
-@pytest.mark.parametrize("template", [t for t in REQUESTS if not t.startswith(b"POST")],
-                         ids=lambda t: t.split(b"\r\n")[0].decode())  # fmt: skip
+@pytest.mark.parametrize(
+    "template",
+    [t for t in REQUESTS if not t.startswith(b"POST")],
+    ids=lambda t: t.split(b"\r\n")[0].decode(),
+)
 async def test_a_redirect_is_the_same_bytes_as_web_responses(port: int, template: bytes) -> None:
     plain, plain_closed = await _exchange(port, template.replace(b"{path}", b"/plain-redirect"))
     lean, lean_closed = await _exchange(port, template.replace(b"{path}", b"/lean-redirect"))

@@ -38,8 +38,13 @@ async def parts(
 
 def _click(now: float, campaign: str = "c-hand", source: str = "hand") -> Click:
     cid = clickid.new_click_id(now)
-    return Click(click_id=cid, campaign_id=campaign, traffic_source=source, created_at=now,
-                 tokens={"click.id": cid, "externalid": "ext-" + cid})  # fmt: skip
+    return Click(
+        click_id=cid,
+        campaign_id=campaign,
+        traffic_source=source,
+        created_at=now,
+        tokens={"click.id": cid, "externalid": "ext-" + cid},
+    )
 
 
 def _batches(metrics: Metrics) -> float:
@@ -80,8 +85,12 @@ async def test_answer_only_after_commit(parts: tuple) -> None:  # type: ignore[t
     await future
     # a separate connection sees it: committed, not just buffered
     with sqlite3.connect(store.path) as db:
-        assert db.execute("SELECT COUNT(*) FROM clicks WHERE click_id = ?",
-                          (click.click_id,)).fetchone()[0] == 1  # fmt: skip
+        assert (
+            db.execute(
+                "SELECT COUNT(*) FROM clicks WHERE click_id = ?", (click.click_id,)
+            ).fetchone()[0]
+            == 1
+        )
 
 
 async def test_stop_drains_and_refuses_new_input(parts: tuple) -> None:  # type: ignore[type-arg]
@@ -119,8 +128,9 @@ async def test_a_lone_input_does_not_wait_out_the_window(tmp_path: Path) -> None
     assert config.batch.max_wait_ms == 5000.0
     store = SQLiteStore(tmp_path / "lone.sqlite")
     await store.open()
-    batcher = Batcher(store, RecordingSink(), config=lambda: config, metrics=Metrics(),
-                      clock=SystemClock())  # fmt: skip
+    batcher = Batcher(
+        store, RecordingSink(), config=lambda: config, metrics=Metrics(), clock=SystemClock()
+    )
     batcher.start()
     try:
         loop = asyncio.get_running_loop()

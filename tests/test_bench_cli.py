@@ -21,10 +21,27 @@ pytestmark = pytest.mark.slow
 
 def _bench(*args: str, timeout: float = 90) -> tuple[int, dict[str, object], str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "run", "--json", "--sources", "4", "--clicks", "80",
-         "--concurrency", "8", "--drain-timeout", "20", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "run",
+            "--json",
+            "--sources",
+            "4",
+            "--clicks",
+            "80",
+            "--concurrency",
+            "8",
+            "--drain-timeout",
+            "20",
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     lines = proc.stdout.strip().splitlines()
     assert lines, f"no output; stderr:\n{proc.stderr[-3000:]}"
     try:
@@ -54,9 +71,17 @@ def test_healthy_sink_gets_every_postback_exactly_once() -> None:
 
 
 def test_failing_sink_loses_nothing_thanks_to_retries() -> None:
-    rc, result, output = _bench("--count", "200", "--sink-fail-rate", "0.2",
-                                "--sink-disconnect-rate", "0.05", "--no-ceiling",
-                                "--clicks-via", "api")  # fmt: skip
+    rc, result, output = _bench(
+        "--count",
+        "200",
+        "--sink-fail-rate",
+        "0.2",
+        "--sink-disconnect-rate",
+        "0.05",
+        "--no-ceiling",
+        "--clicks-via",
+        "api",
+    )
     assert (result["lost"], result["duplicated"], result["wrong"]) == (0, 0, 0), output
     assert result["retries"] > 0 and rc == 0
     assert result["clicks"] == 80  # registered through POST /api/clicks
@@ -64,9 +89,17 @@ def test_failing_sink_loses_nothing_thanks_to_retries() -> None:
 
 
 def test_a_lying_sink_is_caught() -> None:
-    rc, result, output = _bench("--count", "150", "--sink-drop-rate", "0.1",
-                                "--sink-alter-rate", "0.1", "--no-ceiling",
-                                "--drain-timeout", "3")  # fmt: skip
+    rc, result, output = _bench(
+        "--count",
+        "150",
+        "--sink-drop-rate",
+        "0.1",
+        "--sink-alter-rate",
+        "0.1",
+        "--no-ceiling",
+        "--drain-timeout",
+        "3",
+    )
     assert rc == 1, output
     assert result["lost"] > 0 and result["wrong"] > 0
     assert result["ok"] is False

@@ -15,8 +15,11 @@ pytestmark = pytest.mark.slow
 def test_fanout_runs_small_and_reports_every_figure() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "bench.fanout", "-n", "60", "-c", "4", "--rounds", "1", "--json"],
-        capture_output=True, text=True, timeout=90, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=True,
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["n"] == 60 and result["rounds"] == 1
     for key in ("bare_rps", "dispatcher_rps", "dispatcher_lean_rps"):

@@ -120,8 +120,9 @@ async def test_load_stops_at_duration(sink_factory) -> None:
 
 async def test_load_reports_connection_errors() -> None:
     requests = [Request(method="GET", target="/")] * 3
-    result = await run_load("http://127.0.0.1:9", ListSource(requests), concurrency=1, count=3,
-                            timeout=2.0)  # fmt: skip
+    result = await run_load(
+        "http://127.0.0.1:9", ListSource(requests), concurrency=1, count=3, timeout=2.0
+    )
     assert result.sent == 3 and sum(result.errors.values()) == 3 and not result.latencies
 
 

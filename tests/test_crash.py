@@ -49,8 +49,9 @@ ROUNDS = 3
 WORKERS = 24
 
 
-async def _load(base: str, stop_at: float, answered: dict[str, Any], clicks: list[str],
-                round_no: int) -> None:  # fmt: skip
+async def _load(
+    base: str, stop_at: float, answered: dict[str, Any], clicks: list[str], round_no: int
+) -> None:
     connector = aiohttp.TCPConnector(limit=WORKERS)
     async with aiohttp.ClientSession(connector=connector) as session:
 
@@ -60,18 +61,26 @@ async def _load(base: str, stop_at: float, answered: dict[str, Any], clicks: lis
                 n += 1
                 try:
                     if n % 4 == 1 or not clicks:
-                        async with session.get(f"{base}/click/camp",
-                                               params={"externalid": f"e{w}-{n}"},
-                                               allow_redirects=False) as resp:  # fmt: skip
+                        async with session.get(
+                            f"{base}/click/camp",
+                            params={"externalid": f"e{w}-{n}"},
+                            allow_redirects=False,
+                        ) as resp:
                             if resp.status == 302:
                                 clicks.append(resp.headers["Location"].split("sub=")[1])
                         continue
                     click_id = random.choice(clicks)
                     txid = f"r{round_no}-w{w}-{n}"
                     status = random.choice(["approved", "pending"])
-                    async with session.get(f"{base}/postback", params={
-                        "cid": click_id, "txid": txid, "payout": "1.25", "status": status,
-                    }) as resp:  # fmt: skip
+                    async with session.get(
+                        f"{base}/postback",
+                        params={
+                            "cid": click_id,
+                            "txid": txid,
+                            "payout": "1.25",
+                            "status": status,
+                        },
+                    ) as resp:
                         if 200 <= resp.status < 300:
                             answered[txid] = (click_id, await resp.json())
                 except (TimeoutError, aiohttp.ClientError, ConnectionError):
@@ -93,8 +102,9 @@ async def test_kill9_loses_nothing_answered(tmp_path: Path) -> None:
         gw = GatewayProcess(config, db, tmp_path / "gateway.log")
         gw.start()
         run_for = random.uniform(0.8, 1.6)
-        load = asyncio.create_task(_load(gw.url, time.monotonic() + run_for + 0.3, answered,
-                                         clicks, round_no))  # fmt: skip
+        load = asyncio.create_task(
+            _load(gw.url, time.monotonic() + run_for + 0.3, answered, clicks, round_no)
+        )
         await asyncio.sleep(run_for)
         await asyncio.to_thread(gw.kill9)  # mid-load: requests are in flight
         await load

@@ -23,8 +23,15 @@ T0 = 1_800_000_000.0
 
 
 class Api:
-    def __init__(self, base: str, session: aiohttp.ClientSession, store: SQLiteStore,
-                 dispatcher: Dispatcher, clock: VirtualClock, sink: Sink) -> None:
+    def __init__(
+        self,
+        base: str,
+        session: aiohttp.ClientSession,
+        store: SQLiteStore,
+        dispatcher: Dispatcher,
+        clock: VirtualClock,
+        sink: Sink,
+    ) -> None:
         self.base, self.session, self.store = base, session, store
         self.dispatcher, self.clock, self.sink = dispatcher, clock, sink
 
@@ -34,10 +41,16 @@ class Api:
 
     async def commit(self, path: str, n: int = 1, **kw: Any) -> list[int]:
         url = self.sink.url(path)
-        result = await self.store.commit_batch([], [], [
-            new_delivery(url, now=self.clock.now(), display_url=url.replace("SECRET", "***"),
-                         **kw) for _ in range(n)
-        ])
+        result = await self.store.commit_batch(
+            [],
+            [],
+            [
+                new_delivery(
+                    url, now=self.clock.now(), display_url=url.replace("SECRET", "***"), **kw
+                )
+                for _ in range(n)
+            ],
+        )
         self.dispatcher.submit(result.deliveries)
         await self.dispatcher.wait_idle()
         return [d.delivery_id for d in result.deliveries]
@@ -48,8 +61,9 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     store = SQLiteStore(tmp_path / "api.sqlite")
     await store.open()
     clock = VirtualClock(T0)
-    settings = DeliverySettings(allow_private_targets=True, jitter=0.0, schedule=[10.0],
-                                max_attempts=2)
+    settings = DeliverySettings(
+        allow_private_targets=True, jitter=0.0, schedule=[10.0], max_attempts=2
+    )
     dispatcher = Dispatcher(settings, store, Metrics(), clock)
     await dispatcher.start()
     (tmp_path / "empty.toml").write_text("")
@@ -128,8 +142,9 @@ async def test_replay_the_dead_letter(api: Api) -> None:
     api.dispatcher.submit(result.deliveries)
     await api.dispatcher.wait_idle()
     await api.commit("/ok", 1)
-    status, body = await api.call("POST", "/api/deliveries/replay",
-                                  json={"traffic_source": "test-source"})
+    status, body = await api.call(
+        "POST", "/api/deliveries/replay", json={"traffic_source": "test-source"}
+    )
     assert status == 200 and body["requeued"] == 3
     await api.dispatcher.wait_idle()
     _, body = await api.call("GET", "/api/deliveries?status=delivered")
@@ -163,9 +178,14 @@ async def test_bad_params_are_400(api: Api, method: str, path: str, field: str) 
 
 
 async def test_bad_replay_bodies(api: Api) -> None:
-    for data, field in ((b"{nope", "body"), (b"[1]", "body"), (b'{"ids": "x"}', "ids"),
-                        (b'{"ids": [true]}', "ids"), (b'{"since": []}', "since"),
-                        (b'{"traffic_source": 5}', "traffic_source")):
+    for data, field in (
+        (b"{nope", "body"),
+        (b"[1]", "body"),
+        (b'{"ids": "x"}', "ids"),
+        (b'{"ids": [true]}', "ids"),
+        (b'{"since": []}', "since"),
+        (b'{"traffic_source": 5}', "traffic_source"),
+    ):
         status, body = await api.call("POST", "/api/deliveries/replay", data=data)
         assert (status, body["field"]) == (400, field), data
 

@@ -31,21 +31,48 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
 
 async def _deliveries(store: SQLiteStore, n: int) -> list[int]:
     rows = [
-        NewDelivery(conversion_id=f"v{i}", traffic_source="ts", campaign_id="camp", rule="r",
-                    method="GET", url=f"https://h.example/pb?i={i}",
-                    display_url="https://h.example/pb?i=***", body=None, host="h.example",
-                    click_time=NOW, not_before=NOW, max_attempts=9, created_at=NOW)
+        NewDelivery(
+            conversion_id=f"v{i}",
+            traffic_source="ts",
+            campaign_id="camp",
+            rule="r",
+            method="GET",
+            url=f"https://h.example/pb?i={i}",
+            display_url="https://h.example/pb?i=***",
+            body=None,
+            host="h.example",
+            click_time=NOW,
+            not_before=NOW,
+            max_attempts=9,
+            created_at=NOW,
+        )
         for i in range(n)
-    ]  # fmt: skip
+    ]
     return [d.delivery_id for d in (await store.commit_batch([], [], rows)).deliveries]
 
 
-def _attempt(did: int, *, started: float, latency: float, body: str = "OK",
-             code: int | None = 200, error: str | None = None, outcome: str = "delivered",
-             reason: str = "HTTP 200") -> Attempt:  # fmt: skip
-    return Attempt(delivery_id=did, started_at=started, url=f"https://h.example/pb?i=*** #{did}",
-                   status_code=code, error=error, latency_ms=latency, body_prefix=body,
-                   outcome=outcome, reason=reason)  # type: ignore[arg-type]  # fmt: skip
+def _attempt(
+    did: int,
+    *,
+    started: float,
+    latency: float,
+    body: str = "OK",
+    code: int | None = 200,
+    error: str | None = None,
+    outcome: str = "delivered",
+    reason: str = "HTTP 200",
+) -> Attempt:
+    return Attempt(
+        delivery_id=did,
+        started_at=started,
+        url=f"https://h.example/pb?i=*** #{did}",
+        status_code=code,
+        error=error,
+        latency_ms=latency,
+        body_prefix=body,
+        outcome=outcome,
+        reason=reason,
+    )  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("json", [True, False], ids=["json", "bound"])
@@ -58,29 +85,49 @@ async def test_group_write_stores_every_field_exactly(
     store._json = json  # False: as on a SQLite without them
     rng = random.Random(7)
     ids = await _deliveries(store, n)
-    bodies = ["OK", "", 'quote " back\\slash \n\t\x01', "\u00e9\u4e2d\U0001f600",
-              "ERROR: tag invalid"]  # fmt: skip
+    bodies = [
+        "OK",
+        "",
+        'quote " back\\slash \n\t\x01',
+        "\u00e9\u4e2d\U0001f600",
+        "ERROR: tag invalid",
+    ]
     items = []
     for i, did in enumerate(ids):
         started = NOW + rng.random() * 1000
         latency = rng.expovariate(1.0) * 37.0
         if i % 3 == 0:
-            a = _attempt(did, started=started, latency=latency, code=None,
-                         error="connect error: refused", outcome="retry", reason="refused")
+            a = _attempt(
+                did,
+                started=started,
+                latency=latency,
+                code=None,
+                error="connect error: refused",
+                outcome="retry",
+                reason="refused",
+            )
             items.append((a, "queued", started + 10.0 + rng.random(), True))
         elif i % 3 == 1:
             a = _attempt(did, started=started, latency=latency, body=bodies[i % len(bodies)])
             items.append((a, "delivered", None, True))
         else:
-            a = _attempt(did, started=started, latency=0.0, code=None, outcome="expired",
-                         reason="click older than the destination remembers", body="")
+            a = _attempt(
+                did,
+                started=started,
+                latency=0.0,
+                code=None,
+                outcome="expired",
+                reason="click older than the destination remembers",
+                body="",
+            )
             items.append((a, "expired", None, False))
     if odd == "nul":  # a body with NUL bytes is kept whole
         a = _attempt(ids[1], started=NOW, latency=1.0, body="a\x00b\x00")
         items[1] = (a, "delivered", None, True)
     if odd == "duplicate":  # one delivery twice in a group: both rows, the last state wins
-        first = _attempt(ids[0], started=NOW, latency=1.0, code=503, outcome="retry",
-                         reason="HTTP 503")
+        first = _attempt(
+            ids[0], started=NOW, latency=1.0, code=503, outcome="retry", reason="HTTP 503"
+        )
         items.insert(0, (first, "queued", NOW + 5.0, True))
     statements: list[str] = []
     store._conn.set_trace_callback(statements.append)
@@ -95,14 +142,21 @@ async def test_group_write_stores_every_field_exactly(
     assert used_chunks == (odd == "nul" or (not json and odd is None))
 
     for did in ids:
-        mine = [(a, status, next_at, count) for a, status, next_at, count in items
-                if a.delivery_id == did]  # fmt: skip
+        mine = [
+            (a, status, next_at, count)
+            for a, status, next_at, count in items
+            if a.delivery_id == did
+        ]
         assert await store.list_attempts(did) == [a for a, _, _, _ in mine]
         a, status, next_at, _ = mine[-1]
         d = await store.get_delivery(did)
         assert d is not None
         assert (d.status, d.next_at, d.last_outcome, d.last_reason) == (
-            status, next_at, a.outcome, a.reason)
+            status,
+            next_at,
+            a.outcome,
+            a.reason,
+        )
         assert d.attempts == sum(1 for _, _, _, count in mine if count)
         assert d.updated_at == a.started_at + a.latency_ms / 1000.0
 
@@ -110,8 +164,9 @@ async def test_group_write_stores_every_field_exactly(
 Item = tuple[Attempt, str, float | None, bool]
 
 
-async def _single_vs_group(path: Path, n: int, make_items: Callable[[list[int]], list[Item]]
-                           ) -> None:  # fmt: skip
+async def _single_vs_group(
+    path: Path, n: int, make_items: Callable[[list[int]], list[Item]]
+) -> None:
     """Two stores with the same n deliveries: one logs ``make_items(ids)`` one
     attempt at a time, the other as one group; both must end up the same."""
     one, many = SQLiteStore(path / "one.sqlite"), SQLiteStore(path / "many.sqlite")
@@ -122,8 +177,12 @@ async def _single_vs_group(path: Path, n: int, make_items: Callable[[list[int]],
         assert await _deliveries(many, n) == ids
         items = make_items(ids)
         for a, status, next_at, count in items:
-            await one.record_attempt(a, status=status, next_at=next_at,  # type: ignore[arg-type]
-                                     count_attempt=count)
+            await one.record_attempt(
+                a,
+                status=status,
+                next_at=next_at,  # type: ignore[arg-type]
+                count_attempt=count,
+            )
         await many.record_attempts(items)  # type: ignore[arg-type]
         for did in ids:
             assert await many.list_attempts(did) == await one.list_attempts(did)
@@ -134,26 +193,38 @@ async def _single_vs_group(path: Path, n: int, make_items: Callable[[list[int]],
 
 
 async def test_group_write_matches_single_writes(tmp_path: Path) -> None:
-    await _single_vs_group(tmp_path, 5, lambda ids: [
-        (_attempt(did, started=NOW + did / 3, latency=did / 7), "delivered", None, True)
-        for did in ids
-    ])  # fmt: skip
+    await _single_vs_group(
+        tmp_path,
+        5,
+        lambda ids: [
+            (_attempt(did, started=NOW + did / 3, latency=did / 7), "delivered", None, True)
+            for did in ids
+        ],
+    )
+
 
 _text = st.text(max_size=40)
 _attempts = st.lists(
     st.tuples(
         st.floats(min_value=0, max_value=4e9, allow_nan=False),
         st.floats(min_value=0, max_value=1e7, allow_nan=False),
-        _text, st.none() | st.integers(100, 599), st.none() | _text, _text, _text,
+        _text,
+        st.none() | st.integers(100, 599),
+        st.none() | _text,
+        _text,
+        _text,
         st.sampled_from(["queued", "delivered", "failed", "expired"]),
-        st.none() | st.floats(min_value=0, max_value=4e9, allow_nan=False), st.booleans(),
+        st.none() | st.floats(min_value=0, max_value=4e9, allow_nan=False),
+        st.booleans(),
     ),
-    min_size=1, max_size=12,
-)  # fmt: skip
+    min_size=1,
+    max_size=12,
+)
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(rows=_attempts)
 def test_json_group_write_round_trips_any_text_and_float(
     tmp_path: Path, rows: list[tuple[Any, ...]]
@@ -169,9 +240,17 @@ def test_json_group_write_round_trips_any_text_and_float(
         for did, (started, latency, body, code, error, reason, url, status, nxt, count) in zip(
             ids, rows, strict=True
         ):
-            a = Attempt(delivery_id=did, started_at=started, url=url, status_code=code,
-                        error=error, latency_ms=latency, body_prefix=body,
-                        outcome="retry", reason=reason)  # fmt: skip
+            a = Attempt(
+                delivery_id=did,
+                started_at=started,
+                url=url,
+                status_code=code,
+                error=error,
+                latency_ms=latency,
+                body_prefix=body,
+                outcome="retry",
+                reason=reason,
+            )
             out.append((a, status, nxt, count))
         return out
 

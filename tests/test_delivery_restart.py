@@ -67,13 +67,13 @@ async def test_kill_9_with_deliveries_in_flight(tmp_path: Path) -> None:
         await store.open()
         now = time.time()
         gated = [new_delivery(sink.url(f"/gate?n={i}"), now=now) for i in range(12)]
-        quick = [new_delivery(sink.url(f"/ok?n={i}", host="localhost"), now=now)
-                 for i in range(10)]
+        quick = [new_delivery(sink.url(f"/ok?n={i}", host="localhost"), now=now) for i in range(10)]
         await store.commit_batch([], [], gated + quick)
         await store.close()
 
-        child = subprocess.Popen([sys.executable, "-c", _CHILD, str(db)],
-                                 cwd=Path(__file__).resolve().parent.parent)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(db)], cwd=Path(__file__).resolve().parent.parent
+        )
         try:
             # the quick ones are answered; 4 gated ones hang in flight, 8 wait queued
             await _wait_for(lambda: sink.count("/ok") == 10 and sink.count("/gate") == 4, 30)

@@ -12,7 +12,7 @@ import pytest
 from sinks import Blackhole, Sink, new_delivery
 
 from gateway.clock import VirtualClock
-from gateway.dispatch import dispatcher as dispatcher_module
+from gateway.dispatch import refill as refill_module
 from gateway.dispatch.dispatcher import Dispatcher
 from gateway.dispatch.settings import DeliverySettings
 from gateway.metrics import Metrics
@@ -39,8 +39,9 @@ async def sink() -> AsyncIterator[Sink]:
 class Harness:
     """A started dispatcher plus the helpers every test needs."""
 
-    def __init__(self, store: SQLiteStore, settings: DeliverySettings,
-                 clock: VirtualClock | None = None) -> None:
+    def __init__(
+        self, store: SQLiteStore, settings: DeliverySettings, clock: VirtualClock | None = None
+    ) -> None:
         self.store = store
         self.clock = clock or VirtualClock(T0)
         self.metrics = Metrics()
@@ -114,8 +115,12 @@ async def test_delivered_and_logged(make: Any, sink: Sink) -> None:
     assert attempt.url == sink.url("/ok?key=***&cid=abc")
     assert attempt.outcome == "delivered" and attempt.latency_ms > 0
     assert sink.hits[0].path_qs == "/ok?key=SECRET&cid=abc"
-    assert h.sample("gateway_deliveries_delivered_total", traffic_source="test-source",
-                    status_class="2xx") == 1
+    assert (
+        h.sample(
+            "gateway_deliveries_delivered_total", traffic_source="test-source", status_class="2xx"
+        )
+        == 1
+    )
     assert h.sample("gateway_delivery_end_to_end_seconds_count", traffic_source="test-source") == 1
     assert h.sample("gateway_delivery_queue_depth") == 0
 
@@ -142,10 +147,16 @@ async def test_retry_schedule_then_dead_letter(make: Any, sink: Sink) -> None:
     assert "gave up after 4 attempts" in (d.last_reason or "")
     await h.advance(100_000)
     assert sink.count() == 4
-    assert h.sample("gateway_delivery_retries_total", traffic_source="test-source",
-                    status_class="5xx") == 3
-    assert h.sample("gateway_deliveries_failed_total", traffic_source="test-source",
-                    status_class="5xx") == 1
+    assert (
+        h.sample("gateway_delivery_retries_total", traffic_source="test-source", status_class="5xx")
+        == 3
+    )
+    assert (
+        h.sample(
+            "gateway_deliveries_failed_total", traffic_source="test-source", status_class="5xx"
+        )
+        == 1
+    )
 
 
 async def test_per_rule_schedule_and_attempts(make: Any, sink: Sink) -> None:
@@ -191,8 +202,12 @@ async def test_final_refusal(make: Any, sink: Sink) -> None:
     assert (d.status, d.attempts) == ("failed", 1)
     await h.advance(100_000)
     assert sink.count() == 1
-    assert h.sample("gateway_deliveries_failed_total", traffic_source="test-source",
-                    status_class="4xx") == 1
+    assert (
+        h.sample(
+            "gateway_deliveries_failed_total", traffic_source="test-source", status_class="4xx"
+        )
+        == 1
+    )
 
 
 async def test_connection_errors_are_retried(make: Any, sink: Sink) -> None:
@@ -221,11 +236,15 @@ async def test_answer_rule_judges_the_body(make: Any, sink: Sink) -> None:
 
 
 async def test_redirect_to_blocked_address_fails(store: SQLiteStore, sink: Sink) -> None:
-    h = Harness(store, DeliverySettings(
-        jitter=0.0, resolve={"net.example": f"127.0.0.1:{sink.port}"},
-        transport=_KIND["transport"],  # type: ignore[arg-type]
-        allowed_networks=["127.0.0.1/32"],
-    ))
+    h = Harness(
+        store,
+        DeliverySettings(
+            jitter=0.0,
+            resolve={"net.example": f"127.0.0.1:{sink.port}"},
+            transport=_KIND["transport"],  # type: ignore[arg-type]
+            allowed_networks=["127.0.0.1/32"],
+        ),
+    )
     await h.dispatcher.start()
     try:
         d = await h.send("http://net.example/redirect?to=http://169.254.169.254/")
@@ -241,8 +260,13 @@ async def test_redirect_to_blocked_address_fails(store: SQLiteStore, sink: Sink)
 async def test_breaker_pauses_a_failing_host_without_spending_attempts(
     make: Any, sink: Sink
 ) -> None:
-    h = await make(breaker_failures=3, breaker_pause=30.0, max_connections_per_host=1,
-                   schedule=[10.0, 10.0], resolve={"healthy.test": f"127.0.0.1:{sink.port}"})
+    h = await make(
+        breaker_failures=3,
+        breaker_pause=30.0,
+        max_connections_per_host=1,
+        schedule=[10.0, 10.0],
+        resolve={"healthy.test": f"127.0.0.1:{sink.port}"},
+    )
     url = sink.script("down", [(500, "down")] * 3 + [(200, "OK")])
     ds = await h.commit([new_delivery(url, now=T0) for _ in range(10)])
     healthy = await h.commit([new_delivery("http://healthy.test/ok", now=T0)])
@@ -271,12 +295,12 @@ async def test_rate_limit_per_host(make: Any, sink: Sink) -> None:
     assert sink.count() == 12
 
 
-async def test_blackholed_host_does_not_delay_a_healthy_one(
-    store: SQLiteStore, sink: Sink
-) -> None:
+async def test_blackholed_host_does_not_delay_a_healthy_one(store: SQLiteStore, sink: Sink) -> None:
     hole = Blackhole()
     settings = _settings(
-        timeout=30.0, max_connections=64, max_connections_per_host=8,
+        timeout=30.0,
+        max_connections=64,
+        max_connections_per_host=8,
         resolve={"hole.test": f"127.0.0.1:{hole.port}", "ok.test": f"127.0.0.1:{sink.port}"},
     )
     h = Harness(store, settings)
@@ -305,8 +329,7 @@ async def test_blackholed_host_does_not_delay_a_healthy_one(
     finally:
         await h.dispatcher.stop(timeout=0.2)
         hole.close()
-    queued = await store.list_deliveries(DeliveryFilter(status="queued"), after_id=None,
-                                         limit=1000)
+    queued = await store.list_deliveries(DeliveryFilter(status="queued"), after_id=None, limit=1000)
     assert len(queued) == 200 and all(d.attempts == 0 for d in queued)
 
 
@@ -358,12 +381,10 @@ async def test_a_long_retry_wait_leaves_memory_and_comes_back(make: Any, sink: S
     assert h.sample("gateway_delivery_queue_depth") == 0
 
 
-async def test_queue_depth_counts_the_store_after_a_restart(
-    store: SQLiteStore, sink: Sink
-) -> None:
-    await store.commit_batch([], [], [
-        new_delivery(sink.url("/ok"), now=T0, not_before=T0 + 3600) for _ in range(3)
-    ])  # fmt: skip
+async def test_queue_depth_counts_the_store_after_a_restart(store: SQLiteStore, sink: Sink) -> None:
+    await store.commit_batch(
+        [], [], [new_delivery(sink.url("/ok"), now=T0, not_before=T0 + 3600) for _ in range(3)]
+    )
     h = Harness(store, _settings())
     await h.dispatcher.start()
     try:
@@ -380,14 +401,17 @@ async def test_refill_pages_past_a_backlog_memory_already_holds(
 ) -> None:
     """After a restart, the oldest queued rows belong to a host that never answers;
     the rows behind them (a healthy host's) still load, a page per refill."""
-    monkeypatch.setattr(dispatcher_module, "REFILL_LIMIT", 10)
+    monkeypatch.setattr(refill_module, "REFILL_LIMIT", 10)
     clock = VirtualClock(T0)
     hole = Blackhole()
     stuck = [new_delivery("http://hole.test/", now=T0, not_before=T0 - 60) for _ in range(10)]
     healthy = [new_delivery("http://ok.test/ok", now=T0) for _ in range(15)]
     await store.commit_batch([], [], stuck + healthy)
-    settings = _settings(timeout=30.0, max_connections_per_host=1, resolve={
-        "hole.test": f"127.0.0.1:{hole.port}", "ok.test": f"127.0.0.1:{sink.port}"})
+    settings = _settings(
+        timeout=30.0,
+        max_connections_per_host=1,
+        resolve={"hole.test": f"127.0.0.1:{hole.port}", "ok.test": f"127.0.0.1:{sink.port}"},
+    )
     h = Harness(store, settings, clock)
     await h.dispatcher.start()  # loads the first page: the stuck host's ten
     try:
@@ -486,14 +510,18 @@ async def test_stop_leaves_unsent_deliveries_queued(store: SQLiteStore, sink: Si
 
 async def test_global_slots_rotate_between_hosts(store: SQLiteStore, sink: Sink) -> None:
     """With the pool full of one host's slow deliveries, another host still gets a turn."""
-    settings = _settings(max_connections=2, max_connections_per_host=2, resolve={
-        "slow.test": f"127.0.0.1:{sink.port}", "quick.test": f"127.0.0.1:{sink.port}",
-    })
+    settings = _settings(
+        max_connections=2,
+        max_connections_per_host=2,
+        resolve={
+            "slow.test": f"127.0.0.1:{sink.port}",
+            "quick.test": f"127.0.0.1:{sink.port}",
+        },
+    )
     h = Harness(store, settings)
     await h.dispatcher.start()
     try:
-        await h.commit([new_delivery("http://slow.test/slow?delay=0.3", now=T0)
-                        for _ in range(10)])
+        await h.commit([new_delivery("http://slow.test/slow?delay=0.3", now=T0) for _ in range(10)])
         await asyncio.sleep(0.05)
         started = time.monotonic()
         await h.commit([new_delivery("http://quick.test/ok", now=T0) for _ in range(2)])
@@ -513,16 +541,17 @@ async def test_many_delayed_deliveries_come_back_at_the_refill_pace(
     """Delayed deliveries reach memory only through refills: pages of 10 (here)
     every REFILL_SOON while memory has room, so 35 arrive within a few tenths
     of a second of being due, not one page a second."""
-    monkeypatch.setattr(dispatcher_module, "REFILL_LIMIT", 10)
+    monkeypatch.setattr(refill_module, "REFILL_LIMIT", 10)
     h = Harness(store, _settings())
     await h.dispatcher.start()
     try:
-        await h.commit([new_delivery(sink.url("/ok"), now=T0, not_before=T0 + 600)
-                        for _ in range(35)])  # fmt: skip
+        await h.commit(
+            [new_delivery(sink.url("/ok"), now=T0, not_before=T0 + 600) for _ in range(35)]
+        )
         assert not h.dispatcher._known
         await h.advance(600)  # the refill at 600 s loads the first page
         for _ in range(4):  # and the next pages come REFILL_SOON apart
-            await h.advance(dispatcher_module.REFILL_SOON)
+            await h.advance(refill_module.REFILL_SOON)
         assert sink.count() == 35
     finally:
         await h.dispatcher.stop()

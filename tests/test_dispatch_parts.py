@@ -27,7 +27,7 @@ from gateway.dispatch.retry import (
 )
 from gateway.dispatch.settings import DeliverySettings
 from gateway.dispatch.tally import Tally, observe_many
-from gateway.dispatch.transport.aiohttp_client import Answer
+from gateway.dispatch.transport.base import Answer
 from gateway.store.base import Attempt, Delivery
 from gateway.verdict import Verdict, classify_status, host_trouble
 
@@ -106,9 +106,19 @@ def test_rate_limiter() -> None:
 
 @pytest.mark.parametrize(
     ("status", "outcome"),
-    [(200, "delivered"), (204, "delivered"), (408, "retry"), (429, "retry"), (500, "retry"),
-     (503, "retry"), (599, "retry"), (400, "rejected"), (404, "rejected"), (410, "rejected"),
-     (302, "rejected")],
+    [
+        (200, "delivered"),
+        (204, "delivered"),
+        (408, "retry"),
+        (429, "retry"),
+        (500, "retry"),
+        (503, "retry"),
+        (599, "retry"),
+        (400, "rejected"),
+        (404, "rejected"),
+        (410, "rejected"),
+        (302, "rejected"),
+    ],
 )
 def test_judge_by_status(status: int, outcome: str) -> None:
     assert judge(None, status, "").outcome == outcome
@@ -135,26 +145,59 @@ def test_error_verdicts() -> None:
 
 def _delivery(**kw: object) -> Delivery:
     fields: dict[str, object] = dict(
-        conversion_id="c", traffic_source="s", campaign_id="k", rule="r", method="GET",
-        url="http://x/", display_url="http://x/", body=None, host="x", click_time=0.0,
-        not_before=0.0, max_attempts=3, created_at=0.0, delivery_id=1, status="queued",
-        attempts=0, next_at=0.0,
+        conversion_id="c",
+        traffic_source="s",
+        campaign_id="k",
+        rule="r",
+        method="GET",
+        url="http://x/",
+        display_url="http://x/",
+        body=None,
+        host="x",
+        click_time=0.0,
+        not_before=0.0,
+        max_attempts=3,
+        created_at=0.0,
+        delivery_id=1,
+        status="queued",
+        attempts=0,
+        next_at=0.0,
     )
     fields.update(kw)
     return Delivery(**fields)  # type: ignore[arg-type]
 
 
 def _attempt(outcome: str = "retry") -> Attempt:
-    return Attempt(delivery_id=1, started_at=0.0, url="http://x/", status_code=500, error=None,
-                   latency_ms=1.0, body_prefix="", outcome=outcome, reason="HTTP 500")
+    return Attempt(
+        delivery_id=1,
+        started_at=0.0,
+        url="http://x/",
+        status_code=500,
+        error=None,
+        latency_ms=1.0,
+        body_prefix="",
+        outcome=outcome,
+        reason="HTTP 500",
+    )
 
 
-def _decide(d: Delivery, attempt: Attempt, verdict: Verdict, retry_after: str | None,
-            s: DeliverySettings, now: float) -> Decision:
+def _decide(
+    d: Delivery,
+    attempt: Attempt,
+    verdict: Verdict,
+    retry_after: str | None,
+    s: DeliverySettings,
+    now: float,
+) -> Decision:
     answer = None
     if retry_after is not None:
-        answer = Answer(status=503, headers={"retry-after": retry_after}, body_prefix=b"",
-                        elapsed=0.0, final_url="http://x/")
+        answer = Answer(
+            status=503,
+            headers={"retry-after": retry_after},
+            body_prefix=b"",
+            elapsed=0.0,
+            final_url="http://x/",
+        )
     return after_attempt(d, attempt, verdict, answer, s, lambda: now)
 
 
@@ -184,8 +227,9 @@ def test_delivered_reads_neither_the_clock_nor_the_answer() -> None:
         raise AssertionError("the clock was read")
 
     s = DeliverySettings()
-    ok = after_attempt(_delivery(), _attempt("delivered"), Verdict("delivered", "HTTP 200"),
-                       None, s, no_clock)
+    ok = after_attempt(
+        _delivery(), _attempt("delivered"), Verdict("delivered", "HTTP 200"), None, s, no_clock
+    )
     assert ok.status == "delivered"
 
 
@@ -209,8 +253,19 @@ def test_settings_take_the_policy_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("status", "trouble"),
-    [(None, True), (408, True), (429, True), (500, True), (503, True), (599, True),
-     (200, False), (302, False), (400, False), (404, False), (600, False)],
+    [
+        (None, True),
+        (408, True),
+        (429, True),
+        (500, True),
+        (503, True),
+        (599, True),
+        (200, False),
+        (302, False),
+        (400, False),
+        (404, False),
+        (600, False),
+    ],
 )
 def test_host_trouble(status: int | None, trouble: bool) -> None:
     assert host_trouble(status) is trouble
@@ -229,10 +284,18 @@ def test_tally_applies_what_observe_and_inc_would() -> None:
     observe_many(h2.labels("a"), values)
     observe_many(h2.labels("a"), [math.nan])  # like observe(): in the sum, in no bucket
     h1.labels("a").observe(math.nan)
-    s1 = {(s.name, tuple(sorted(s.labels.items()))): s.value
-          for m in r1.collect() for s in m.samples if not s.name.endswith("_created")}
-    s2 = {(s.name, tuple(sorted(s.labels.items()))): s.value
-          for m in r2.collect() for s in m.samples if not s.name.endswith("_created")}
+    s1 = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for m in r1.collect()
+        for s in m.samples
+        if not s.name.endswith("_created")
+    }
+    s2 = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for m in r2.collect()
+        for s in m.samples
+        if not s.name.endswith("_created")
+    }
     assert s1.keys() == s2.keys()
     for k in s1:
         assert (math.isnan(s1[k]) and math.isnan(s2[k])) or s1[k] == s2[k], k

@@ -34,8 +34,10 @@ def test_all_is_sorted_and_complete():
 
 
 def test_twins_export_the_same_names(fastrender_module):
-    assert fastrender_module.__all__ == _plan_py.__all__ == (
-        "Plan", "TemplateError", "compile_template"
+    assert (
+        fastrender_module.__all__
+        == _plan_py.__all__
+        == ("Plan", "TemplateError", "compile_template")
     )
     for name in fastrender_module.__all__:
         assert hasattr(fastrender_module, name)

@@ -21,9 +21,7 @@ from _fastrender import TemplateError
 from _fastrender._catalog import CANONICAL, DIALECTS, MODIFIERS
 from _fastrender._testing import FastrenderImplementation, c_available
 
-SETTINGS = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 _PY = FastrenderImplementation(True).api
 
@@ -152,9 +150,7 @@ def test_twins_render_alike(both, template, data):
         rows.append(row)
     for row in rows:
         assert _outcome(lambda r=row: plan_c.render(r)) == _outcome(lambda r=row: plan_py.render(r))
-    assert _outcome(lambda: plan_c.render_many(rows)) == _outcome(
-        lambda: plan_py.render_many(rows)
-    )
+    assert _outcome(lambda: plan_c.render_many(rows)) == _outcome(lambda: plan_py.render_many(rows))
 
 
 # ----------------------------------------------------------------------------- the oracle
@@ -249,7 +245,9 @@ def test_oracle_plain_notation_agrees_with_decimal(value):
 
 @SETTINGS
 @given(case=structured())
-@example(case=("https://ts.example/pb?{payout}", {"payout": 1e-07}, "https://ts.example/pb?0.0000001"))
+@example(
+    case=("https://ts.example/pb?{payout}", {"payout": 1e-07}, "https://ts.example/pb?0.0000001")
+)
 def test_matches_the_oracle(fastrender_module, case):
     template, values, expected = case
     plan = fastrender_module.compile_template(template)
@@ -268,11 +266,39 @@ def test_floats_are_shortest_round_trip_in_plain_notation(fastrender_module, val
 
 
 _EDGE_FLOATS = [
-    1e-4, 1.0000000000000001e-4, 9.999999999999999e-5, 0.1 + 0.2, 1 / 3, 2 / 3, 0.5, 1.0, -1.0,
-    999999999999999.9, 1e15, 9.999999999999998e14, 2.0**50, 2.0**50 + 0.5, 2.0**52 + 1,
-    2.0**53, 2.0**53 + 2, 1125899906842623.9, 4503599627370495.5, 123.456, 1.005, 2.675,
-    0.07, 1.15, 100.0, 1234567.0, 5e-5, 12345678901234.56, 0.000123, 9007199254740993.0,
-    1.7976931348623157e308, 2.2250738585072014e-308, 5e-324,
+    1e-4,
+    1.0000000000000001e-4,
+    9.999999999999999e-5,
+    0.1 + 0.2,
+    1 / 3,
+    2 / 3,
+    0.5,
+    1.0,
+    -1.0,
+    999999999999999.9,
+    1e15,
+    9.999999999999998e14,
+    2.0**50,
+    2.0**50 + 0.5,
+    2.0**52 + 1,
+    2.0**53,
+    2.0**53 + 2,
+    1125899906842623.9,
+    4503599627370495.5,
+    123.456,
+    1.005,
+    2.675,
+    0.07,
+    1.15,
+    100.0,
+    1234567.0,
+    5e-5,
+    12345678901234.56,
+    0.000123,
+    9007199254740993.0,
+    1.7976931348623157e308,
+    2.2250738585072014e-308,
+    5e-324,
 ]
 
 
@@ -286,9 +312,7 @@ def test_float_edges(fastrender_module, value):
 @given(
     value=st.one_of(
         st.floats(min_value=1e-4, max_value=1e15),
-        st.integers(-(10**9), 10**9).flatmap(
-            lambda n: st.integers(0, 12).map(lambda k: n / 10**k)
-        ),
+        st.integers(-(10**9), 10**9).flatmap(lambda n: st.integers(0, 12).map(lambda k: n / 10**k)),
     )
 )
 def test_fast_float_range(fastrender_module, value):

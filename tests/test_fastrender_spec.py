@@ -13,13 +13,17 @@ EXAMPLES = [
         "https://ts.example/pb?cid=a%20b%26c&p=1.50",
     ),
     ("https://ts.example/pb?z={tName:zoneid}", {"var:zoneid": "42"}, "https://ts.example/pb?z=42"),
-    ("https://ts.example/pb?x={var9}&j={\"a\":1}", {}, "https://ts.example/pb?x=&j={\"a\":1}"),
+    ('https://ts.example/pb?x={var9}&j={"a":1}', {}, 'https://ts.example/pb?x=&j={"a":1}'),
     (
         "https://ts.example/pb?s={status|map:approved=1,*=0}&h={externalid|md5}",
         {"conversion.status": "approved", "externalid": "abc"},
         "https://ts.example/pb?s=1&h=900150983cd24fb0d6963f7d28e17f72",
     ),
-    ("https://ts.example/pb?u={var:u|raw}", {"var:u": "a%20b&c=d e"}, "https://ts.example/pb?u=a%20b&c=d%20e"),
+    (
+        "https://ts.example/pb?u={var:u|raw}",
+        {"var:u": "a%20b&c=d e"},
+        "https://ts.example/pb?u=a%20b&c=d%20e",
+    ),
 ]
 
 

@@ -45,7 +45,9 @@ def _runtime_parameters(function: object) -> list[tuple[str, str]]:
 
 def test_stub_all_matches_the_twin():
     (assign,) = [
-        n for n in TREE.body if isinstance(n, ast.Assign) and n.targets[0].id == "__all__"  # type: ignore[attr-defined]
+        n
+        for n in TREE.body
+        if isinstance(n, ast.Assign) and n.targets[0].id == "__all__"  # type: ignore[attr-defined]
     ]
     assert ast.literal_eval(assign.value) == _plan_py.__all__
 

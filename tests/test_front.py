@@ -32,8 +32,7 @@ async def test_hot_and_handed_on_routes_answer_alike(tmp_path: Path) -> None:
     gw = await start_gateway(tmp_path, write_config(tmp_path))
     try:
         plain = await gw.client.get("/click/c-hand", params={"cid": "P"}, allow_redirects=False)
-        encoded = await gw.client.get("/click/c%2Dhand", params={"cid": "E"},
-                                      allow_redirects=False)  # fmt: skip
+        encoded = await gw.client.get("/click/c%2Dhand", params={"cid": "E"}, allow_redirects=False)
         assert plain.status == encoded.status == 302
         assert plain.headers["Cache-Control"] == encoded.headers["Cache-Control"] == "no-store"
         click_id = plain.headers["Location"].split("sub=")[1].split("&")[0]
@@ -47,7 +46,6 @@ async def test_hot_and_handed_on_routes_answer_alike(tmp_path: Path) -> None:
         assert counts["clicks"] == 2 and counts["conversions"] == 1
     finally:
         await stop_gateway(gw)
-
 
 
 _PLAIN = st.text(alphabet="ab1-_.~+=&;:@!$'()*,/?", max_size=40)
@@ -72,9 +70,11 @@ async def test_expect_100_continue_is_answered_before_the_body(tmp_path: Path) -
         server = gw.client.server
         reader, writer = await asyncio.open_connection(server.host, server.port)
         body = b"cid=nope&txid=e1&payout=1"
-        writer.write(b"POST /postback HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-                     b"Content-Type: application/x-www-form-urlencoded\r\n"
-                     b"Content-Length: %d\r\n\r\n" % len(body))  # fmt: skip
+        writer.write(
+            b"POST /postback HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
         await writer.drain()
         interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
         assert interim.startswith(b"HTTP/1.1 100 Continue")

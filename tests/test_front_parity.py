@@ -22,16 +22,78 @@ from yarl import URL
 
 from tests.intake_helpers import Gateway, start_gateway, stop_gateway, write_config
 
-PATHS = ["/postback", "/postback", "/postback", "/click/c-hand", "/click/c-exo", "/click/nope",
-         "/click/", "/click/c%2Dhand", "/click/c-hand/x", "/postback/", "/Postback",
-         "/click/%ZZ"]  # fmt: skip
-NAMES = ["cid", "clickid", "subid", "txid", "tid", "payout", "sum", "status", "event", "et",
-         "network", "secret", "externalid", "external_id", "var1", "var:zone", "zoneid",
-         "campaign", "traffic_source", "currency", "", "a+b", "%63id"]  # fmt: skip
-VALUES = ["", "1", "1.25", "-3", "1e3", "abc", "approved", "pending", "rejected", "sale", "2",
-          "lead", "near", "far", "near-secret", "x+y", "%20", "%ZZ", "%FF", "%C3%A9", "%E2%82",
-          "a%26b", "a=b", "NaN", "x" * 300, "t-1", "t-2", "c-hand", "hand", "hand",
-          "exo"]  # fmt: skip
+PATHS = [
+    "/postback",
+    "/postback",
+    "/postback",
+    "/click/c-hand",
+    "/click/c-exo",
+    "/click/nope",
+    "/click/",
+    "/click/c%2Dhand",
+    "/click/c-hand/x",
+    "/postback/",
+    "/Postback",
+    "/click/%ZZ",
+]
+NAMES = [
+    "cid",
+    "clickid",
+    "subid",
+    "txid",
+    "tid",
+    "payout",
+    "sum",
+    "status",
+    "event",
+    "et",
+    "network",
+    "secret",
+    "externalid",
+    "external_id",
+    "var1",
+    "var:zone",
+    "zoneid",
+    "campaign",
+    "traffic_source",
+    "currency",
+    "",
+    "a+b",
+    "%63id",
+]
+VALUES = [
+    "",
+    "1",
+    "1.25",
+    "-3",
+    "1e3",
+    "abc",
+    "approved",
+    "pending",
+    "rejected",
+    "sale",
+    "2",
+    "lead",
+    "near",
+    "far",
+    "near-secret",
+    "x+y",
+    "%20",
+    "%ZZ",
+    "%FF",
+    "%C3%A9",
+    "%E2%82",
+    "a%26b",
+    "a=b",
+    "NaN",
+    "x" * 300,
+    "t-1",
+    "t-2",
+    "c-hand",
+    "hand",
+    "hand",
+    "exo",
+]
 
 
 def _target(rng: random.Random) -> tuple[str, str]:
@@ -39,8 +101,10 @@ def _target(rng: random.Random) -> tuple[str, str]:
     path = rng.choice(PATHS)
     pairs = []
     if rng.random() < 0.4:  # attributed by external id: its rules render the values
-        pairs += [f"externalid={rng.choice(['e', 'e+', 'e%2B', 'e%C3%A9'])}{rng.randrange(20)}",
-                  "campaign=c-hand"]
+        pairs += [
+            f"externalid={rng.choice(['e', 'e+', 'e%2B', 'e%C3%A9'])}{rng.randrange(20)}",
+            "campaign=c-hand",
+        ]
     for _ in range(rng.randrange(0, 7)):
         name, value = rng.choice(NAMES), rng.choice(VALUES)
         pairs.append(name if rng.random() < 0.05 else f"{name}={value}")
@@ -68,8 +132,9 @@ async def pair(tmp_path: Path) -> AsyncIterator[tuple[Gateway, Gateway]]:
     (tmp_path / "front").mkdir()
     (tmp_path / "router").mkdir()
     front = await start_gateway(tmp_path / "front", write_config(tmp_path / "front"))
-    router = await start_gateway(tmp_path / "router", write_config(tmp_path / "router"),
-                                 front=False)  # fmt: skip
+    router = await start_gateway(
+        tmp_path / "router", write_config(tmp_path / "router"), front=False
+    )
     yield front, router
     await stop_gateway(front)
     await stop_gateway(router)

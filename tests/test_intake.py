@@ -35,11 +35,15 @@ async def test_health_and_metrics(gw: Gateway) -> None:
 
 async def test_click_records_and_redirects_with_click_id(gw: Gateway) -> None:
     resp = await gw.client.get(
-        "/click/c-hand", params={"cid": "EXT 1", "zoneid": "42", "site": "s1", "var3": "x"},
-        headers={"User-Agent": "UA/1", "Referer": "https://ref.example/page",
-                 "Accept-Language": "de-DE,de;q=0.9"},
+        "/click/c-hand",
+        params={"cid": "EXT 1", "zoneid": "42", "site": "s1", "var3": "x"},
+        headers={
+            "User-Agent": "UA/1",
+            "Referer": "https://ref.example/page",
+            "Accept-Language": "de-DE,de;q=0.9",
+        },
         allow_redirects=False,
-    )  # fmt: skip
+    )
     assert resp.status == 302
     location = resp.headers["Location"]
     click_id = location.split("sub=")[1].split("&")[0]
@@ -62,8 +66,12 @@ async def test_unknown_campaign_is_404_json(gw: Gateway) -> None:
 
 
 async def test_api_clicks_answers_in_order(gw: Gateway) -> None:
-    items = [{"campaign_id": "c-hand", "cid": "a"}, {"campaign_id": "nope"},
-             {"campaign_id": "c-exo", "params": {"externalid": "b", "zoneid": "9"}}, 5]  # fmt: skip
+    items = [
+        {"campaign_id": "c-hand", "cid": "a"},
+        {"campaign_id": "nope"},
+        {"campaign_id": "c-exo", "params": {"externalid": "b", "zoneid": "9"}},
+        5,
+    ]
     resp = await gw.client.post("/api/clicks", json=items)
     assert resp.status == 200
     results = await resp.json()
@@ -88,8 +96,9 @@ async def test_click_id_and_payout_aliases(gw: Gateway, cid_name: str, payout_na
 @pytest.mark.parametrize("event_name", ["event", "et"])
 async def test_txid_event_currency_aliases(gw: Gateway, tx_name: str, event_name: str) -> None:
     click_id = await gw.click(cid="E2")
-    status, _ = await gw.postback(cid=click_id, **{tx_name: "T-9", event_name: "sale"},
-                                  currency="EUR")  # fmt: skip
+    status, _ = await gw.postback(
+        cid=click_id, **{tx_name: "T-9", event_name: "sale"}, currency="EUR"
+    )
     assert status == 200
     (delivery,) = [d for d in gw.sink.submitted if d.rule == "hand:approved"]
     assert "tx=T-9&cur=EUR&ev=sale" in delivery.url
@@ -103,9 +112,11 @@ async def test_accepted_duplicate_and_unattributed(gw: Gateway) -> None:
     status, first = await gw.postback(cid=click_id, txid="1")
     assert status == 200 and first["status"] == "accepted" and first["postbacks"] == 2
     status, again = await gw.postback(cid=click_id, txid="1")
-    assert status == 200 and again == {"status": "duplicate",
-                                       "conversion_id": first["conversion_id"],
-                                       "postbacks": 0}  # fmt: skip
+    assert status == 200 and again == {
+        "status": "duplicate",
+        "conversion_id": first["conversion_id"],
+        "postbacks": 0,
+    }
     assert len(gw.sink.submitted) == 2 and len(await _deliveries(gw)) == 2
     status, other = await gw.postback(cid=click_id, txid="2")
     assert status == 200 and other["status"] == "accepted"
@@ -116,20 +127,34 @@ async def test_accepted_duplicate_and_unattributed(gw: Gateway) -> None:
 
 
 async def test_conversion_with_its_own_data_renders(gw: Gateway) -> None:
-    status, body = await gw.postback(cid="upstream-1", externalid="X9", campaign="c-hand",
-                                     var2="v", payout="3")  # fmt: skip
+    status, body = await gw.postback(
+        cid="upstream-1", externalid="X9", campaign="c-hand", var2="v", payout="3"
+    )
     assert (status, body["status"], body["postbacks"]) == (200, "accepted", 2)
     assert "c=X9&p=3&s=approved&z=&v2=v" in gw.sink.submitted[0].url
 
 
-@pytest.mark.parametrize(("word", "expected"), [
-    ("approved", "approved"), ("approve", "approved"), ("confirmed", "approved"),
-    ("sale", "approved"), ("success", "approved"), ("OK", "approved"),
-    ("pending", "pending"), ("lead", "pending"), ("hold", "pending"),
-    ("rejected", "rejected"), ("declined", "rejected"), ("decline", "rejected"),
-    ("cancelled", "rejected"), ("trash", "rejected"), ("fail", "rejected"),
-    ("chargeback", "rejected"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("approved", "approved"),
+        ("approve", "approved"),
+        ("confirmed", "approved"),
+        ("sale", "approved"),
+        ("success", "approved"),
+        ("OK", "approved"),
+        ("pending", "pending"),
+        ("lead", "pending"),
+        ("hold", "pending"),
+        ("rejected", "rejected"),
+        ("declined", "rejected"),
+        ("decline", "rejected"),
+        ("cancelled", "rejected"),
+        ("trash", "rejected"),
+        ("fail", "rejected"),
+        ("chargeback", "rejected"),
+    ],
+)
 async def test_status_words(gw: Gateway, word: str, expected: str) -> None:
     click_id = await gw.click(cid="E4")
     status, body = await gw.postback(cid=click_id, status=word)
@@ -160,8 +185,9 @@ async def test_status_update_fires_matching_rules_once(gw: Gateway) -> None:
     assert counts["conversions"] == 1 and counts["deliveries"] == 3
 
 
-@pytest.mark.parametrize(("old", "new"), [("approved", "pending"), ("rejected", "approved"),
-                                          ("rejected", "pending")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("old", "new"), [("approved", "pending"), ("rejected", "approved"), ("rejected", "pending")]
+)
 async def test_forbidden_transitions_409_change_nothing(gw: Gateway, old: str, new: str) -> None:
     click_id = await gw.click(cid="E6")
     status, _ = await gw.postback(cid=click_id, event="x", status=old)
@@ -188,8 +214,9 @@ async def test_network_allowlist_secret_and_own_words(gw: Gateway) -> None:
     assert status == 403 and body["field"] == "network"
     status, body = await gw.postback(cid=click_id, network="near", secret="wrong")
     assert status == 403 and body["field"] == "secret"
-    status, body = await gw.postback(cid=click_id, network="near", secret="near-secret",
-                                     status="hold-ish")  # fmt: skip
+    status, body = await gw.postback(
+        cid=click_id, network="near", secret="near-secret", status="hold-ish"
+    )
     assert status == 200 and body["status"] == "accepted"
     status, body = await gw.postback(cid=click_id, network="near", secret="near-secret", status="5")
     assert status == 200 and body["postbacks"] == 2
@@ -212,14 +239,25 @@ async def test_post_form_json_and_batch(gw: Gateway) -> None:
     assert resp.status == 200 and (await resp.json())["status"] == "accepted"
     resp = await gw.client.post("/postback", json={"subid": click_id, "txid": "j", "sum": 1.5})
     assert resp.status == 200 and (await resp.json())["status"] == "accepted"
-    items = [{"cid": click_id, "txid": "b1"}, {"cid": click_id, "txid": "b1"},
-             {"cid": click_id, "status": "nonsense"}, {"cid": "none"}, "x",
-             {"cid": click_id, "txid": "b2", "network": "far"}]  # fmt: skip
+    items = [
+        {"cid": click_id, "txid": "b1"},
+        {"cid": click_id, "txid": "b1"},
+        {"cid": click_id, "status": "nonsense"},
+        {"cid": "none"},
+        "x",
+        {"cid": click_id, "txid": "b2", "network": "far"},
+    ]
     resp = await gw.client.post("/api/conversions", json=items)
     assert resp.status == 200
     results = await resp.json()
     assert [r["status"] for r in results] == [
-        "accepted", "duplicate", "error", "unattributed", "error", "error"]  # fmt: skip
+        "accepted",
+        "duplicate",
+        "error",
+        "unattributed",
+        "error",
+        "error",
+    ]
     assert [r["code"] for r in results] == [200, 200, 400, 202, 400, 403]
     assert results[0]["conversion_id"] == results[1]["conversion_id"]
 

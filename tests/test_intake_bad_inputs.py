@@ -38,13 +38,27 @@ CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
     ("POST", "/api/conversions", {"data": b"\xff\xfe"}, 400, "body"),
     ("POST", "/api/clicks", {"data": b"[1,"}, 400, "body"),
     ("POST", "/api/clicks", {"data": b"x" * 70000}, 413, "body"),
-    ("POST", "/postback", {"data": b"x" * 70000,
-                           "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
-     413, "body"),  # fmt: skip
-    ("POST", "/postback", {"data": b"[1]", "headers": {"Content-Type": "application/json"}},
-     400, "body"),  # fmt: skip
-    ("POST", "/postback", {"data": b"{bad", "headers": {"Content-Type": "application/json"}},
-     400, "body"),  # fmt: skip
+    (
+        "POST",
+        "/postback",
+        {"data": b"x" * 70000, "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+        413,
+        "body",
+    ),
+    (
+        "POST",
+        "/postback",
+        {"data": b"[1]", "headers": {"Content-Type": "application/json"}},
+        400,
+        "body",
+    ),
+    (
+        "POST",
+        "/postback",
+        {"data": b"{bad", "headers": {"Content-Type": "application/json"}},
+        400,
+        "body",
+    ),
     ("POST", "/postback", {"json": {"cid": "a", "payout": [1]}}, 400, "payout"),
     ("POST", "/postback", {"json": {"cid": {"x": 1}}}, 400, "cid"),
     ("POST", "/postback", {"json": {"cid": "a", "status": True}}, 400, "status"),
@@ -57,10 +71,14 @@ CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "kwargs", "code", "field"), CASES,
-                         ids=[f"{c[0]} {c[1][:40]} -> {c[3]}" for c in CASES])  # fmt: skip
-async def test_bad_input(gw: Gateway, method: str, path: str, kwargs: dict[str, Any],
-                         code: int, field: str | None) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "code", "field"),
+    CASES,
+    ids=[f"{c[0]} {c[1][:40]} -> {c[3]}" for c in CASES],
+)
+async def test_bad_input(
+    gw: Gateway, method: str, path: str, kwargs: dict[str, Any], code: int, field: str | None
+) -> None:
     resp = await gw.client.request(method, path, allow_redirects=False, **kwargs)
     assert resp.status == code, await resp.text()
     body = await resp.json()
@@ -75,11 +93,13 @@ async def test_bearer_token_on_api(tmp_path: Path) -> None:
     try:
         resp = await gateway.client.post("/api/conversions", json=[])
         assert resp.status == 401 and (await resp.json())["field"] == "Authorization"
-        resp = await gateway.client.post("/api/conversions", json=[],
-                                         headers={"Authorization": "Bearer nope"})  # fmt: skip
+        resp = await gateway.client.post(
+            "/api/conversions", json=[], headers={"Authorization": "Bearer nope"}
+        )
         assert resp.status == 401
-        resp = await gateway.client.post("/api/conversions", json=[],
-                                         headers={"Authorization": "Bearer tok"})  # fmt: skip
+        resp = await gateway.client.post(
+            "/api/conversions", json=[], headers={"Authorization": "Bearer tok"}
+        )
         assert resp.status == 200 and await resp.json() == []
         resp = await gateway.client.get("/postback", params={"cid": "x"})
         assert resp.status == 202  # /postback is not under /api
@@ -91,9 +111,10 @@ async def test_head_is_not_a_click_and_api_clicks_take_numbers(gw: Gateway) -> N
     resp = await gw.client.head("/click/c-hand")
     assert resp.status == 405
     assert (await gw.store.counts())["clicks"] == 0
-    resp = await gw.client.post("/api/clicks",
-                                json=[{"campaign_id": "c-hand", "zoneid": 42},
-                                      {"campaign_id": "c-hand", "zoneid": [1]}])  # fmt: skip
+    resp = await gw.client.post(
+        "/api/clicks",
+        json=[{"campaign_id": "c-hand", "zoneid": 42}, {"campaign_id": "c-hand", "zoneid": [1]}],
+    )
     results = await resp.json()
     assert results[0]["status"] == "accepted" and results[1]["code"] == 400
     click = await gw.store.find_click(results[0]["click_id"])

@@ -54,8 +54,13 @@ def _config(tmp_path: Path) -> Config:
 def test_every_field_of_an_attributed_and_an_unattributed_delivery(tmp_path: Path) -> None:
     config = _config(tmp_path)
     click_id = clickid.new_click_ids(NOW - 100, 1)[0]
-    click = Click(click_id=click_id, campaign_id="camp", traffic_source="ts",
-                  created_at=NOW - 100, tokens={"externalid": "ext-1"})  # fmt: skip
+    click = Click(
+        click_id=click_id,
+        campaign_id="camp",
+        traffic_source="ts",
+        created_at=NOW - 100,
+        tokens={"externalid": "ext-1"},
+    )
     attributed = parse_conversion([("cid", click_id), ("txid", "t1"), ("payout", "2.5")], config)
     unattributed = parse_conversion(
         [("externalid", "ext-9"), ("traffic_source", "ts"), ("txid", "t2"), ("payout", "1")],
@@ -68,29 +73,68 @@ def test_every_field_of_an_attributed_and_an_unattributed_delivery(tmp_path: Pat
     assert [r.outcome for r in results] == ["accepted", "accepted"]
     by_key = {(d.rule, d.conversion_id): d for d in deliveries}
     first, second = (r.conversion_id for r in rows)
-    common = dict(delivery_id=0, status="queued", attempts=0, traffic_source="ts",
-                  method="GET", body=None, host="pb.example", created_at=NOW,
-                  answer_rule=None)  # fmt: skip
-    slow = dict(common, rule="ts:slow", next_at=NOW + 30, not_before=NOW + 30, max_attempts=4,
-                schedule=[5.0, 50.0])  # fmt: skip
-    plain = dict(common, rule="ts:plain", next_at=NOW, not_before=NOW, max_attempts=7,
-                 schedule=[10.0, 60.0])  # fmt: skip
+    common = dict(
+        delivery_id=0,
+        status="queued",
+        attempts=0,
+        traffic_source="ts",
+        method="GET",
+        body=None,
+        host="pb.example",
+        created_at=NOW,
+        answer_rule=None,
+    )
+    slow = dict(
+        common,
+        rule="ts:slow",
+        next_at=NOW + 30,
+        not_before=NOW + 30,
+        max_attempts=4,
+        schedule=[5.0, 50.0],
+    )
+    plain = dict(
+        common, rule="ts:plain", next_at=NOW, not_before=NOW, max_attempts=7, schedule=[10.0, 60.0]
+    )
     url_a = "https://pb.example/a?c=ext-1&p=2.5"
     url_b = "https://pb.example/b?tx=t1"
     expected = {
         ("ts:slow", first): Delivery(
-            **slow, conversion_id=first, campaign_id="camp", url=url_a, display_url=url_a,
-            click_time=NOW - 100, expires_at=NOW - 100 + 3600),
+            **slow,
+            conversion_id=first,
+            campaign_id="camp",
+            url=url_a,
+            display_url=url_a,
+            click_time=NOW - 100,
+            expires_at=NOW - 100 + 3600,
+        ),
         ("ts:plain", first): Delivery(
-            **plain, conversion_id=first, campaign_id="camp", url=url_b, display_url=url_b,
-            click_time=NOW - 100, expires_at=NOW - 100 + 3600),
+            **plain,
+            conversion_id=first,
+            campaign_id="camp",
+            url=url_b,
+            display_url=url_b,
+            click_time=NOW - 100,
+            expires_at=NOW - 100 + 3600,
+        ),
         ("ts:slow", second): Delivery(
-            **slow, conversion_id=second, campaign_id="", url="https://pb.example/a?c=ext-9&p=1",
-            display_url="https://pb.example/a?c=ext-9&p=1", click_time=None, expires_at=None),
+            **slow,
+            conversion_id=second,
+            campaign_id="",
+            url="https://pb.example/a?c=ext-9&p=1",
+            display_url="https://pb.example/a?c=ext-9&p=1",
+            click_time=None,
+            expires_at=None,
+        ),
         ("ts:plain", second): Delivery(
-            **plain, conversion_id=second, campaign_id="", url="https://pb.example/b?tx=t2",
-            display_url="https://pb.example/b?tx=t2", click_time=None, expires_at=None),
-    }  # fmt: skip
+            **plain,
+            conversion_id=second,
+            campaign_id="",
+            url="https://pb.example/b?tx=t2",
+            display_url="https://pb.example/b?tx=t2",
+            click_time=None,
+            expires_at=None,
+        ),
+    }
     assert by_key == expected
 
 
@@ -98,8 +142,13 @@ def test_deliveries_of_one_rule_are_separate_objects(tmp_path: Path) -> None:
     """The store numbers each delivery in place: copies must not share state."""
     config = _config(tmp_path)
     click_id = clickid.new_click_ids(NOW - 100, 1)[0]
-    click = Click(click_id=click_id, campaign_id="camp", traffic_source="ts",
-                  created_at=NOW - 100, tokens={"externalid": "ext-1"})  # fmt: skip
+    click = Click(
+        click_id=click_id,
+        campaign_id="camp",
+        traffic_source="ts",
+        created_at=NOW - 100,
+        tokens={"externalid": "ext-1"},
+    )
     convs = [parse_conversion([("cid", click_id), ("txid", f"t{i}")], config) for i in range(3)]
     _, deliveries, _, _ = build_batch(config, [], convs, {click_id: click}, {}, NOW)  # type: ignore[arg-type]
     slow = [d for d in deliveries if d.rule == "ts:slow"]

@@ -11,9 +11,13 @@ VALUES = [0.0, 0.0005, 0.001, 0.0011, 0.003, 0.003, 0.05, 0.7, 2.5, 29.0, 61.0, 
 
 def _samples(metrics: Metrics, endpoint: str) -> dict[str, float]:
     text = metrics.exposition().decode()
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line.startswith("gateway_ingest_seconds") and f'endpoint="{endpoint}"' in line
-            and "_created" not in line}  # fmt: skip
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("gateway_ingest_seconds")
+        and f'endpoint="{endpoint}"' in line
+        and "_created" not in line
+    }
 
 
 def test_batched_observer_matches_observe() -> None:
@@ -23,9 +27,8 @@ def test_batched_observer_matches_observe() -> None:
         plain.ingest_latency.labels("postback").observe(value)
         observer.observe(value)
     assert _samples(bulk, "postback") == pytest.approx(_samples(plain, "postback"))
-    assert (
-        _samples(bulk, "postback")['gateway_ingest_seconds_count{endpoint="postback"}']
-        == len(VALUES)
+    assert _samples(bulk, "postback")['gateway_ingest_seconds_count{endpoint="postback"}'] == len(
+        VALUES
     )
 
 

@@ -59,9 +59,21 @@ TOKEN = "e2e-api-token-" + secrets.token_hex(4)
 PAYOUT = "1.25"
 #: The presets exercised here: https and http, status-only and body rules, secrets or none.
 PRESETS = (
-    "exoclick", "exads", "propellerads", "trafficstars", "zeropark", "mgid", "taboola",
-    "outbrain", "richads", "evadav", "popads", "clickadu", "adsterra", "popcash",
-)  # fmt: skip
+    "exoclick",
+    "exads",
+    "propellerads",
+    "trafficstars",
+    "zeropark",
+    "mgid",
+    "taboola",
+    "outbrain",
+    "richads",
+    "evadav",
+    "popads",
+    "clickadu",
+    "adsterra",
+    "popcash",
+)
 #: Refusals a network documents in words only (no quoted answer in the catalog's examples).
 DOCUMENTED = {
     "exads": [(200, "ERROR: Goal value is invalid")],  # notes: same engine as ExoClick
@@ -111,7 +123,8 @@ NETS = {name: make_net(name) for name in PRESETS}
 def config_text(nets: dict[str, Net], sink: NetworkSink, ca: Path, transport: str) -> str:
     resolve = sink.resolve_map({n.host: n.scheme for n in nets.values()})
     table = ", ".join(f'"{k}" = "{v}"' for k, v in resolve.items())
-    parts = [f"""
+    parts = [
+        f"""
 api_token = "{TOKEN}"
 
 [batch]
@@ -127,7 +140,8 @@ schedule = [0.3, 0.3]
 jitter = 0.0
 breaker_failures = 1000
 resolve = {{ {table} }}
-"""]
+"""
+    ]
     for net in nets.values():
         params = ", ".join(f'{k} = "{v}"' for k, v in net.params.items())
         variables = [k.removeprefix("var:") for k in net.preset.click_macros if k != "externalid"]
@@ -148,7 +162,7 @@ offer_url = "https://offer.example/lp?sub={{click.id}}"
 [[traffic_sources]]
 name = "popads-short"
 preset = "popads"
-params = {{ aid = "{popads.params['aid']}" }}
+params = {{ aid = "{popads.params["aid"]}" }}
 max_click_age = 1
 
 [[campaigns]]
@@ -174,8 +188,9 @@ class World:
 
 
 @pytest.fixture(scope="module", params=["aiohttp", "lean"])
-def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[World]:  # fmt: skip
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
     """The gateway subprocess and the stand-in networks, once per HTTP client."""
     transport: str = request.param
     root = tmp_path_factory.mktemp(f"presets-e2e-{transport}")
@@ -217,8 +232,13 @@ class Client:
         return location.split("sub=", 1)[1].split("&", 1)[0]
 
     async def convert(self, click_id: str, txid: str) -> dict[str, Any]:
-        params = {"cid": click_id, "payout": PAYOUT, "txid": txid, "currency": "USD",
-                  "status": "approved"}  # fmt: skip
+        params = {
+            "cid": click_id,
+            "payout": PAYOUT,
+            "txid": txid,
+            "currency": "USD",
+            "status": "approved",
+        }
         async with self.session.get(self.world.url + "/postback", params=params) as resp:
             body = await resp.json()
             assert resp.status == 200, body
@@ -226,20 +246,23 @@ class Client:
         return body
 
     async def api(self, method: str, path: str, **kw: Any) -> Any:
-        async with self.session.request(method, self.world.url + path, headers=self.auth,
-                                        **kw) as resp:  # fmt: skip
+        async with self.session.request(
+            method, self.world.url + path, headers=self.auth, **kw
+        ) as resp:
             text = await resp.text()
             assert resp.status == 200, (path, resp.status, text)
         self.world.shown.append(text)
         return json.loads(text)
 
-    async def delivery_for(self, source: str, conversion_id: str, timeout: float = 20.0
-                           ) -> dict[str, Any]:  # fmt: skip
+    async def delivery_for(
+        self, source: str, conversion_id: str, timeout: float = 20.0
+    ) -> dict[str, Any]:
         """The conversion's delivery once it is final, with its attempts."""
         deadline = time.monotonic() + timeout
         while True:
-            page = await self.api("GET", "/api/deliveries",
-                                  params={"traffic_source": source, "limit": "1000"})  # fmt: skip
+            page = await self.api(
+                "GET", "/api/deliveries", params={"traffic_source": source, "limit": "1000"}
+            )
             mine = [d for d in page["deliveries"] if d["conversion_id"] == conversion_id]
             if mine and mine[0]["status"] != "queued":
                 return await self.api("GET", f"/api/deliveries/{mine[0]['delivery_id']}")
@@ -267,8 +290,13 @@ async def client(world: World) -> AsyncIterator[Client]:
 
 def expected_url(net: Net, externalid: str, txid: str) -> str:
     """What the network must receive, rendered independently from the preset."""
-    values = {"externalid": externalid, "payout": PAYOUT, "transaction.id": txid,
-              "currency": "USD", "conversion.status": "approved"}  # fmt: skip
+    values = {
+        "externalid": externalid,
+        "payout": PAYOUT,
+        "transaction.id": txid,
+        "currency": "USD",
+        "conversion.status": "approved",
+    }
     return compile_template(net.template).render(values)
 
 
@@ -305,8 +333,9 @@ async def test_preset_end_to_end(name: str, world: World, client: Client) -> Non
     net = NETS[name]
     plays = scenarios(net)
 
-    async def play(scenario: str, answers: list[tuple[int, str]], status: str, outcome: str,
-                   attempts: int) -> None:  # fmt: skip
+    async def play(
+        scenario: str, answers: list[tuple[int, str]], status: str, outcome: str, attempts: int
+    ) -> None:
         externalid = f"{name}-{scenario}-{secrets.token_hex(4)}"
         txid = f"tx-{secrets.token_hex(3)}"
         world.sink.expect(externalid, list(answers))
@@ -346,14 +375,17 @@ async def test_preset_end_to_end(name: str, world: World, client: Client) -> Non
 
     await asyncio.gather(*(play(*s) for s in plays))
     delivered = sum(1 for s in plays if s[2] == "delivered")
-    line = (f'gateway_deliveries_delivered_total{{status_class="2xx",traffic_source="{name}"}} '
-            f"{float(delivered)}")
+    line = (
+        f'gateway_deliveries_delivered_total{{status_class="2xx",traffic_source="{name}"}} '
+        f"{float(delivered)}"
+    )
     assert line in await client.metrics(line)
 
 
 @pytest.mark.parametrize("name", ["zeropark", "clickadu", "exoclick"])
-async def test_redirect_to_https_keeps_secrets_hidden(name: str, world: World, client: Client
-                                                      ) -> None:  # fmt: skip
+async def test_redirect_to_https_keeps_secrets_hidden(
+    name: str, world: World, client: Client
+) -> None:
     """A network moving its endpoint (301 to https, under /moved/): followed, and the log's
     "-> where it ended" shows the path with its credentials (Zeropark's uuid, Clickadu's
     hash sit in the path) as ``***``."""
@@ -408,8 +440,11 @@ async def test_popads_48_hours_with_a_virtual_clock(tmp_path: Path, world: World
     """
     net = NETS["popads"]
     path = tmp_path / "gateway.toml"
-    path.write_text(config_text({"popads": net}, world.sink, world.ca, world.transport).replace(
-        f'api_token = "{TOKEN}"', ""))  # fmt: skip
+    path.write_text(
+        config_text({"popads": net}, world.sink, world.ca, world.transport).replace(
+            f'api_token = "{TOKEN}"', ""
+        )
+    )
     config = load(path)
     clock = VirtualClock(start=time.time())
     store = SQLiteStore(tmp_path / "gateway.sqlite")
@@ -424,8 +459,9 @@ async def test_popads_48_hours_with_a_virtual_clock(tmp_path: Path, world: World
         early, late = f"popads-47h-{secrets.token_hex(3)}", f"popads-49h-{secrets.token_hex(3)}"
         clicks = {}
         for externalid in (early, late):
-            resp = await http.get("/click/c-popads", params={"externalid": externalid},
-                                  allow_redirects=False)  # fmt: skip
+            resp = await http.get(
+                "/click/c-popads", params={"externalid": externalid}, allow_redirects=False
+            )
             assert resp.status == 302
             clicks[externalid] = resp.headers["Location"].split("sub=")[1]
 
@@ -436,8 +472,9 @@ async def test_popads_48_hours_with_a_virtual_clock(tmp_path: Path, world: World
             for _ in range(800):  # 20 s at most
                 listed = await http.get("/api/deliveries", params={"traffic_source": "popads"})
                 page = await listed.json()
-                mine = [d for d in page["deliveries"]
-                        if d["conversion_id"] == body["conversion_id"]]  # fmt: skip
+                mine = [
+                    d for d in page["deliveries"] if d["conversion_id"] == body["conversion_id"]
+                ]
                 if mine and mine[0]["status"] != "queued":
                     return mine[0]
                 await asyncio.sleep(0.025)
@@ -451,10 +488,11 @@ async def test_popads_48_hours_with_a_virtual_clock(tmp_path: Path, world: World
         await clock.advance(2 * 3600)
         expired = await convert_and_wait(late)
         assert expired["status"] == "expired" and expired["last_outcome"] == "expired"
-        assert expired["expires_at"] == pytest.approx(expired["created_at"] - 49 * 3600 + 48 * 3600,
-                                                      abs=1.0)  # fmt: skip
+        assert expired["expires_at"] == pytest.approx(
+            expired["created_at"] - 49 * 3600 + 48 * 3600, abs=1.0
+        )
         assert not world.sink.hits_for(late)
-        text = (await (await http.get("/metrics")).text())
+        text = await (await http.get("/metrics")).text()
         assert 'gateway_deliveries_expired_total{traffic_source="popads"} 1.0' in text
         sent_line = 'gateway_deliveries_delivered_total{status_class="2xx",traffic_source="popads"}'
         assert f"{sent_line} 1.0" in text
@@ -479,8 +517,10 @@ async def test_secrets_never_shown(world: World, client: Client) -> None:
         assert all(value in world.sink.hits_for(externalid)[0].raw for value in net.secrets)
         result = await client.api("POST", "/api/postbacks/test", json={"source": net.source})
         assert result["outcome"] == "delivered" and "***" in result["url"], result
-        assert all(value in world.sink.hits_for(result["values"]["externalid"])[0].raw
-                   for value in net.secrets)  # fmt: skip
+        assert all(
+            value in world.sink.hits_for(result["values"]["externalid"])[0].raw
+            for value in net.secrets
+        )
 
     # every page of the delivery API, every delivery's log
     cursor: Any = None
@@ -495,8 +535,9 @@ async def test_secrets_never_shown(world: World, client: Client) -> None:
     await client.metrics()
 
     # a replay sends again (and logs again); still nothing shown
-    replay = await client.api("POST", "/api/deliveries/replay",
-                              json={"status": "failed", "traffic_source": "exoclick"})  # fmt: skip
+    replay = await client.api(
+        "POST", "/api/deliveries/replay", json={"status": "failed", "traffic_source": "exoclick"}
+    )
     assert isinstance(replay["requeued"], int)
 
     log_text = world.log.read_text(errors="replace")
@@ -509,13 +550,16 @@ async def test_secrets_never_shown(world: World, client: Client) -> None:
             assert value not in seen, (net.source, "API or metrics")
 
 
-@pytest.mark.parametrize(("url", "display", "hidden"), [
-    ("https://h/p?goal=G1&tag=x", "https://h/p?goal=***&tag=x", ["G1"]),
-    ("http://h/zp/U1?cid=x&k=K22", "http://h/zp/***?cid=x&k=***", ["K22", "U1"]),
-    ("http://h/c/AB/?a=AB", "http://h/c/***/?a=***", ["AB", "AB"]),
-    ("https://h/p?x=1", "https://h/p?x=1", []),
-    ("https://h/p?goal=G1", "https://other/p?goal=***", None),  # does not align
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("url", "display", "hidden"),
+    [
+        ("https://h/p?goal=G1&tag=x", "https://h/p?goal=***&tag=x", ["G1"]),
+        ("http://h/zp/U1?cid=x&k=K22", "http://h/zp/***?cid=x&k=***", ["K22", "U1"]),
+        ("http://h/c/AB/?a=AB", "http://h/c/***/?a=***", ["AB", "AB"]),
+        ("https://h/p?x=1", "https://h/p?x=1", []),
+        ("https://h/p?goal=G1", "https://other/p?goal=***", None),  # does not align
+    ],
+)
 def test_hidden_values(url: str, display: str, hidden: list[str] | None) -> None:
     """The delivery log recovers a delivery's secrets by aligning its URL with the
     display copy, to hide them in bodies and redirect targets too."""

@@ -87,9 +87,12 @@ def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
     db = tmp_path / "g.sqlite"
     gw = GatewayProcess(config, db, tmp_path / "g.log")
     gw.start()
-    request = urllib.request.Request(gw.url + "/api/clicks", method="POST",
-                                     data=json.dumps([{"campaign_id": "one"}] * 50).encode(),
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    request = urllib.request.Request(
+        gw.url + "/api/clicks",
+        method="POST",
+        data=json.dumps([{"campaign_id": "one"}] * 50).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=5) as resp:
         ids = [r["click_id"] for r in json.load(resp)]
     gw.signal(signal.SIGTERM)
@@ -104,10 +107,23 @@ def test_refuses_public_address_without_token(tmp_path: Path) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text(BASE)
     done = subprocess.run(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--host", "0.0.0.0",
-         "--db", str(tmp_path / "g.sqlite")],
-        cwd=ROOT, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            str(config),
+            "--host",
+            "0.0.0.0",
+            "--db",
+            str(tmp_path / "g.sqlite"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode != 0 and "api_token" in done.stderr
 
 
@@ -115,10 +131,21 @@ def test_invalid_config_is_refused_at_start(tmp_path: Path) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text(BASE.replace("{externalid}", "{extrnalid}"))
     done = subprocess.run(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(config),
-         "--db", str(tmp_path / "g.sqlite")],
-        cwd=ROOT, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            str(config),
+            "--db",
+            str(tmp_path / "g.sqlite"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 1 and "did you mean {externalid}" in done.stderr
 
 
@@ -144,9 +171,22 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         held.listen()
         port = held.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port),
-             "--db", str(tmp_path / "g.sqlite")],
-            cwd=ROOT, capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+                "--db",
+                str(tmp_path / "g.sqlite"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     assert done.returncode == 1 and "cannot listen" in done.stderr
     assert "Traceback" not in done.stderr

@@ -33,8 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 GOAL = "GOALsecret0123456789abcdef012345"
 UUID = "UUIDsecret-5f0c-4d7e-9a31-000000000000"
 TOKEN = "api-token-for-tests"
-HOSTS = {"s.magsrv.com": "https", "postback.zeroredirect1.com": "http", "evadav.com": "https",
-         "pb.example": "http"}  # fmt: skip
+HOSTS = {
+    "s.magsrv.com": "https",
+    "postback.zeroredirect1.com": "http",
+    "evadav.com": "https",
+    "pb.example": "http",
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +51,14 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NetworkS
         sink.close()
 
 
-def config_text(sink: NetworkSink, ca: Path, *, token: bool = False, private: bool = True,
-                extra_resolve: dict[str, str] | None = None) -> str:  # fmt: skip
+def config_text(
+    sink: NetworkSink,
+    ca: Path,
+    *,
+    token: bool = False,
+    private: bool = True,
+    extra_resolve: dict[str, str] | None = None,
+) -> str:
     resolve = {**sink.resolve_map(HOSTS), **(extra_resolve or {})}
     table = ", ".join(f'"{k}" = "{v}"' for k, v in resolve.items())
     api_token = f'api_token = "{TOKEN}"' if token else ""
@@ -58,7 +68,7 @@ def config_text(sink: NetworkSink, ca: Path, *, token: bool = False, private: bo
 max_wait_ms = 1.0
 
 [delivery]
-allow_private_targets = {'true' if private else 'false'}
+allow_private_targets = {"true" if private else "false"}
 ca_file = "{ca}"
 timeout = 3.0
 resolve = {{ {table} }}
@@ -114,8 +124,11 @@ class App:
 
     async def test(self, body: Any, **headers: str) -> tuple[int, dict[str, Any]]:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        resp = await self.client.post("/api/postbacks/test", data=data, headers={
-            "Content-Type": "application/json", **headers})  # fmt: skip
+        resp = await self.client.post(
+            "/api/postbacks/test",
+            data=data,
+            headers={"Content-Type": "application/json", **headers},
+        )
         return resp.status, await resp.json()
 
 
@@ -141,8 +154,9 @@ async def app(tmp_path: Path, network: tuple[NetworkSink, Path]) -> AsyncIterato
         await started.store.close()
 
 
-async def test_delivered_over_https_through_resolve(app: App, network: tuple[NetworkSink, Path]
-                                                    ) -> None:  # fmt: skip
+async def test_delivered_over_https_through_resolve(
+    app: App, network: tuple[NetworkSink, Path]
+) -> None:
     sink, _ = network
     status, result = await app.test({"source": "exo"})
     assert status == 200, result
@@ -162,8 +176,9 @@ async def test_delivered_over_https_through_resolve(app: App, network: tuple[Net
     assert GOAL not in json.dumps(result)
 
 
-async def test_network_refusal_in_a_200_is_rejected(app: App, network: tuple[NetworkSink, Path]
-                                                    ) -> None:  # fmt: skip
+async def test_network_refusal_in_a_200_is_rejected(
+    app: App, network: tuple[NetworkSink, Path]
+) -> None:
     sink, _ = network
     sink.expect("tp-refused", [(200, "ERROR: tag invalid")])
     status, result = await app.test({"source": "exo", "values": {"externalid": "tp-refused"}})
@@ -176,8 +191,9 @@ async def test_network_refusal_in_a_200_is_rejected(app: App, network: tuple[Net
     assert (result["outcome"], result["reason"]) == ("rejected", "Incorrect click_id value")
 
 
-async def test_retry_answers_and_connection_errors(app: App, network: tuple[NetworkSink, Path]
-                                                   ) -> None:  # fmt: skip
+async def test_retry_answers_and_connection_errors(
+    app: App, network: tuple[NetworkSink, Path]
+) -> None:
     sink, _ = network
     sink.expect("tp-busy", [(503, "busy")])
     _, result = await app.test({"source": "zp", "values": {"externalid": "tp-busy"}})
@@ -278,24 +294,27 @@ async def test_nothing_is_stored(app: App) -> None:
     assert await app.store.list_deliveries(DeliveryFilter(), after_id=None, limit=10) == []
 
 
-@pytest.mark.parametrize(("body", "status", "field"), [
-    (b"{not json", 400, "body"),
-    ([1, 2], 400, "body"),
-    ({}, 400, "source"),
-    ({"source": 5}, 400, "source"),
-    ({"source": "exo", "colour": "red"}, 400, "colour"),
-    ({"source": "exo", "rule": True}, 400, "rule"),
-    ({"source": "exo", "rule": 7}, 400, "rule"),
-    ({"source": "exo", "values": []}, 400, "values"),
-    ({"source": "exo", "values": {"payout": [1]}}, 400, "values.payout"),
-    ({"source": "exo", "values": {"payout": True}}, 400, "values.payout"),
-    ({"source": "exo", "values": {"extrnalid": "x"}}, 400, "values.extrnalid"),
-    ({"source": "exo", "campaign": "c-exo-nope"}, 404, "campaign"),
-    ({"source": "zp", "campaign": "c-exo"}, 400, "source"),
-    ({"source": "nope"}, 404, "source"),
-    ({"campaign": "nope"}, 404, "campaign"),
-    ({"source": "exo", "rule": "no-such-rule"}, 404, "rule"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b"{not json", 400, "body"),
+        ([1, 2], 400, "body"),
+        ({}, 400, "source"),
+        ({"source": 5}, 400, "source"),
+        ({"source": "exo", "colour": "red"}, 400, "colour"),
+        ({"source": "exo", "rule": True}, 400, "rule"),
+        ({"source": "exo", "rule": 7}, 400, "rule"),
+        ({"source": "exo", "values": []}, 400, "values"),
+        ({"source": "exo", "values": {"payout": [1]}}, 400, "values.payout"),
+        ({"source": "exo", "values": {"payout": True}}, 400, "values.payout"),
+        ({"source": "exo", "values": {"extrnalid": "x"}}, 400, "values.extrnalid"),
+        ({"source": "exo", "campaign": "c-exo-nope"}, 404, "campaign"),
+        ({"source": "zp", "campaign": "c-exo"}, 400, "source"),
+        ({"source": "nope"}, 404, "source"),
+        ({"campaign": "nope"}, 404, "campaign"),
+        ({"source": "exo", "rule": "no-such-rule"}, 404, "rule"),
+    ],
+)
 async def test_bad_input(app: App, body: Any, status: int, field: str) -> None:
     got, answer = await app.test(body)
     assert (got, answer["field"]) == (status, field), answer
@@ -317,8 +336,9 @@ async def test_bearer_token_is_required(tmp_path: Path, network: tuple[NetworkSi
         await started.store.close()
 
 
-async def test_network_echoing_the_secret_is_redacted(app: App, network: tuple[NetworkSink, Path]
-                                                      ) -> None:  # fmt: skip
+async def test_network_echoing_the_secret_is_redacted(
+    app: App, network: tuple[NetworkSink, Path]
+) -> None:
     sink, _ = network
     sink.expect("tp-echo", [(400, f"bad request /tag.php?goal={GOAL}&tag=tp-echo")])
     _, result = await app.test({"source": "exo", "values": {"externalid": "tp-echo"}})
@@ -333,8 +353,11 @@ async def test_network_echoing_the_secret_is_redacted(app: App, network: tuple[N
 def cli(config: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway", "test-postback", "--config", str(config), *argv],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
 
 
 def test_cli(tmp_path: Path, network: tuple[NetworkSink, Path]) -> None:
@@ -359,11 +382,13 @@ def test_cli(tmp_path: Path, network: tuple[NetworkSink, Path]) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["rule"] == "c-exo:own"
 
-    for argv, message in ((["--source", "nope"], "source: unknown traffic source"),
-                          (["--source", "exo", "--set", "oops"], "expected NAME=VALUE"),
-                          (["--source", "exo", "--set", "extrnalid=1"], "unknown token"),
-                          (["--source", "exo", "--rule", "9"], "rule: rule index out of range"),
-                          ([], "name a traffic source or a campaign")):  # fmt: skip
+    for argv, message in (
+        (["--source", "nope"], "source: unknown traffic source"),
+        (["--source", "exo", "--set", "oops"], "expected NAME=VALUE"),
+        (["--source", "exo", "--set", "extrnalid=1"], "unknown token"),
+        (["--source", "exo", "--rule", "9"], "rule: rule index out of range"),
+        ([], "name a traffic source or a campaign"),
+    ):
         done = cli(config, *argv)
         assert done.returncode == 2 and message in done.stderr, (argv, done.stderr)
     for output in (done.stdout, done.stderr):

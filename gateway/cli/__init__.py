@@ -42,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="render one postback template")
     render.add_argument("template")
     render.add_argument(
-        "--set", dest="values", action="append", default=[], metavar="NAME=VALUE",
+        "--set",
+        dest="values",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
         help="a token value, e.g. --set externalid=abc or --set tName:zoneid=42",
     )
     render.add_argument("--dialect", default="clickflare", choices=("clickflare", "binom"))
@@ -69,10 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--source", help="traffic source name")
     test.add_argument("--campaign", help="campaign id")
     test.add_argument(
-        "--set", dest="values", action="append", default=[], metavar="NAME=VALUE",
+        "--set",
+        dest="values",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
         help="a token value, e.g. --set externalid=abc --set payout=2.5 (defaults: a fake "
-             "externalid test-..., payout 1.00, status approved)",
-    )  # fmt: skip
+        "externalid test-..., payout 1.00, status approved)",
+    )
     test.add_argument("--rule", help="the rule's index or name (default: the first that fires)")
     test.add_argument("--json", action="store_true")
     return parser

@@ -65,12 +65,20 @@ def _list(args: argparse.Namespace) -> int:
     for p in presets:
         params = ", ".join(f"{x.name}*" if x.secret else x.name for x in p.params)
         answer = "status + body" if p.rule else "status"
-        table.add_row(p.name, p.title, p.click_macros.get("externalid", ""), params or "-",
-                      answer, _age(p.max_click_age))  # fmt: skip
+        table.add_row(
+            p.name,
+            p.title,
+            p.click_macros.get("externalid", ""),
+            params or "-",
+            answer,
+            _age(p.max_click_age),
+        )
     console = Console(markup=False, highlight=False)
     console.print(table)
-    console.print("* secret: redacted wherever a postback URL is shown. "
-                  "Details: python -m gateway sources show NAME")  # fmt: skip
+    console.print(
+        "* secret: redacted wherever a postback URL is shown. "
+        "Details: python -m gateway sources show NAME"
+    )
     return 0
 
 

@@ -37,8 +37,9 @@ def _text(result: Mapping[str, Any]) -> str:
         lines.append(f"body     {excerpt[:200]}")
     lines.append(f"outcome  {result['outcome']}: {result['reason']}")
     if not result["would_fire"]:
-        lines.append("note     this rule would not fire for these values (status, event or "
-                     "required tokens)")  # fmt: skip
+        lines.append(
+            "note     this rule would not fire for these values (status, event or required tokens)"
+        )
     return "\n".join(lines)
 
 

@@ -1,4 +1,11 @@
-"""Sending rendered postbacks: transport, outcome rules, schedule, breaker, SSRF guard."""
+"""Sending rendered postbacks.
+
+``dispatcher`` owns in-flight deliveries; ``hostqueue`` hands out connection
+slots per host; ``timer`` and ``refill`` bring deliveries due later; ``retry``
+is the whole retry policy; ``judge`` and ``attempt`` turn an answer into a
+verdict and a log entry; ``recorder`` group-commits the log; ``transport/``
+sends one request.
+"""
 
 from __future__ import annotations
 

@@ -16,9 +16,13 @@ from gateway.store.base import Attempt, Delivery
 from gateway.verdict import Verdict
 
 __all__ = (
-    "expired_attempt", "from_answer", "from_error", "hidden_values", "request_headers",
+    "expired_attempt",
+    "from_answer",
+    "from_error",
+    "hidden_values",
+    "request_headers",
     "shown_url",
-)  # fmt: skip
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,28 +93,47 @@ def from_answer(d: Delivery, answer: Answer, started: float) -> tuple[Attempt, V
         prefix = _hide(d, prefix)
         verdict = Verdict(verdict.outcome, _hide(d, verdict.reason))
     attempt = Attempt(
-        delivery_id=d.delivery_id, started_at=started, url=shown_url(d, answer.final_url),
-        status_code=answer.status, error=None, latency_ms=answer.elapsed * 1000.0,
-        body_prefix=prefix, outcome=verdict.outcome, reason=verdict.reason,
+        delivery_id=d.delivery_id,
+        started_at=started,
+        url=shown_url(d, answer.final_url),
+        status_code=answer.status,
+        error=None,
+        latency_ms=answer.elapsed * 1000.0,
+        body_prefix=prefix,
+        outcome=verdict.outcome,
+        reason=verdict.reason,
     )
     return attempt, verdict
 
 
-def from_error(d: Delivery, exc: TransportError, started: float,
-               elapsed: float) -> tuple[Attempt, Verdict]:
+def from_error(
+    d: Delivery, exc: TransportError, started: float, elapsed: float
+) -> tuple[Attempt, Verdict]:
     reason = _hide(d, exc.reason)  # e.g. an invalid URL is quoted in full
     verdict = error_verdict(reason, final=exc.final)
     attempt = Attempt(
-        delivery_id=d.delivery_id, started_at=started, url=shown_url(d, exc.final_url),
-        status_code=None, error=reason, latency_ms=elapsed * 1000.0, body_prefix="",
-        outcome=verdict.outcome, reason=verdict.reason,
+        delivery_id=d.delivery_id,
+        started_at=started,
+        url=shown_url(d, exc.final_url),
+        status_code=None,
+        error=reason,
+        latency_ms=elapsed * 1000.0,
+        body_prefix="",
+        outcome=verdict.outcome,
+        reason=verdict.reason,
     )
     return attempt, verdict
 
 
 def expired_attempt(d: Delivery, now: float) -> Attempt:
     return Attempt(
-        delivery_id=d.delivery_id, started_at=now, url=d.display_url, status_code=None,
-        error=None, latency_ms=0.0, body_prefix="", outcome="expired",
+        delivery_id=d.delivery_id,
+        started_at=now,
+        url=d.display_url,
+        status_code=None,
+        error=None,
+        latency_ms=0.0,
+        body_prefix="",
+        outcome="expired",
         reason="click older than the destination remembers",
     )

@@ -78,7 +78,9 @@ class Breaker:
             state.open_until = now + state.pause
             log.warning(
                 "circuit open for %s after %d failures: paused for %.0f s",
-                host, state.failures, state.pause,
+                host,
+                state.failures,
+                state.pause,
             )
 
     def is_open(self, host: str) -> bool:

@@ -12,13 +12,10 @@ or scheduled again by the retry policy) once its attempt is committed.
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import logging
 import random
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import msgspec
 
@@ -30,9 +27,11 @@ from gateway.dispatch.hostqueue import HostQueues
 from gateway.dispatch.ratelimit import HostRateLimiter
 from gateway.dispatch.recorder import AttemptRecorder
 from gateway.dispatch.refill import REFILL_INTERVAL, Refill
+from gateway.dispatch.retention import purge_forever
 from gateway.dispatch.retry import STORE_ERROR_DELAY, Decision, after_attempt, expired
 from gateway.dispatch.settings import DeliverySettings
-from gateway.dispatch.tally import Tally
+from gateway.dispatch.tally import Tally, labelled
+from gateway.dispatch.timer import HOST, Timer
 from gateway.dispatch.transport.base import Answer, Transport, TransportError
 from gateway.dispatch.transport.factory import make_transport
 from gateway.dispatch.transport.redirects import REDIRECT_STATUSES, follow
@@ -43,11 +42,6 @@ from gateway.verdict import Verdict, host_trouble
 __all__ = ("Dispatcher",)
 
 log = logging.getLogger(__name__)
-
-#: How often finished rows past retention are purged.
-PURGE_INTERVAL = 3600.0
-#: Status class labels (``gateway.metrics.status_class``), looked up, not formatted.
-_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
 
 
 class Dispatcher:
@@ -68,6 +62,8 @@ class Dispatcher:
         self._now = self._clock.now
         self._transport = transport if transport is not None else make_transport(settings)
         self._rng = rng or random.Random()
+        self._timer = Timer(self._clock)
+        self._due_seq = self._timer.due_seq  # the submit path drops entries directly
         self._breaker = Breaker(failures=settings.breaker_failures, pause=settings.breaker_pause)
         self._hosts = HostQueues(
             max_connections=settings.max_connections,
@@ -75,26 +71,20 @@ class Dispatcher:
             breaker=self._breaker,
             limiter=HostRateLimiter(settings.rate_per_host),
             now=self._now,
-            on_hold=self._wake_for_host,
+            on_hold=self._timer.add_host,
         )
         self._recorder = AttemptRecorder(store)
         self._recorder.on_group = self._log_written
         self._recorder.on_flushed = self._after_log_write
-        self._children: dict[tuple[str, str, str], Any] = {}  # labelled metrics, cached
-        self._tally = Tally(self._child)  # metric updates, applied once per log group
+        self._tally = Tally(labelled(metrics))  # metric updates, applied once per log group
         self._refill = Refill(store)
         self._recent_done = self._refill.recent_done
         self._known: dict[int, Delivery] = {}  # queued in memory or in flight
         #: Queued in the store (in memory or not) or in flight: the queue-depth
         #: gauge.  Counted from the store at start, then kept here.
         self._queued = 0
-        self._due_seq: dict[int, int] = {}  # delivery_id -> seq of its live timer entry
-        self._timer: list[tuple[float, int, int, str]] = []  # (due, seq, delivery_id|-1, host)
-        self._seq = itertools.count()
         self._tasks: set[asyncio.Task[None]] = set()
         self._unrecorded = 0  # attempts handed to the recorder, not yet committed
-        self._wake = asyncio.Event()
-        self._planned_wake = float("inf")
         self._idle = asyncio.Event()
         self._running = False
         self._loaded = False
@@ -117,7 +107,12 @@ class Dispatcher:
         self._loaded = True
         self._background = [
             asyncio.create_task(self._scheduler(), name="dispatch-scheduler"),
-            asyncio.create_task(self._retention(), name="dispatch-retention"),
+            asyncio.create_task(
+                purge_forever(
+                    self._store, self._clock, self.settings.retention_days, lambda: self._running
+                ),
+                name="dispatch-retention",
+            ),
         ]
         for host in list(self._hosts.ready):
             self._pump(host)
@@ -188,28 +183,14 @@ class Dispatcher:
             self._hosts.push(d)
             self._pump(d.host)
             return
-        seq = next(self._seq)
-        self._due_seq[d.delivery_id] = seq
-        heapq.heappush(self._timer, (due, seq, d.delivery_id, d.host))
-        if due < self._planned_wake:
-            self._wake.set()
-
-    def _wake_for_host(self, host: str, until: float) -> None:
-        """A host is held until ``until``: look at it again then."""
-        heapq.heappush(self._timer, (until, next(self._seq), -1, host))
-        if until < self._planned_wake:
-            self._wake.set()
+        self._timer.add(due, d.delivery_id, d.host)
 
     def _fire_due(self, now: float) -> None:
-        while self._timer and self._timer[0][0] <= now:
-            _, seq, delivery_id, host = heapq.heappop(self._timer)
-            if delivery_id == -1:
+        for delivery_id, host in self._timer.pop_due(now):
+            if delivery_id == HOST:
                 if self._hosts.unhold(host, now):
                     self._pump(host)
                 continue
-            if self._due_seq.get(delivery_id) != seq:
-                continue  # superseded entry
-            del self._due_seq[delivery_id]
             d = self._known.get(delivery_id)
             if d is not None:
                 self._hosts.push(d)
@@ -264,7 +245,7 @@ class Dispatcher:
             self._hosts.inflight
             or self._unrecorded
             or self._hosts.waiting()
-            or (self._timer and self._timer[0][0] <= now)
+            or self._timer.due(now)
             or not self._loaded
             or self._refill.loading
             or self._next_refill <= now
@@ -286,36 +267,14 @@ class Dispatcher:
                 await asyncio.sleep(1.0)
 
     async def _tick(self) -> None:
-        self._wake.clear()
+        self._timer.start_tick()
         now = self._now()
         if now >= self._next_refill:
             more = await self._load(now)
             self._next_refill = self._now() + refill.pause(more, len(self._known))
         self._fire_due(self._now())
         self._update_idle()
-        wake_at = min(self._timer[0][0] if self._timer else float("inf"), self._next_refill)
-        self._planned_wake = wake_at
-        if wake_at > self._now():
-            await self._sleep_or_wake(wake_at)
-        self._planned_wake = float("-inf")
-
-    async def _sleep_until(self, when: float) -> None:
-        # The delay is computed when this task first runs, not when it is
-        # created: time may have moved in between (a virtual clock's advance()).
-        # (A virtual clock's sleep(0) would wait for the next advance(): skip it.)
-        delay = when - self._now()
-        if delay > 0:
-            await self._clock.sleep(delay)
-
-    async def _sleep_or_wake(self, when: float) -> None:
-        sleeper = asyncio.ensure_future(self._sleep_until(when))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            waker.cancel()
-            await asyncio.gather(sleeper, waker, return_exceptions=True)
+        await self._timer.sleep(self._next_refill)
 
     async def _load(self, now: float) -> bool:
         """One refill; True when the next one should come soon."""
@@ -324,17 +283,6 @@ class Dispatcher:
             self._take_in(fresh)  # counted already (at start, or when committed)
             self._update_idle()
         return more
-
-    async def _retention(self) -> None:
-        days = self.settings.retention_days
-        while self._running and days > 0:
-            try:
-                purged = await self._store.purge(self._now() - days * 86400.0)
-                if purged:
-                    log.info("purged %d finished deliveries older than %g days", purged, days)
-            except Exception:
-                log.exception("retention purge failed")
-            await self._clock.sleep(PURGE_INTERVAL)
 
     # -- one attempt -----------------------------------------------------------
 
@@ -413,12 +361,7 @@ class Dispatcher:
     def _moved_on(self, d: Delivery, decision: Decision, now: float, debug: bool) -> None:
         a = decision.attempt
         source = d.traffic_source
-        if decision.counter == "expired":
-            self._tally.inc(("expired", source))
-        else:
-            code = a.status_code
-            sclass = "error" if code is None else _CLASSES.get(code // 100) or f"{code // 100}xx"
-            self._tally.inc((decision.counter, source, sclass))
+        self._tally.finished(decision.counter, source, a.status_code)
         if decision.status == "queued":
             assert decision.next_at is not None
             d = msgspec.structs.replace(
@@ -444,13 +387,3 @@ class Dispatcher:
         self._recent_done.add(d.delivery_id)
         if debug:
             log.debug("delivery %d %s: %s", d.delivery_id, decision.status, a.reason)
-
-    def _child(self, metric: str, source: str, sclass: str = "") -> Any:
-        """A labelled metric, cached: ``labels()`` costs more than the increment."""
-        key = (metric, source, sclass)
-        child = self._children.get(key)
-        if child is None:
-            family = getattr(self._metrics, metric)
-            child = family.labels(source, sclass) if sclass else family.labels(source)
-            self._children[key] = child
-        return child

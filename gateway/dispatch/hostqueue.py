@@ -107,7 +107,7 @@ class HostQueues:
         self._on_hold(host, until)
 
     def unhold(self, host: str, now: float | None = None) -> bool:
-        """Let ``host`` go (its hold is over at ``now``, or always when None); True if it was held."""
+        """Let ``host`` go if its hold is over at ``now`` (None: at once); True if it was held."""
         until = self.held.get(host)
         if until is None or (now is not None and until > now):
             return False

@@ -47,7 +47,9 @@ class Refill:
         self.recent_done.clear()
         self.loading = True
         try:
-            rows = await self._store.due_deliveries(now + REFILL_INTERVAL, REFILL_LIMIT, self._after)
+            rows = await self._store.due_deliveries(
+                now + REFILL_INTERVAL, REFILL_LIMIT, self._after
+            )
         except Exception:
             log.exception("could not load queued deliveries from the store")
             return [], False

@@ -13,7 +13,7 @@ from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ("Tally", "observe_many")
+__all__ = ("Tally", "labelled", "observe_many")
 
 
 def observe_many(histogram: Any, values: list[float]) -> None:
@@ -40,6 +40,10 @@ def observe_many(histogram: Any, values: list[float]) -> None:
             buckets[i].inc(n)
 
 
+#: Status class labels (``gateway.metrics.status_class``), looked up, not formatted.
+_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
+
+
 class Tally:
     """Pending metric updates, keyed by whatever the caller resolves to a child."""
 
@@ -51,6 +55,15 @@ class Tally:
         self.observed: dict[tuple[str, ...], list[float]] = {}
 
     def inc(self, key: tuple[str, ...]) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def finished(self, counter: str, source: str, code: int | None) -> None:
+        """One attempt counted by its outcome counter and status class (expired: no class)."""
+        if counter == "expired":
+            key: tuple[str, ...] = ("expired", source)
+        else:
+            sclass = "error" if code is None else _CLASSES.get(code // 100) or f"{code // 100}xx"
+            key = (counter, source, sclass)
         self.counts[key] = self.counts.get(key, 0) + 1
 
     def observe(self, key: tuple[str, ...], value: float) -> None:
@@ -70,3 +83,20 @@ class Tally:
             self.observed = {}
             for key, values in observed.items():
                 observe_many(self._child(*key), values)
+
+
+def labelled(metrics: Any) -> Callable[..., Any]:
+    """``child(metric, source, sclass="")``: the labelled metric, cached, as ``Tally``
+    resolves its keys (``labels()`` costs more than the increment)."""
+    children: dict[tuple[str, str, str], Any] = {}
+
+    def child(metric: str, source: str, sclass: str = "") -> Any:
+        key = (metric, source, sclass)
+        found = children.get(key)
+        if found is None:
+            family = getattr(metrics, metric)
+            found = family.labels(source, sclass) if sclass else family.labels(source)
+            children[key] = found
+        return found
+
+    return child

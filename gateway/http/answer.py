@@ -38,9 +38,16 @@ _SERVER = hdrs.SERVER
 #: 3.14); without any of them every answer takes ``web.Response``'s own path.
 _FAST_PATH = all(
     hasattr(web.StreamResponse, name)
-    for name in ("_must_be_empty_body", "_chunked", "_compression", "_cookies", "_keep_alive",
-                 "_payload_writer", "_req")
-) and hasattr(web.Request, "_match_info")  # fmt: skip
+    for name in (
+        "_must_be_empty_body",
+        "_chunked",
+        "_compression",
+        "_cookies",
+        "_keep_alive",
+        "_payload_writer",
+        "_req",
+    )
+) and hasattr(web.Request, "_match_info")
 
 
 class _Direct(web.Response):
@@ -50,9 +57,15 @@ class _Direct(web.Response):
     async def _start(self, request: web.BaseRequest) -> Any:
         body = self._body
         headers = self._headers
-        if (not _FAST_PATH or self._must_be_empty_body or self._chunked or self._compression
-                or self._cookies or _CONTENT_LENGTH in headers
-                or (body is not None and body.__class__ is not bytes)):  # fmt: skip
+        if (
+            not _FAST_PATH
+            or self._must_be_empty_body
+            or self._chunked
+            or self._compression
+            or self._cookies
+            or _CONTENT_LENGTH in headers
+            or (body is not None and body.__class__ is not bytes)
+        ):
             return await super()._start(request)  # HEAD, 204/304, or changed since __init__
         # What Response._start, StreamResponse._start and _prepare_headers do for a
         # bytes body of known length, in their order.
@@ -100,5 +113,6 @@ class Redirect(_Direct):
     "no-store"})``, sent with fewer steps: a click's answer."""
 
     def __init__(self, location: str) -> None:
-        super().__init__(status=302, headers={hdrs.LOCATION: location,
-                                              hdrs.CACHE_CONTROL: "no-store"})  # fmt: skip
+        super().__init__(
+            status=302, headers={hdrs.LOCATION: location, hdrs.CACHE_CONTROL: "no-store"}
+        )

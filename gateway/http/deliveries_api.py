@@ -26,6 +26,7 @@ _STATUSES = ("queued", "delivered", "failed", "expired")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
+
 def delivery_json(d: Delivery) -> dict[str, Any]:
     """A delivery as the API shows it: display URL only, no body (it may hold secrets)."""
     return {
@@ -98,7 +99,9 @@ def _filters(params: dict[str, Any]) -> DeliveryFilter:
         text[name] = value
     since = params.get("since")
     return DeliveryFilter(
-        status=status, traffic_source=text["traffic_source"], campaign_id=text["campaign_id"],
+        status=status,
+        traffic_source=text["traffic_source"],
+        campaign_id=text["campaign_id"],
         since=None if since is None else _time("since", since),
     )
 
@@ -125,8 +128,9 @@ async def list_deliveries(request: web.Request) -> web.Response:
     store = request.app[STATE].store
     q = request.rel_url.query
     try:
-        filters = _filters({k: q[k] for k in ("status", "traffic_source", "campaign_id",
-                                              "since") if k in q})
+        filters = _filters(
+            {k: q[k] for k in ("status", "traffic_source", "campaign_id", "since") if k in q}
+        )
         cursor = _int("cursor", q["cursor"], 0, 2**63 - 1) if q.get("cursor") else None
         limit = _int("limit", q["limit"], 1, MAX_LIMIT) if "limit" in q else DEFAULT_LIMIT
     except BadInput as exc:
@@ -202,9 +206,7 @@ async def replay(request: web.Request) -> web.Response:
     rows = await store.requeue(filters, ids=ids, now=state.clock.now())
     sink.submit(rows)
     log.info("replayed %d deliveries through the API", len(rows))
-    return json_response(
-        {"requeued": len(rows), "delivery_ids": [d.delivery_id for d in rows]}
-    )
+    return json_response({"requeued": len(rows), "delivery_ids": [d.delivery_id for d in rows]})
 
 
 def _ids(raw: Any) -> list[int] | None:

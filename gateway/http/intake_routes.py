@@ -46,12 +46,23 @@ def _click(
         return Reject(404, "unknown campaign", "campaign_id")
     now = state.clock.now()
     click_id = clickid.new_click_id(now)
-    tokens = click_tokens(campaign, params, click_id=click_id, now=now, visit=visit,
-                          limit=config.limits.max_value_length)  # fmt: skip
+    tokens = click_tokens(
+        campaign,
+        params,
+        click_id=click_id,
+        now=now,
+        visit=visit,
+        limit=config.limits.max_value_length,
+    )
     if isinstance(tokens, Reject):
         return tokens
-    click = Click(click_id=click_id, campaign_id=campaign.id, traffic_source=campaign.source.name,
-                  created_at=now, tokens=tokens)  # fmt: skip
+    click = Click(
+        click_id=click_id,
+        campaign_id=campaign.id,
+        traffic_source=campaign.source.name,
+        created_at=now,
+        tokens=tokens,
+    )
     return click, tokens
 
 
@@ -109,9 +120,15 @@ async def api_clicks(request: web.Request) -> web.Response:
     waits = []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("campaign_id"), str):
-            results.append({"status": "error", "code": 400, "click_id": None,
-                            "error": f"item {i}: campaign_id (string) is required",
-                            "field": "campaign_id"})  # fmt: skip
+            results.append(
+                {
+                    "status": "error",
+                    "code": 400,
+                    "click_id": None,
+                    "error": f"item {i}: campaign_id (string) is required",
+                    "field": "campaign_id",
+                }
+            )
             continue
         params = dict(item.get("params") or {}) if isinstance(item.get("params"), dict) else {}
         for key, value in item.items():
@@ -125,28 +142,49 @@ async def api_clicks(request: web.Request) -> web.Response:
                     pass
         meta = {k: item.get(k) for k in ("ip", "user_agent", "referer", "language")}
         if not all(v is None or isinstance(v, str) for v in meta.values()):
-            results.append({"status": "error", "code": 400, "click_id": None,
-                            "error": "ip, user_agent, referer, language must be strings",
-                            "field": "ip"})  # fmt: skip
+            results.append(
+                {
+                    "status": "error",
+                    "code": 400,
+                    "click_id": None,
+                    "error": "ip, user_agent, referer, language must be strings",
+                    "field": "ip",
+                }
+            )
             continue
-        made = _click(state, item["campaign_id"], params,
-                      Visit(**{k: v or "" for k, v in meta.items()}))  # fmt: skip
+        made = _click(
+            state, item["campaign_id"], params, Visit(**{k: v or "" for k, v in meta.items()})
+        )
         if isinstance(made, Reject):
-            results.append({"status": "error", "code": made.code, "click_id": None,
-                            "error": made.error, "field": made.field})  # fmt: skip
+            results.append(
+                {
+                    "status": "error",
+                    "code": made.code,
+                    "click_id": None,
+                    "error": made.error,
+                    "field": made.field,
+                }
+            )
             continue
         click, tokens = made
         waits.append(state.batcher.put(ClickInput(click)))
         campaign = state.config.campaigns[click.campaign_id]
-        results.append({"status": "accepted", "code": 200, "click_id": click.click_id,
-                        "url": campaign.offer.render(tokens)})  # fmt: skip
+        results.append(
+            {
+                "status": "accepted",
+                "code": 200,
+                "click_id": click.click_id,
+                "url": campaign.offer.render(tokens),
+            }
+        )
     for wait in waits:
         await wait
     return json_response(results)
 
 
-async def postback(state: AppState, request: web.BaseRequest,
-                   query: list[tuple[str, str]] | None = None) -> web.Response:  # fmt: skip
+async def postback(
+    state: AppState, request: web.BaseRequest, query: list[tuple[str, str]] | None = None
+) -> web.Response:
     """GET|POST /postback: one conversion, answered after its group commit.
 
     ``query``: the query's pairs when the caller has them already (gateway.http.front)."""

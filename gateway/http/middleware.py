@@ -28,9 +28,7 @@ def over_limits(state: AppState, request: web.BaseRequest) -> web.Response | Non
     """413 for a query or declared body over the configured limits, else None."""
     limits = state.config.limits
     if len(request.raw_path) > limits.max_query_bytes + 256:
-        return error_response(
-            413, f"query too large (max {limits.max_query_bytes} bytes)", "query"
-        )
+        return error_response(413, f"query too large (max {limits.max_query_bytes} bytes)", "query")
     length = request.content_length
     if length is not None and length > limits.max_body_bytes:
         return error_response(413, f"body too large (max {limits.max_body_bytes} bytes)", "body")

@@ -40,4 +40,3 @@ async def test_postback(request: web.Request) -> web.Response:
     except BadInput as exc:
         return bad_input_response(exc)
     return json_response(result)
-

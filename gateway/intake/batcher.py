@@ -47,8 +47,15 @@ class Closed(RuntimeError):
 
 
 class Batcher:
-    def __init__(self, store: IntakeStore, sink: DeliverySink, *, config: Callable[[], Config],
-                 metrics: Metrics, clock: Clock) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: IntakeStore,
+        sink: DeliverySink,
+        *,
+        config: Callable[[], Config],
+        metrics: Metrics,
+        clock: Clock,
+    ) -> None:
         self._store = store
         self.sink = sink
         self._config = config
@@ -99,8 +106,12 @@ class Batcher:
                 continue
             batch_config = self._config().batch
             window = batch_config.max_wait_ms / 1000.0
-            if (not self._inflight and window > 0 and not self._closing
-                    and len(self._pending) < batch_config.max_size):  # fmt: skip
+            if (
+                not self._inflight
+                and window > 0
+                and not self._closing
+                and len(self._pending) < batch_config.max_size
+            ):
                 await self._company(window, batch_config.max_size)  # idle: a moment for company
             await self._slots.acquire()
             batch = self._pending[: batch_config.max_size]
@@ -168,8 +179,9 @@ class Batcher:
             rows, deliveries, results, counts = build_batch(
                 config, clicks, convs, found.clicks, found.conversions, now
             )
-            writes = Writes(clicks=[c.click for c in clicks], conversions=rows,
-                            deliveries=deliveries)  # fmt: skip
+            writes = Writes(
+                clicks=[c.click for c in clicks], conversions=rows, deliveries=deliveries
+            )
             return writes, (results, counts)
 
         committed, (results, counts) = await self._store.commit_group(wanted, decide)
@@ -187,8 +199,9 @@ class Batcher:
             except Exception:  # committed already: the dispatcher finds them after a restart
                 log.exception("delivery sink refused %d deliveries", len(committed.deliveries))
 
-    def _account(self, clicks: list[ClickInput], counts: dict[str, int], deliveries: Any,
-                 size: int) -> None:  # fmt: skip
+    def _account(
+        self, clicks: list[ClickInput], counts: dict[str, int], deliveries: Any, size: int
+    ) -> None:
         m = self._metrics
         m.commit_batch.observe(size)
         per_source: dict[str, int] = {}

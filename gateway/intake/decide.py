@@ -54,7 +54,6 @@ def transition(old: str, new: str) -> str:
     return "update" if (old, new) in ALLOWED else "conflict"
 
 
-
 def build_batch(
     config: Config,
     clicks: Sequence[ClickInput],
@@ -92,30 +91,47 @@ def build_batch(
         if old is not None:
             change = transition(old.status, conv.status)
             if change == "conflict":
-                results.append(Result("conflict", {
-                    "error": f"status change {old.status} -> {conv.status} is not allowed",
-                    "field": "status", "status": "conflict", "conversion_id": old.conversion_id,
-                    "current": old.status,
-                }))  # fmt: skip
+                results.append(
+                    Result(
+                        "conflict",
+                        {
+                            "error": f"status change {old.status} -> {conv.status} is not allowed",
+                            "field": "status",
+                            "status": "conflict",
+                            "conversion_id": old.conversion_id,
+                            "current": old.status,
+                        },
+                    )
+                )
                 continue
             if change == "duplicate":
-                results.append(Result("duplicate", {"status": "duplicate",
-                                            "conversion_id": old.conversion_id,
-                                            "postbacks": 0}))  # fmt: skip
+                results.append(
+                    Result(
+                        "duplicate",
+                        {"status": "duplicate", "conversion_id": old.conversion_id, "postbacks": 0},
+                    )
+                )
                 label = f"duplicate:{click.traffic_source if click is not None else 'none'}"
                 counts[label] = counts.get(label, 0) + 1
                 continue
             record = Conversion(
-                conversion_id=old.conversion_id, click_id=old.click_id, dedup_key=key,
-                status=conv.status, created_at=old.created_at,
+                conversion_id=old.conversion_id,
+                click_id=old.click_id,
+                dedup_key=key,
+                status=conv.status,
+                created_at=old.created_at,
                 tokens={**old.tokens, **conv.tokens, **conv.data},
-            )  # fmt: skip
+            )
             outcome: Outcome = "accepted"
         else:
             record = Conversion(
-                conversion_id=new_ids.pop(), click_id=conv.click_id, dedup_key=key,
-                status=conv.status, created_at=now, tokens={**conv.tokens, **conv.data},
-            )  # fmt: skip
+                conversion_id=new_ids.pop(),
+                click_id=conv.click_id,
+                dedup_key=key,
+                status=conv.status,
+                created_at=now,
+                tokens={**conv.tokens, **conv.data},
+            )
             outcome = "accepted" if (click is not None or conv.data) else "unattributed"
         state[key] = record
         rows[key] = record
@@ -142,8 +158,12 @@ def build_batch(
                     slot[1].append(context)
                     slot[2].append((record, click))
                     fired_here += 1
-        results.append(Result(outcome, {"status": outcome, "conversion_id": record.conversion_id,
-                                        "postbacks": fired_here}))  # fmt: skip
+        results.append(
+            Result(
+                outcome,
+                {"status": outcome, "conversion_id": record.conversion_id, "postbacks": fired_here},
+            )
+        )
         label = (
             f"{outcome}:"
             f"{click.traffic_source if click is not None else (conv.traffic_source or 'none')}"
@@ -151,4 +171,3 @@ def build_batch(
         counts[label] = counts.get(label, 0) + 1
     deliveries = render_deliveries(config, fired.values(), now)
     return list(rows.values()), deliveries, results, counts
-

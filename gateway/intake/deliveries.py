@@ -41,27 +41,54 @@ def render_deliveries(config: Config, fired: Iterable[Fired], now: float) -> lis
         # (msgspec's replace costs far less than building one from every field).
         max_attempts, schedule = rule_retry(rule.max_attempts, rule.schedule, settings)
         template = Delivery(
-            delivery_id=0, status="queued", attempts=0, next_at=now + rule.delay,
-            conversion_id="", traffic_source=rule.traffic_source, campaign_id="",
-            rule=rule.name, method=rule.method, url="", display_url="", body=None,
-            host=rule.host, click_time=None, not_before=now + rule.delay,
-            max_attempts=max_attempts, created_at=now,
-            schedule=schedule, expires_at=None, answer_rule=rule.answer_rule,
-        )  # fmt: skip
+            delivery_id=0,
+            status="queued",
+            attempts=0,
+            next_at=now + rule.delay,
+            conversion_id="",
+            traffic_source=rule.traffic_source,
+            campaign_id="",
+            rule=rule.name,
+            method=rule.method,
+            url="",
+            display_url="",
+            body=None,
+            host=rule.host,
+            click_time=None,
+            not_before=now + rule.delay,
+            max_attempts=max_attempts,
+            created_at=now,
+            schedule=schedule,
+            expires_at=None,
+            answer_rule=rule.answer_rule,
+        )
         age = rule.max_click_age
         for item, (record, click) in zip(rendered, owners, strict=True):
             if item is None:
                 continue
             url, display, body = item
             if click is None:
-                out.append(_copy(template, conversion_id=record.conversion_id, url=url,
-                                 display_url=display, body=body))  # fmt: skip
+                out.append(
+                    _copy(
+                        template,
+                        conversion_id=record.conversion_id,
+                        url=url,
+                        display_url=display,
+                        body=body,
+                    )
+                )
                 continue
             click_time = click.created_at
-            out.append(_copy(  # a Delivery already, so the store only numbers it
-                template, conversion_id=record.conversion_id, campaign_id=click.campaign_id,
-                url=url, display_url=display, body=body, click_time=click_time,
-                expires_at=click_time + age if age else None,
-            ))  # fmt: skip
+            out.append(
+                _copy(  # a Delivery already, so the store only numbers it
+                    template,
+                    conversion_id=record.conversion_id,
+                    campaign_id=click.campaign_id,
+                    url=url,
+                    display_url=display,
+                    body=body,
+                    click_time=click_time,
+                    expires_at=click_time + age if age else None,
+                )
+            )
     return out
-

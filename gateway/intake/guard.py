@@ -41,8 +41,7 @@ def listen_refusal(host: str, config: Config) -> str | None:
     if is_loopback(host) or config.api_token:
         return None
     return (
-        f"refusing to listen on {host}: set api_token in the config first "
-        "(or listen on 127.0.0.1)"
+        f"refusing to listen on {host}: set api_token in the config first (or listen on 127.0.0.1)"
     )
 
 

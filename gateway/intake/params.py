@@ -29,19 +29,63 @@ TXID_NAMES = ("txid", "transaction_id", "tid")
 EVENT_NAMES = ("event", "et")
 
 STATUS_WORDS: Mapping[str, ConversionStatus] = {
-    **dict.fromkeys(("approved", "approve", "confirmed", "confirm", "sale", "success", "ok",
-                     "paid", "completed", "complete", "accepted", "1"), "approved"),
+    **dict.fromkeys(
+        (
+            "approved",
+            "approve",
+            "confirmed",
+            "confirm",
+            "sale",
+            "success",
+            "ok",
+            "paid",
+            "completed",
+            "complete",
+            "accepted",
+            "1",
+        ),
+        "approved",
+    ),
     **dict.fromkeys(("pending", "lead", "hold", "on_hold", "waiting", "new", "2"), "pending"),
-    **dict.fromkeys(("rejected", "reject", "declined", "decline", "cancelled", "canceled",
-                     "trash", "fail", "failed", "chargeback", "refund", "refunded", "reversed",
-                     "d", "f", "3"), "rejected"),
-}  # fmt: skip
+    **dict.fromkeys(
+        (
+            "rejected",
+            "reject",
+            "declined",
+            "decline",
+            "cancelled",
+            "canceled",
+            "trash",
+            "fail",
+            "failed",
+            "chargeback",
+            "refund",
+            "refunded",
+            "reversed",
+            "d",
+            "f",
+            "3",
+        ),
+        "rejected",
+    ),
+}
 _MAX_PAYOUT = Decimal("1e12")
 
 
 class ConversionInput:
-    __slots__ = ("campaign", "click_id", "data", "event", "future", "network", "secret", "status",
-                 "tokens", "traffic_source", "txid")  # fmt: skip
+    __slots__ = (
+        "campaign",
+        "click_id",
+        "data",
+        "event",
+        "future",
+        "network",
+        "secret",
+        "status",
+        "tokens",
+        "traffic_source",
+        "txid",
+    )
     campaign: str | None
     click_id: str | None
     data: dict[str, str]
@@ -81,16 +125,23 @@ _ROLES: dict[str, tuple[str, int]] = {
     **{n: ("payout", i) for i, n in enumerate(PAYOUT_NAMES)},
     **{n: ("txid", i) for i, n in enumerate(TXID_NAMES)},
     **{n: ("event", i) for i, n in enumerate(EVENT_NAMES)},
-    "status": ("status", 0), "currency": ("currency", 0), "network": ("network", 0),
-    "secret": ("secret", 0), "externalid": ("externalid", 0), "external_id": ("externalid", 1),
-    "campaign": ("campaign", 0), "campaign_id": ("campaign", 1),
-    "trafficsource": ("traffic_source", 0), "traffic_source": ("traffic_source", 1),
+    "status": ("status", 0),
+    "currency": ("currency", 0),
+    "network": ("network", 0),
+    "secret": ("secret", 0),
+    "externalid": ("externalid", 0),
+    "external_id": ("externalid", 1),
+    "campaign": ("campaign", 0),
+    "campaign_id": ("campaign", 1),
+    "trafficsource": ("traffic_source", 0),
+    "traffic_source": ("traffic_source", 1),
     **{k: (k, -1) for k in VAR_KEYS},
-}  # fmt: skip
+}
 
 
-def parse_conversion(params: Mapping[str, Any] | Sequence[tuple[str, Any]],
-                     config: Config) -> ConversionInput | Reject:  # fmt: skip
+def parse_conversion(
+    params: Mapping[str, Any] | Sequence[tuple[str, Any]], config: Config
+) -> ConversionInput | Reject:
     """One conversion from query/form/JSON parameters (aliases accepted), in one pass.
 
     ``params`` is a mapping (a multidict: every item is seen) or its items as
@@ -176,4 +227,3 @@ def parse_conversion(params: Mapping[str, Any] | Sequence[tuple[str, Any]],
     if conv.click_id is None and not data:
         return Reject(400, "a click id (cid, clickid, click_id or subid) is required", "cid")
     return conv
-

@@ -187,8 +187,7 @@ class LeanTransport:
             target = quote(target, safe="!#$%&'()*+,-./:;=?@[]^_`{|}~")
         shown = f"[{host}]" if ":" in host else host
         host_header = shown if port == default else f"{shown}:{port}"
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header}",
-                 f"User-Agent: {USER_AGENT}"]
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header}", f"User-Agent: {USER_AGENT}"]
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
                 raise TransportError("header with a line break", final=True, final_url=url)
@@ -366,7 +365,9 @@ class LeanTransport:
                 self._ssl = client_context(self._settings.ca_file)
             try:
                 _, conn = await loop.create_connection(
-                    _Conn, sock=sock, ssl=self._ssl if scheme == "https" else None,
+                    _Conn,
+                    sock=sock,
+                    ssl=self._ssl if scheme == "https" else None,
                     server_hostname=host if scheme == "https" else None,
                 )
             except BaseException:

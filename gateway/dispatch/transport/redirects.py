@@ -31,9 +31,7 @@ def check_hop(scheme: str, host: str | None, url: str, policy: AddressPolicy) ->
         raise TransportError(f"unsupported URL (scheme {scheme!r})", final=True, final_url=url)
     reason = policy.check_host(host)
     if reason is not None:
-        raise TransportError(
-            f"blocked destination: {host} ({reason})", final=True, final_url=url
-        )
+        raise TransportError(f"blocked destination: {host} ({reason})", final=True, final_url=url)
 
 
 async def send(
@@ -81,9 +79,12 @@ async def follow(
         try:
             current = str(URL(current, encoded=True).join(URL(location)))
         except (ValueError, TypeError) as exc:
-            raise TransportError(f"invalid URL: {exc}", final=True,
-                                 elapsed=time.perf_counter() - started,
-                                 final_url=current) from exc
+            raise TransportError(
+                f"invalid URL: {exc}",
+                final=True,
+                elapsed=time.perf_counter() - started,
+                final_url=current,
+            ) from exc
         if status == 303 or (status in (301, 302) and method == "POST"):
             method, body = "GET", None
         hops += 1
@@ -94,8 +95,12 @@ async def follow(
             answer = await transport.exchange(method, current, body, headers, left)
         except TransportError as exc:
             if exc.timed_out:  # the attempt's budget is what ran out, not this hop's
-                raise TransportError(f"timeout after {timeout:g} s", elapsed=timeout,
-                                     final_url=current, timed_out=True) from exc
+                raise TransportError(
+                    f"timeout after {timeout:g} s",
+                    elapsed=timeout,
+                    final_url=current,
+                    timed_out=True,
+                ) from exc
             exc.elapsed = time.perf_counter() - started
             exc.final_url = current
             raise
