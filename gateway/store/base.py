@@ -84,7 +84,7 @@ class NewDelivery(msgspec.Struct, kw_only=True, gc=False):
     not_before: float  # first attempt not before this time (rule delay)
     max_attempts: int  # attempts in all, first included
     created_at: float
-    schedule: list[float] | None = None  # retry delays (s); None: constants.RETRY_SCHEDULE
+    schedule: list[float] | None = None  # retry delays (s); None: the settings' (dispatch.retry)
     expires_at: float | None = None  # click time + destination's max_click_age
     answer_rule: str | None = None  # preset name whose body rule judges the answer
 
