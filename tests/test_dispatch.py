@@ -473,30 +473,6 @@ async def test_retention_purges_old_finished_rows(store: SQLiteStore, sink: Sink
         await h2.dispatcher.stop()
 
 
-class _PlainStore:
-    """The SQLite store seen only through the Store protocol (no batch method),
-    so the recorder's one-by-one path runs against a real database."""
-
-    def __init__(self, inner: SQLiteStore) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "record_attempts":
-            raise AttributeError(name)
-        return getattr(self._inner, name)
-
-
-async def test_store_without_batch_method(store: SQLiteStore, sink: Sink) -> None:
-    h = Harness(_PlainStore(store), _settings())  # type: ignore[arg-type]
-    await h.dispatcher.start()
-    try:
-        await h.commit([new_delivery(sink.url("/ok"), now=T0) for _ in range(5)])
-        await h.dispatcher.wait_idle()
-        assert (await store.counts())["deliveries.delivered"] == 5
-    finally:
-        await h.dispatcher.stop()
-
-
 async def test_stop_leaves_unsent_deliveries_queued(store: SQLiteStore, sink: Sink) -> None:
     h = Harness(store, _settings(max_connections_per_host=2))
     await h.dispatcher.start()
