@@ -13,11 +13,12 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import msgspec
 
 from _fastrender import Plan, compile_template
+from gateway.dispatch.transport.urls import InvalidURL, split_url
 
 __all__ = ("CompiledRule", "PayoutTransform", "RuleSpec", "Status", "compile_rule", "redact")
 
@@ -177,9 +178,14 @@ def compile_rule(
     """Compile a rule; raises TemplateError (with .position) or ValueError."""
     plan = compile_template(url, dialect=spec.dialect)
     body_plan = None if spec.body is None else compile_template(spec.body, dialect=spec.dialect)
-    host = urlsplit(url).hostname
-    if not host or urlsplit(url).scheme not in ("http", "https"):
-        raise ValueError("postback URL must be http(s)://host/...")
+    # The host as every client reads it (a backslash or other ambiguity is refused
+    # here), fixed now: the dispatcher refuses a rendered URL that goes elsewhere.
+    try:
+        host = split_url(url).host
+    except InvalidURL as exc:
+        if str(exc).startswith("unsupported URL"):
+            raise ValueError("postback URL must be http(s)://host/...") from None
+        raise ValueError(f"invalid URL: {exc}") from None
     return CompiledRule(
         name=name,
         plan=plan,

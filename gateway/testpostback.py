@@ -191,6 +191,7 @@ async def send(config: Config, plan: Plan, transport: Transport | None = None) -
     final_url: str | None = None
     started = time.perf_counter()
     try:
+        redirects.check_fixed_host(plan.url, rule.host)
         answer = await redirects.send(
             client,
             rule.method,
@@ -199,11 +200,16 @@ async def send(config: Config, plan: Plan, transport: Transport | None = None) -
             request_headers(plan.body),
             config.delivery.timeout,
         )
-    except TransportError as exc:
-        verdict = error_verdict(exc.reason, final=exc.final)
-        error = exc.reason
-        latency = exc.elapsed or time.perf_counter() - started
-        final_url = exc.final_url
+    except Exception as exc:  # every failure is an answer here, as in the dispatcher
+        if isinstance(exc, TransportError):
+            failed = exc
+        else:
+            log.warning("test postback %s raised", plan.display_url, exc_info=exc)
+            failed = TransportError(f"internal error: {type(exc).__name__}: {exc}"[:300])
+        verdict = error_verdict(failed.reason, final=failed.final)
+        error = failed.reason
+        latency = failed.elapsed or time.perf_counter() - started
+        final_url = failed.final_url
     else:
         body_excerpt = answer.body_prefix.decode("utf-8", "replace")
         verdict = judge(rule.answer_rule, answer.status, body_excerpt)

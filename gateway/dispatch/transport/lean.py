@@ -20,7 +20,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Mapping
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from gateway.dispatch.settings import DeliverySettings
 from gateway.dispatch.transport.base import USER_AGENT, Answer, TransportError
@@ -170,31 +170,27 @@ class LeanTransport:
     def _request_bytes(
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
     ) -> tuple[Key, bytes]:
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError as exc:
-            raise TransportError(f"invalid URL: {exc}", final=True, final_url=url) from exc
-        scheme, host = parts.scheme.lower(), parts.hostname
-        check_hop(scheme, host, url, self.policy)
-        assert host is not None  # check_hop refuses a URL without one
-        default = 443 if scheme == "https" else 80
-        port = port or default
-        target = parts.path or "/"
-        if parts.query:
-            target = f"{target}?{parts.query}"
+        parts = check_hop(url, self.policy)  # the one reading of a URL (urls.split_url)
+        scheme, host, port, target = parts.scheme, parts.host, parts.port, parts.target
         if _UNSAFE.search(target):
             target = quote(target, safe="!#$%&'()*+,-./:;=?@[]^_`{|}~")
-        shown = f"[{host}]" if ":" in host else host
-        host_header = shown if port == default else f"{shown}:{port}"
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header}", f"User-Agent: {USER_AGENT}"]
+        lines = [
+            f"{method} {target} HTTP/1.1",
+            f"Host: {parts.host_header}",
+            f"User-Agent: {USER_AGENT}",
+        ]
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
                 raise TransportError("header with a line break", final=True, final_url=url)
             lines.append(f"{name}: {value}")
         if body is not None:
             lines.append(f"Content-Length: {len(body)}")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        try:
+            head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        except UnicodeEncodeError:
+            raise TransportError(
+                "header not encodable as Latin-1", final=True, final_url=url
+            ) from None
         return (scheme, host, port), head + body if body else head
 
     async def _read(self, conn: _Conn, method: str) -> tuple[int, dict[str, str], bytes, bool]:
