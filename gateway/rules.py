@@ -57,6 +57,8 @@ class PayoutTransform(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             value = min(value, Decimal(repr(self.max)))
         if self.decimals is not None:
             value = value.quantize(Decimal(1).scaleb(-self.decimals))
+        elif -value.as_tuple().exponent > 12:  # type: ignore[operator]
+            value = value.quantize(Decimal("1e-12"))  # bounded: never thousands of digits
         return format(value.normalize() if self.decimals is None else value, "f")
 
 

@@ -93,7 +93,10 @@ def click_tokens(
         if value:
             tokens[key] = value[:limit]
     if referer:
-        host = urlsplit(referer[:limit]).hostname if "://" in referer else None
+        try:  # a visitor's Referer is theirs to mangle: the click is kept either way
+            host = urlsplit(referer[:limit]).hostname if "://" in referer else None
+        except ValueError:
+            host = None
         if host:
             tokens["referrerdomain"] = host
     for name, value in params.items():
