@@ -29,6 +29,7 @@ from gateway.dispatch.attempt import request_headers
 from gateway.dispatch.judge import error_verdict, judge
 from gateway.dispatch.transport import redirects
 from gateway.dispatch.transport.base import Transport, TransportError
+from gateway.dispatch.transport.body import answer_text
 from gateway.dispatch.transport.factory import make_transport
 from gateway.refusal import BadInput
 from gateway.rules import CompiledRule
@@ -211,7 +212,7 @@ async def send(config: Config, plan: Plan, transport: Transport | None = None) -
         latency = failed.elapsed or time.perf_counter() - started
         final_url = failed.final_url
     else:
-        body_excerpt = answer.body_prefix.decode("utf-8", "replace")
+        body_excerpt = answer_text(answer.body_prefix, answer.headers)
         verdict = judge(rule.answer_rule, answer.status, body_excerpt)
         status = answer.status
         latency = answer.elapsed

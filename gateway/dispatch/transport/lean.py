@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from gateway.dispatch.settings import DeliverySettings
 from gateway.dispatch.transport.base import USER_AGENT, Answer, TransportError
+from gateway.dispatch.transport.body import decompressed
 from gateway.dispatch.transport.pool import Key, Pool
 from gateway.dispatch.transport.redirects import check_hop
 from gateway.dispatch.transport.ssrf import AddressPolicy
@@ -64,7 +65,7 @@ class LeanTransport:
             return Answer(
                 status=status,
                 headers=head,
-                body_prefix=prefix,
+                body_prefix=decompressed(head.get("content-encoding"), prefix, self._cap),
                 elapsed=time.perf_counter() - started,
                 final_url=url,
             )
