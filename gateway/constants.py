@@ -9,3 +9,6 @@ DEFAULT_PORT: Final = 8080
 DEFAULT_DB: Final = "gateway.sqlite"
 
 MAX_REDIRECTS: Final = 3
+#: The longest postback URL (and POST body) a delivery may carry: one rendered
+#: longer is refused and never stored (most servers refuse 8 KiB request lines).
+MAX_RENDERED_BYTES: Final = 8192

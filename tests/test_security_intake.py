@@ -257,3 +257,24 @@ async def test_fuzzed_intake_never_answers_5xx(gw: Gateway) -> None:
             body = out.partition(b"\r\n\r\n")[2]
             answer = json.loads(body)
             assert set(answer) >= {"error", "field"}, body[:200]
+
+
+async def test_a_postback_rendered_over_the_limit_is_never_stored(tmp_path: Path) -> None:
+    wide = "&".join(f"a{i}={{var1}}" for i in range(40))
+    extra = f'\n[[traffic_sources]]\nname = "wide"\npostback = "https://pb.example/w?{wide}"\n'
+    path = write_config(tmp_path, extra=extra)
+    g = await start_gateway(tmp_path, path)
+    try:
+        resp = await g.client.post(
+            "/api/conversions",
+            json=[
+                {"externalid": "x", "traffic_source": "wide", "var1": "é" * 256, "txid": "t1"},
+                {"externalid": "y", "traffic_source": "wide", "var1": "short", "txid": "t2"},
+            ],
+        )
+        assert resp.status == 200
+        assert [r["status"] for r in await resp.json()] == ["accepted", "accepted"]
+        urls = [d.url for d in g.sink.submitted]
+        assert len(urls) == 1 and "short" in urls[0]  # the 60 KB one was refused
+    finally:
+        await stop_gateway(g)
