@@ -42,6 +42,9 @@ class TrafficSourceSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     secret: str | None = None
     #: the network forgets clicks after this many seconds (default: the preset's)
     max_click_age: int | None = None
+    #: a postback that would carry a network's unreplaced macro or an empty click id:
+    #: ``hold`` it (status ``held``, never sent) or ``send`` it anyway
+    on_placeholder: Literal["hold", "send"] = "hold"
 
 
 class CampaignSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
