@@ -8,6 +8,7 @@ word, since they are what the delivery log shows."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import ssl
 import time
 from collections.abc import Iterator
@@ -16,11 +17,16 @@ from pathlib import Path
 import pytest
 import trustme
 from raw_server import RawServer, Script, read_head
+from sinks import new_delivery
 from transport_fixtures import MakeTransport
 
+from gateway.clock import VirtualClock
+from gateway.dispatch.dispatcher import Dispatcher
 from gateway.dispatch.settings import DeliverySettings
 from gateway.dispatch.transport.base import Answer, Transport, TransportError
 from gateway.dispatch.transport.redirects import send
+from gateway.metrics import Metrics
+from gateway.store.sqlite import SQLiteStore
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"
 
@@ -356,7 +362,57 @@ async def test_certificates_refused(
             assert error.reason.startswith("TLS certificate refused: "), error.reason
 
 
-def _past():  # type: ignore[no-untyped-def]
-    import datetime  # noqa: PLC0415
-
+def _past() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+
+
+# -- the dispatcher over hostile servers ------------------------------------------
+
+
+async def test_the_dispatcher_files_each_under_its_reason(
+    transport_kind: str, tmp_path: Path
+) -> None:
+    """Hostile answers are attempts like any other: logged with a reason, retried,
+    and the dispatcher goes on delivering to the host that answers well."""
+    scripts = {
+        "status": reply(b"HTTP/1.1 abc\r\n\r\n"),
+        "length": reply(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab", then_close=True),
+        "chunk": reply(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nq\r\n"),
+        "stall": reply(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", stall=True),
+        "good": reply(OK),
+    }
+    store = SQLiteStore(tmp_path / "g.sqlite")
+    await store.open()
+    clock = VirtualClock(1_800_000_000.0)
+    servers = {name: RawServer(script) for name, script in scripts.items()}
+    dispatcher = Dispatcher(
+        settings(transport=transport_kind, timeout=0.5, jitter=0.0), store, Metrics(), clock
+    )
+    try:
+        for server in servers.values():
+            await server.__aenter__()
+        await dispatcher.start()
+        batch = [
+            new_delivery(s.url(f"/{name}"), now=clock.now(), conversion_id=name)
+            for name, s in servers.items()
+        ]
+        committed = (await store.commit_batch([], [], batch)).deliveries
+        dispatcher.submit(committed)
+        await asyncio.wait_for(dispatcher.wait_idle(), 10)
+        found = {d.conversion_id: await store.get_delivery(d.delivery_id) for d in committed}
+        assert found["good"] is not None and found["good"].status == "delivered"
+        for name in ("status", "length", "chunk", "stall"):
+            d = found[name]
+            assert d is not None and d.status == "queued" and d.attempts == 1, name
+            assert d.last_outcome == "retry" and d.last_reason, name
+        if transport_kind == "lean":
+            reasons = {n: found[n].last_reason for n in found}  # type: ignore[union-attr]
+            assert reasons["status"].startswith("bad answer: malformed status line")
+            assert reasons["length"] == "bad answer: connection closed after 2 of 9 body bytes"
+            assert reasons["chunk"].startswith("bad answer: malformed chunk size")
+            assert reasons["stall"] == "timeout after 0.5 s"
+    finally:
+        await dispatcher.stop(timeout=1.0)
+        for server in servers.values():
+            await server.__aexit__(None, None, None)
+        await store.close()
