@@ -14,3 +14,6 @@ DB_ENV: Final = "GATEWAY_DB"
 LEASE_SECONDS: Final = 30.0
 
 MAX_REDIRECTS: Final = 3
+#: The longest postback URL (and POST body) a delivery may carry: one rendered
+#: longer is refused and never stored (most servers refuse 8 KiB request lines).
+MAX_RENDERED_BYTES: Final = 8192
