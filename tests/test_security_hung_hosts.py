@@ -85,3 +85,31 @@ async def _rows(store: SQLiteStore, ids: list[int]) -> list:  # type: ignore[typ
         assert d is not None
         out.append(d)
     return out
+
+
+async def test_a_host_that_answers_gets_its_full_share(tmp_path: Path, transport_kind: str) -> None:
+    """Probation ends with the first answer: the host's queue then runs at its cap."""
+    from tests.sinks import Sink  # noqa: PLC0415
+
+    store = SQLiteStore(tmp_path / "g.sqlite")
+    await store.open()
+    async with Sink() as sink:
+        settings = DeliverySettings(
+            transport=transport_kind, allow_private_targets=True, max_connections_per_host=8
+        )
+        dispatcher = Dispatcher(settings, store, Metrics(), VirtualClock(T0))
+        await dispatcher.start()
+        try:
+            first = new_delivery(sink.url("/ok"), now=T0)
+            gated = [new_delivery(sink.url(f"/gate?n={n}"), now=T0) for n in range(20)]
+            dispatcher.submit((await store.commit_batch([], [], [first, *gated])).deliveries)
+            deadline = time.monotonic() + 5.0
+            while sink.count("/gate") < 8 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert sink.count("/gate") == 8  # all of its cap, not its probation slots
+            sink.gate.set()
+            await dispatcher.wait_idle()
+            assert sink.count("/gate") == 20
+        finally:
+            await dispatcher.stop(timeout=0.2)
+            await store.close()

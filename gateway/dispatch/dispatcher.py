@@ -320,7 +320,8 @@ class Dispatcher:
         self._tally.observe(("delivery_latency", d.traffic_source), attempt.latency_ms / 1000.0)
         code = attempt.status_code
         if code is not None or verdict.outcome == "retry":  # a refused URL proves nothing
-            self._hosts.answered(d.host, code is not None)
+            if self._hosts.answered(d.host, code is not None):
+                self._pump(d.host)  # off probation: its other deliveries may start now
         if host_trouble(code) or self._breaker.active:
             self._breaker_note(d.host, code, verdict)
         decision = after_attempt(d, attempt, verdict, answer, self.settings, self._now, self._rng)

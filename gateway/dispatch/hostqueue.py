@@ -114,16 +114,19 @@ class HostQueues:
                 self._unproven_host[host] += 1
         return d
 
-    def answered(self, host: str, answered: bool) -> None:
+    def answered(self, host: str, answered: bool) -> bool:
         """An attempt to ``host`` ended: with an HTTP answer (proven), or without
-        one (a timeout, a connection error: back on probation)."""
+        one (a timeout, a connection error: back on probation).  True when the
+        host has just been proven: it may take more slots now."""
         if answered:
             if host not in self.proven:
                 if len(self.proven) >= _MAX_PROVEN:
                     self.proven.clear()
                 self.proven.add(host)
+                return True
         else:
             self.proven.discard(host)
+        return False
 
     def may_continue(self, host: str) -> bool:
         """Whether a worker of ``host`` may take its next delivery on the slot it has."""
