@@ -69,7 +69,9 @@ async def serve_app(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    print(f"listening {runner.addresses[0][1]}", flush=True)
+    plain = site._server
+    assert plain is not None
+    print(f"listening {plain.sockets[0].getsockname()[1]}", flush=True)  # type: ignore[union-attr]
     try:
         await stop.wait()
     finally:

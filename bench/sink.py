@@ -54,6 +54,7 @@ class Record(msgspec.Struct, array_like=True):
     host: str
     target: str  # raw path + query, byte for byte as requested
     body: str
+    scheme: str = "http"  # https: it came in on the TLS port
 
 
 class Records(msgspec.Struct):
@@ -136,7 +137,9 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     if verdict == "alter":
         recorder.lied += 1
         target += "x"
-    recorder.records.append(Record(arrived, request.method, request.host, target, body))
+    recorder.records.append(
+        Record(arrived, request.method, request.host, target, body, request.scheme)
+    )
     return web.Response(text="OK")
 
 
