@@ -285,3 +285,90 @@ async def test_postgresql_restarted_under_load_no_false_2xx_and_recovery(tmp_pat
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
             pass
         shutil.rmtree(cluster.dir.parent, ignore_errors=True)
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (from /proc: no procps needed)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def _clicks_counted(text: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("gateway_clicks_total{")
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+async def test_workers_share_one_port_metrics_add_up_and_a_dead_worker_comes_back(
+    tmp_path: Path,
+) -> None:
+    url = _pg_url()
+    async with Sink() as sink:
+        gw = GatewayProcess(_config(tmp_path, sink.url("/ok")), url, tmp_path / "w.log", workers=2)
+        gw.start()
+        try:
+            assert gw.proc is not None
+            deadline = time.monotonic() + 10
+            while len(workers := _children(gw.proc.pid)) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert len(workers) == 2, workers
+            n = 60
+            # a new connection per request: the kernel spreads them over both workers
+            for i in range(n):
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.get(
+                        f"{gw.url}/click/camp",
+                        params={"externalid": f"m{i}"},
+                        allow_redirects=False,
+                    ) as resp,
+                ):
+                    assert resp.status == 302
+            scrapes = []
+            for _ in range(12):  # whichever worker answers, it counts them all
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.get(f"{gw.url}/metrics") as resp,
+                ):
+                    scrapes.append(_clicks_counted(await resp.text()))
+            assert scrapes == [n] * 12, scrapes
+            os.kill(workers[0], 9)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                now = _children(gw.proc.pid)
+                if len(now) == 2 and workers[0] not in now:
+                    break
+                await asyncio.sleep(0.1)
+            assert len(now) == 2 and workers[0] not in now, now
+            assert "died (signal 9); starting it again" in gw.log()
+            await asyncio.sleep(1.5)  # the new worker listens
+            async with aiohttp.ClientSession() as session:
+                for _ in range(10):
+                    async with session.get(f"{gw.url}/health") as resp:
+                        assert resp.status == 200
+                async with session.get(f"{gw.url}/metrics") as resp:
+                    assert _clicks_counted(await resp.text()) == n  # the dead one's still count
+            gw.signal(15)
+            assert await asyncio.to_thread(gw.wait, 40) == 0
+            assert "all workers stopped" in gw.log()
+        finally:
+            gw.stop()
+
+
+def test_sqlite_refuses_more_than_one_worker(tmp_path: Path) -> None:
+    gw = GatewayProcess(None, tmp_path / "g.sqlite", tmp_path / "s.log", workers=2)
+    with pytest.raises(RuntimeError, match="gateway exited 2"):
+        gw.start()
+    assert "a SQLite file has one writing process" in gw.log()
