@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--tls", action="store_true", help="postbacks over HTTPS (the sink's throw-away CA)"
     )
     run.add_argument("--seed", type=int, default=1)
+    run.add_argument(
+        "--db",
+        help="the gateway's store, as serve --db (default: a fresh SQLite file in the workdir)",
+    )
+    run.add_argument("--workers", type=int, default=1, help="serve --workers (PostgreSQL for >1)")
     run.add_argument("--workdir", help="keep the config, database and gateway log here")
     run.add_argument("--json", action="store_true", help="last line: one JSON object")
 

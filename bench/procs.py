@@ -27,6 +27,8 @@ from aiohttp import web
 __all__ = (
     "Child",
     "cpu_seconds",
+    "postgres_cpu_seconds",
+    "tree_cpu_seconds",
     "free_port",
     "run_loop",
     "serve_app",
@@ -163,8 +165,53 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14, 15)
 
 
+def _parents() -> dict[int, int]:
+    """Every process id to its parent's, from ``/proc``."""
+    found: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                found[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                )
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of ``pid`` and its live descendants (``serve --workers``: supervisor and workers).
+
+    A worker that died and was restarted takes its CPU with it: read it per round."""
+    parents = _parents()
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, pp in parents.items() if pp == parent and p not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(cpu_seconds(p) for p in tree)
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU of every live process named ``postgres`` on this machine (the server the
+    ``--db postgresql://`` run uses, with its background workers; a second cluster
+    here would be counted too)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == "postgres":
+                    total += cpu_seconds(int(entry.name))
+    return total
+
+
 def spawn_gateway(
-    config: str, db: str, log_path: str, *, port: int | None = None, timeout: float = 30.0
+    config: str,
+    db: str,
+    log_path: str,
+    *,
+    port: int | None = None,
+    timeout: float = 30.0,
+    workers: int = 1,
 ) -> Child:
     """Start ``python -m gateway serve`` on a free loopback port; wait for /health."""
     port = port or free_port()
@@ -183,6 +230,8 @@ def spawn_gateway(
             "127.0.0.1",
             "--port",
             str(port),
+            "--workers",
+            str(workers),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

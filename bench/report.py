@@ -70,6 +70,9 @@ class Summary(msgspec.Struct, kw_only=True):
     #: The gateway's CPU (user + system, all threads, /proc) per conversion, round medians.
     gateway_cpu_us: float | None = None
     gateway_cpu_us_rounds: list[float] = []
+    db_cpu_us: float | None = None  # PostgreSQL's CPU per conversion (--db postgresql://)
+    db: str = "sqlite"
+    workers: int = 1
     #: The relay ceiling (aiohttp in, one aiohttp GET out per conversion, nothing stored).
     relay_rps: float | None = None
     relay_ratio: float | None = None  # median of the per-round gateway / relay ratios
@@ -154,7 +157,14 @@ def print_summary(summary: Summary, console: Console) -> None:
         table.add_row(
             "gateway CPU / conversion",
             f"{summary.gateway_cpu_us:.0f} us",
-            f"all threads, /proc, intake and delivery; rounds: {rounds}",
+            f"{summary.workers} worker(s), all threads, /proc, intake and delivery;"
+            f" rounds: {rounds}",
+        )
+    if summary.db_cpu_us is not None:
+        table.add_row(
+            "PostgreSQL CPU / conversion",
+            f"{summary.db_cpu_us:.0f} us",
+            "every process named postgres on this machine",
         )
     table.add_row(
         "postbacks",

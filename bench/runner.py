@@ -28,10 +28,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench import expect
 from bench.configgen import render_config
 from bench.load import LoadResult, Outcome, Request, run_load
-from bench.procs import Child, cpu_seconds, spawn_gateway, spawn_server
+from bench.procs import (
+    Child,
+    postgres_cpu_seconds,
+    spawn_gateway,
+    spawn_server,
+    tree_cpu_seconds,
+)
 from bench.report import Summary, latency_fields, ms, percentile
 from bench.sink import Records
 from bench.tlsfiles import TlsFiles, make_tls_files
+from gateway.store.backends import redacted
 
 __all__ = ("RunOptions", "machine", "run")
 
@@ -59,6 +66,8 @@ class RunOptions(msgspec.Struct, kw_only=True):
     tls: bool = False  # postbacks over HTTPS to the sink's TLS port (a throw-away CA)
     seed: int = 1
     workdir: str | None = None
+    db: str | None = None  # the store: default a fresh SQLite file in the workdir
+    workers: int = 1  # serve --workers (more than one needs --db postgresql://)
 
 
 class ListSource:
@@ -228,7 +237,10 @@ async def run(o: RunOptions, console: Console) -> tuple[Summary, str]:
             (work / "bench.toml").write_text(config, "utf-8")
             if o.url is None:
                 gateway = spawn_gateway(
-                    str(work / "bench.toml"), str(work / "gateway.sqlite"), str(log_path)
+                    str(work / "bench.toml"),
+                    o.db or str(work / "gateway.sqlite"),
+                    str(log_path),
+                    workers=o.workers,
                 )
                 base_url = gateway.url
             else:
@@ -298,6 +310,9 @@ async def run(o: RunOptions, console: Console) -> tuple[Summary, str]:
     summary.rounds = len(rounds.gateway_cpu_us)
     summary.gateway_cpu_us = _median(rounds.gateway_cpu_us)
     summary.gateway_cpu_us_rounds = [round(v, 1) for v in rounds.gateway_cpu_us]
+    summary.db_cpu_us = _median(rounds.db_cpu_us) if rounds.db_cpu_us else None
+    summary.workers = o.workers
+    summary.db = redacted(o.db) if o.db else "sqlite"
     summary.relay_ratio = _median(rounds.ratios.get("relay", []), 3)
     summary.relay_ratios = [round(v, 3) for v in rounds.ratios.get("relay", [])]
     summary.bare_ratio = _median(rounds.ratios.get("bare", []), 3)
@@ -317,6 +332,7 @@ class _Rounds(msgspec.Struct):
     ceiling: dict[str, LoadResult]
     ratios: dict[str, list[float]]  # per round: gateway rps / that ceiling's rps
     gateway_cpu_us: list[float]  # per round: gateway CPU (all threads) per conversion
+    db_cpu_us: list[float]  # per round: PostgreSQL's CPU per conversion (--db postgresql://)
     started: float
 
 
@@ -360,6 +376,8 @@ async def _rounds(
     theirs: dict[str, list[LoadResult]] = {name: [] for name in ceilings}
     ratios: dict[str, list[float]] = {name: [] for name in ceilings}
     cpu_us: list[float] = []
+    db_cpu_us: list[float] = []
+    postgres = (o.db or "").startswith(("postgresql:", "postgres:"))
     started = time.time()
     for r in range(n_rounds):
         count = per_count
@@ -371,7 +389,8 @@ async def _rounds(
             wanted = (o.rate or _PREPARE_RATE) * (per_duration or 0.0) * 1.2
             conversions.prepare(int(wanted) - len(conversions.prepared))
         first_chain = len(conversions.chains)
-        cpu_before = cpu_seconds(pid) if pid else float("nan")
+        cpu_before = tree_cpu_seconds(pid) if pid else float("nan")
+        db_before = postgres_cpu_seconds() if postgres else 0.0
         result = await _phase(
             progress,
             f"round {r + 1}",
@@ -387,7 +406,9 @@ async def _rounds(
             sink, len(conversions.expected()), o.drain_timeout, progress, watch_task, settle=0.0
         )
         if pid and result.sent:
-            cpu_us.append((cpu_seconds(pid) - cpu_before) / result.sent * 1e6)
+            cpu_us.append((tree_cpu_seconds(pid) - cpu_before) / result.sent * 1e6)
+            if postgres:
+                db_cpu_us.append((postgres_cpu_seconds() - db_before) / result.sent * 1e6)
         mine.append(result)
         if not ceilings or not result.sent:
             continue
@@ -412,6 +433,7 @@ async def _rounds(
         ceiling={name: _merge(v) for name, v in theirs.items() if v},
         ratios=ratios,
         gateway_cpu_us=cpu_us,
+        db_cpu_us=db_cpu_us,
         started=started,
     )
 
