@@ -43,7 +43,7 @@ lease = {lease}
 
 [delivery]
 allow_private_targets = true
-max_connections_per_host = 16
+max_connections_per_host = 32
 schedule = [0.5]
 max_attempts = 5
 
@@ -127,7 +127,7 @@ async def _wait_delivered(sink: Sink, names: list[str], timeout: float) -> list[
 async def test_kill9_one_of_two_every_answered_conversion_is_delivered(tmp_path: Path) -> None:
     url = _pg_url()
     async with Sink() as sink:
-        config = _config(tmp_path, sink.url("/slow") + "?delay=0.3&x=1")
+        config = _config(tmp_path, sink.url("/slow") + "?delay=0.1&x=1")
         a = GatewayProcess(config, url, tmp_path / "a.log")
         b = GatewayProcess(config, url, tmp_path / "b.log")
         a.start()
@@ -144,13 +144,14 @@ async def test_kill9_one_of_two_every_answered_conversion_is_delivered(tmp_path:
             await _load([b.url], time.monotonic() + 1.0, answered, "s", workers=6)
             queued = [n for n, postbacks in answered.items() if postbacks]
             assert len(queued) > 50, len(queued)
-            missing = await _wait_delivered(sink, queued, timeout=4 * LEASE + 20)
+            # the survivor alone sends at most 32 slots / 0.1 s: 320 a second
+            missing = await _wait_delivered(sink, queued, timeout=4 * LEASE + len(queued) / 100)
             assert not missing, f"{len(missing)} of {len(queued)} answered, never delivered"
             sent = Counter(h.path_qs.split("c=")[-1] for h in sink.hits)
             doubles = sum(n - 1 for n in sent.values() if n > 1)
             # only A's attempts under way (or unrecorded) at the kill can go twice:
             # at most its per-host slots plus one attempt-log group
-            assert doubles <= 16 + 64, doubles
+            assert doubles <= 32 + 64, doubles
             print(f"answered {len(answered)}, delivered all, {doubles} sent twice")
         finally:
             a.stop()

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         shared = open_store(db, lease=config.store.lease).shared  # checks the URL; opens nothing
     except ValueError as exc:
-        print(f"--db: {exc}", file=sys.stderr)
+        print(f"store: {exc}", file=sys.stderr)
         return 2
     if args.workers < 1:
         print(f"--workers: at least 1, not {args.workers}", file=sys.stderr)
