@@ -296,3 +296,47 @@ async def test_a_slowloris_connection_is_closed(
         writer.close()
     status, _ = await gw.postback(cid="abc")  # the server is fine
     assert status in (200, 202)
+
+
+async def test_a_slow_second_head_on_a_kept_alive_connection_is_closed(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.http import front  # noqa: PLC0415
+
+    monkeypatch.setattr(front, "HEAD_TIMEOUT", 0.5)
+    port = gw.client.server.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        first = await asyncio.wait_for(reader.readuntil(b'"ok"}'), 5.0)
+        assert first.startswith(b"HTTP/1.1 200")
+        await asyncio.sleep(0.8)  # an idle keep-alive connection is not a slow head
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 5.0) == b""
+    finally:
+        writer.close()
+
+
+async def test_a_slow_body_is_not_a_slow_head(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.http import front  # noqa: PLC0415
+
+    monkeypatch.setattr(front, "HEAD_TIMEOUT", 0.3)
+    port = gw.client.server.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        body = b"cid=abc&txid=slow"
+        writer.write(
+            b"POST /postback HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body[:5]
+        )
+        await writer.drain()
+        await asyncio.sleep(0.6)
+        writer.write(body[5:])
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.readuntil(b"}"), 5.0)
+        assert answer.split(b" ", 2)[1] in (b"200", b"202"), answer
+    finally:
+        writer.close()
