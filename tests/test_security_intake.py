@@ -202,7 +202,20 @@ HEADERS = [
     b"Host: \x00",
     b"Cookie: " + b"a=" * 3000,
 ]
-PATHS = ["/postback", "/click/c-hand", "/api/conversions", "/api/clicks", "/api/postbacks/test"]
+PATHS = [
+    "/postback",
+    "/click/c-hand",
+    "/click/%00",
+    "/api/conversions",
+    "/api/clicks",
+    "/api/postbacks/test",
+    "/api/deliveries",
+    "/api/deliveries/replay",
+    "/api/deliveries/99999999999999999999999",
+    "/api/deliveries/1/retry",
+    "/health",
+    "/metrics",
+]
 
 
 def _fuzz_case(rng: random.Random) -> bytes:
@@ -210,7 +223,23 @@ def _fuzz_case(rng: random.Random) -> bytes:
 
     path = rng.choice(PATHS)
     method = rng.choice(["GET", "POST", "POST", "PUT", "G\x01T"])
-    names = ["cid", "payout", "status", "txid", "network", "secret", "externalid", "var1", "since"]
+    names = [
+        "cid",
+        "payout",
+        "status",
+        "txid",
+        "network",
+        "secret",
+        "externalid",
+        "var1",
+        "since",
+        "cursor",
+        "limit",
+        "ids",
+        "source",
+        "values",
+        "campaign_id",
+    ]
     pairs = "&".join(
         f"{rng.choice(names)}="
         f"{quote(rng.choice(NAUGHTY), safe=rng.choice(['', '%&=']), errors='surrogatepass')}"
@@ -237,7 +266,7 @@ def _fuzz_case(rng: random.Random) -> bytes:
 
 async def test_fuzzed_intake_never_answers_5xx(gw: Gateway) -> None:
     rng = random.Random(22)
-    for _ in range(300):
+    for _ in range(600):
         data = _fuzz_case(rng)
         port = gw.client.server.port
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
