@@ -533,3 +533,12 @@ async def test_many_delayed_deliveries_come_back_at_the_refill_pace(
         assert sink.count() == 35
     finally:
         await h.dispatcher.stop()
+
+
+async def test_a_url_whose_host_is_not_its_templates_never_leaves(make: Any, sink: Sink) -> None:
+    h = await make()
+    url = sink.url("/ok?x=1")
+    assert (await h.send(url)).status == "delivered"  # the same origin, its host agreeing
+    d = await h.send(url, host="elsewhere.example", conversion_id="conv-2")
+    assert d.status == "failed" and "the host its template fixed" in (d.last_reason or "")
+    assert sink.count("/ok") == 1
