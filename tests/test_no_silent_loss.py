@@ -28,7 +28,7 @@ from gateway.sources.macros import placeholder_value
 from gateway.store.sqlite import SQLiteStore
 from tests.gateway_proc import ROOT
 from tests.intake_helpers import GatewayTestServer
-from tests.network_sink import NetworkSink, make_tls
+from tests.network_sink import NetHit, NetworkSink, make_tls
 
 HOSTS = ["s.magsrv.com", "tsyndicate.com", "pb.tracker.example", "ad.propellerads.com"]
 GOAL = "G0AL" + secrets.token_hex(14)
@@ -137,6 +137,16 @@ traffic_source = "loose"
 offer_url = "https://offer.example/lp?sub={{click.id}}"
 {extra}
 """
+
+
+async def hits(net: Net, click: str, count: int) -> list[NetHit]:
+    """The sink's hits for ``click`` once there are ``count`` (the loop keeps running)."""
+    for _ in range(400):
+        found = net.sink.hits_for(click)
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.025)
+    return net.sink.hits_for(click)
 
 
 class Stack:
@@ -289,8 +299,8 @@ async def test_secret_params_of_hand_written_rules_are_hidden(stack: Stack, net:
     for d in shown:
         detail = await (await stack.http.get(f"/api/deliveries/{d['delivery_id']}")).text()
         assert GOAL not in detail and TS_KEY not in detail
-    hits = net.sink.wait_hits(externalid, 3)
-    assert any(GOAL in h.raw for h in hits) and any(TS_KEY in h.raw for h in hits)
+    sent = await hits(net, externalid, 3)
+    assert any(GOAL in h.raw for h in sent) and any(TS_KEY in h.raw for h in sent)
     resp = await stack.http.post("/api/postbacks/test", json={"source": "hand", "rule": "hand:ts"})
     text = await resp.text()
     assert resp.status == 200 and TS_KEY not in text and "key=***" in text
@@ -374,7 +384,7 @@ async def test_on_placeholder_send_sends_it_anyway(stack: Stack, net: Net) -> No
     assert "held" not in conv
     [d] = await stack.deliveries(conv["conversion_id"])
     assert d["status"] == "delivered"
-    assert net.sink.wait_hits("{conversions_tracking}", 1)
+    assert await hits(net, "{conversions_tracking}", 1)
 
 
 def test_real_click_ids_are_not_placeholders() -> None:
@@ -383,3 +393,101 @@ def test_real_click_ids_are_not_placeholders() -> None:
     for value in PLACEHOLDERS:
         assert placeholder_value(value) == value
     assert placeholder_value("%7Bconversions_tracking%7D") is not None
+
+
+# -- 5. what happened to conversion X -----------------------------------------
+
+
+async def _get(stack: Stack, path: str, **params: str) -> tuple[int, dict[str, Any]]:
+    resp = await stack.http.get(path, params=params)
+    body: dict[str, Any] = await resp.json()
+    return resp.status, body
+
+
+async def test_lookups_by_every_key(stack: Stack, net: Net) -> None:
+    externalid = f"look-{secrets.token_hex(5)}"
+    click_id = await stack.click("hand-c", externalid=externalid)
+    conv = await stack.convert(cid=click_id, payout="3", txid=f"TX-{externalid}")
+    other = await stack.convert(
+        cid=await stack.click("hand-c", externalid="someone-else"), txid="TX-other"
+    )
+    await stack.deliveries(conv["conversion_id"])
+    cid = conv["conversion_id"]
+
+    status, shown = await _get(stack, f"/api/conversions/{cid}")
+    assert status == 200 and shown["conversion_id"] == cid and shown["status"] == "approved"
+    assert shown["click"]["click_id"] == click_id
+    assert shown["click"]["tokens"]["externalid"] == externalid
+    assert sorted(d["rule"] for d in shown["deliveries"]) == ["hand:exo", "hand:ts", "hand:tune"]
+    assert all(GOAL not in d["url"] and TS_KEY not in d["url"] for d in shown["deliveries"])
+
+    status, shown = await _get(stack, f"/api/clicks/{click_id}")
+    assert status == 200 and [c["conversion_id"] for c in shown["conversions"]] == [cid]
+    assert len(shown["deliveries"]) == 3
+
+    for key, value in (
+        ("externalid", externalid),
+        ("transaction_id", f"TX-{externalid}"),
+        ("click_id", click_id),
+    ):
+        status, found = await _get(stack, "/api/conversions", **{key: value})
+        assert status == 200 and [c["conversion_id"] for c in found["conversions"]] == [cid]
+        assert len(found["conversions"][0]["deliveries"]) == 3
+        status, page = await _get(stack, "/api/deliveries", **{key: value})
+        assert {d["conversion_id"] for d in page["deliveries"]} == {cid}, key
+    status, page = await _get(stack, "/api/deliveries", conversion_id=cid, rule="hand:ts")
+    assert [d["rule"] for d in page["deliveries"]] == ["hand:ts"]
+    status, page = await _get(stack, "/api/deliveries", conversion_id=cid, host="s.magsrv.com")
+    assert [d["rule"] for d in page["deliveries"]] == ["hand:exo"]
+    status, page = await _get(stack, "/api/deliveries", externalid="nobody")
+    assert page["deliveries"] == []
+    assert other["conversion_id"] != cid
+
+    assert (await _get(stack, "/api/conversions/nope"))[0] == 404
+    assert (await _get(stack, "/api/clicks/nope"))[0] == 404
+    status, body = await _get(stack, "/api/conversions")
+    assert status == 400 and body["field"] == "externalid"
+    status, body = await _get(stack, "/api/conversions", payout="1")
+    assert status == 400 and body["field"] == "payout"
+
+
+async def test_a_paused_host_shows_in_the_api_and_metrics(net: Net, tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        config_text(net).replace(
+            "breaker_failures = 1000", "breaker_failures = 2\nbreaker_pause = 60"
+        )
+    )
+    config = load(path)
+    store = SQLiteStore(tmp_path / "gateway.sqlite")
+    await store.open()
+    metrics = Metrics()
+    dispatcher = Dispatcher(settings=config.delivery, store=store, metrics=metrics)
+    await dispatcher.start()
+    app = create_app(config, store, dispatcher, metrics=metrics)
+    http: TestClient[Any, Any] = TestClient(GatewayTestServer(app, host="127.0.0.1"))
+    await http.start_server()
+    stack = Stack(http, store, dispatcher)
+    try:
+        status, body = await _get(stack, "/api/hosts")
+        assert status == 200 and body["hosts"] == []
+        for i in range(2):
+            externalid = f"down-{i}-{secrets.token_hex(4)}"
+            net.sink.expect(externalid, [(503, "maintenance")])
+            await stack.convert(cid=await stack.click("loose-c", externalid=externalid))
+            await hits(net, externalid, 1)
+        for _ in range(200):
+            status, body = await _get(stack, "/api/hosts")
+            if body["hosts"] and body["hosts"][0]["paused"]:
+                break
+            await asyncio.sleep(0.025)
+        [host] = body["hosts"]
+        assert host["host"] == "pb.tracker.example" and host["paused"] is True
+        assert host["why"] == "HTTP 503" and host["failures"] >= 2
+        assert 50 < host["seconds_left"] <= 60 and host["until"] > 0
+        text = await stack.metrics()
+        assert 'gateway_host_paused{host="pb.tracker.example"} 1.0' in text
+    finally:
+        await http.close()
+        await dispatcher.stop()
+        await store.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -16,6 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.store.base import (
+    Click,
+    Conversion,
+    ConversionFilter,
     DeliveryFilter,
     DeliveryStatus,
     Found,
@@ -250,6 +254,69 @@ async def test_a_held_delivery_is_stored_aside_and_never_due(store: Store) -> No
     assert await store.requeue(DeliveryFilter(), ids=None, now=NOW + 1) == []  # failed only
     [back] = await store.requeue(DeliveryFilter(), ids=[aside.delivery_id], now=NOW + 2)
     assert back.status == "queued" and back.next_at == NOW + 2
+
+
+async def test_lookups_by_every_key(store: Store) -> None:
+    """A click, a conversion and their deliveries, found by any key a person quotes."""
+    ours = Click(
+        click_id="ck1",
+        campaign_id="camp",
+        traffic_source="ts",
+        created_at=NOW,
+        tokens={"externalid": "net-77"},
+    )
+    by_click = Conversion(
+        conversion_id="cv1",
+        click_id="ck1",
+        dedup_key="ck1|t:A",
+        status="approved",
+        created_at=NOW,
+        tokens={"transaction.id": "TX-A"},
+    )
+    upstream = Conversion(
+        conversion_id="cv2",
+        click_id=None,
+        dedup_key="ext:up-9|t:B",
+        status="approved",
+        created_at=NOW + 5,
+        tokens={"externalid": "up-9", "transaction.id": "TX-B"},
+    )
+    news = [
+        msgspec.structs.replace(new_delivery("cv1"), rule="r1", host="a.example"),
+        msgspec.structs.replace(new_delivery("cv1"), rule="r2", host="b.example"),
+        msgspec.structs.replace(new_delivery("cv2", created=NOW + 5), rule="r1"),
+        new_delivery("other"),
+    ]
+    stored = await write_rows(store, [ours], [by_click, upstream], news)
+    ids = {d.conversion_id + d.rule: d.delivery_id for d in stored}
+    assert await store.get_click("ck1") == ours and await store.get_click("nope") is None
+    assert await store.get_conversion("cv2") == upstream
+    assert await store.get_conversion("nope") is None
+
+    async def convs(**keys: str) -> list[str]:
+        wanted = msgspec.convert(keys, ConversionFilter)
+        return [c.conversion_id for c in await store.find_conversions_by(wanted, limit=10)]
+
+    assert await convs(click_id="ck1") == ["cv1"]
+    assert await convs(externalid="net-77") == ["cv1"]  # through its click
+    assert await convs(externalid="up-9") == ["cv2"]  # its own
+    assert await convs(transaction_id="TX-B") == ["cv2"]
+    assert await convs(transaction_id="TX-") == []  # exact, not a prefix
+    assert await convs(externalid="net-7") == []
+
+    async def listed(**keys: Any) -> list[int]:
+        rows = await store.list_deliveries(DeliveryFilter(**keys), after_id=None, limit=50)
+        return [d.delivery_id for d in rows]
+
+    assert await listed(conversion_id="cv1") == [ids["cv1r1"], ids["cv1r2"]]
+    assert await listed(click_id="ck1") == [ids["cv1r1"], ids["cv1r2"]]
+    assert await listed(externalid="net-77", rule="r2") == [ids["cv1r2"]]
+    assert await listed(externalid="up-9") == [ids["cv2r1"]]
+    assert await listed(transaction_id="TX-A") == [ids["cv1r1"], ids["cv1r2"]]
+    assert await listed(transaction_id="nope") == []
+    assert await listed(host="b.example") == [ids["cv1r2"]]
+    assert await listed(rule="r1", until=NOW + 1) == [ids["cv1r1"]]
+    assert await listed(rule="r1", since=NOW + 1) == [ids["cv2r1"]]
 
 
 async def test_purge_removes_finished_only(store: Store) -> None:

@@ -24,7 +24,15 @@ from gateway.store.base import (
     DeliveryLog,
 )
 
-__all__ = ("attempt_json", "delivery_json", "list_deliveries", "replay", "retry", "show")
+__all__ = (
+    "FILTERS",
+    "attempt_json",
+    "delivery_json",
+    "list_deliveries",
+    "replay",
+    "retry",
+    "show",
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,22 +101,39 @@ def _time(field: str, raw: Any) -> float:
     return value
 
 
+#: The delivery log's text filters (``GET /api/deliveries?NAME=``), each an exact match.
+TEXT_FILTERS = (
+    "traffic_source",
+    "campaign_id",
+    "conversion_id",
+    "click_id",
+    "externalid",
+    "transaction_id",
+    "rule",
+    "host",
+)
+#: Every filter name, as the list and the replay accept them.
+FILTERS = ("status", *TEXT_FILTERS, "since", "until")
+
+
 def _filters(params: dict[str, Any]) -> DeliveryFilter:
     status = params.get("status")
     if status is not None and status not in _STATUSES:
         raise BadInput(f"expected one of {', '.join(_STATUSES)}", "status")
-    text: dict[str, str | None] = {}
-    for name in ("traffic_source", "campaign_id"):
+    text: dict[str, str] = {}
+    for name in TEXT_FILTERS:
         value = params.get(name)
-        if value is not None and not isinstance(value, str):
+        if value is None:
+            continue
+        if not isinstance(value, str):
             raise BadInput("expected a string", name)
         text[name] = value
-    since = params.get("since")
+    since, until = params.get("since"), params.get("until")
     return DeliveryFilter(
         status=status,
-        traffic_source=text["traffic_source"],
-        campaign_id=text["campaign_id"],
         since=None if since is None else _time("since", since),
+        until=None if until is None else _time("until", until),
+        **text,
     )
 
 
@@ -134,9 +159,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     store = request.app[STATE].store
     q = request.rel_url.query
     try:
-        filters = _filters(
-            {k: q[k] for k in ("status", "traffic_source", "campaign_id", "since") if k in q}
-        )
+        filters = _filters({k: q[k] for k in FILTERS if k in q})
         cursor = _int("cursor", q["cursor"], 0, 2**63 - 1) if q.get("cursor") else None
         limit = _int("limit", q["limit"], 1, MAX_LIMIT) if "limit" in q else DEFAULT_LIMIT
     except BadInput as exc:
@@ -199,7 +222,7 @@ async def replay(request: web.Request) -> web.Response:
             if not isinstance(body, dict):
                 return error_response(400, "expected a JSON object of filters", "body")
             params.update(body)
-    unknown = set(params) - {"status", "traffic_source", "campaign_id", "since", "ids"}
+    unknown = set(params) - {*FILTERS, "ids"}
     if unknown:
         return error_response(400, "unknown filter", sorted(unknown)[0])
     try:

@@ -24,6 +24,7 @@ __all__ = (
     "Click",
     "CommitResult",
     "Conversion",
+    "ConversionFilter",
     "ConversionStatus",
     "Delivery",
     "DeliveryFilter",
@@ -127,10 +128,43 @@ AttemptRecord = tuple[Attempt, DeliveryStatus, float | None, bool]
 
 
 class DeliveryFilter(msgspec.Struct, kw_only=True):
+    """Which deliveries: every field set must hold (None: any)."""
+
     status: DeliveryStatus | None = None
     traffic_source: str | None = None
     campaign_id: str | None = None
     since: float | None = None
+    #: created before this time
+    until: float | None = None
+    conversion_id: str | None = None
+    rule: str | None = None
+    #: destination host
+    host: str | None = None
+    #: the conversion's click (our click id)
+    click_id: str | None = None
+    #: the network's click id, on the click or on an upstream tracker's conversion
+    externalid: str | None = None
+    #: the affiliate network's transaction id
+    transaction_id: str | None = None
+
+    def by_conversion(self) -> bool:
+        """Whether the filter names conversions (then only theirs are read)."""
+        return not (
+            self.conversion_id is None
+            and self.click_id is None
+            and self.externalid is None
+            and self.transaction_id is None
+        )
+
+
+class ConversionFilter(msgspec.Struct, kw_only=True):
+    """Which conversions a lookup finds: every field set must hold."""
+
+    click_id: str | None = None
+    externalid: str | None = None
+    transaction_id: str | None = None
+    since: float | None = None
+    until: float | None = None
 
 
 class CommitResult(msgspec.Struct, kw_only=True):
@@ -212,6 +246,18 @@ class DeliveryQueue(Protocol):
 
 class DeliveryLog(Protocol):
     """What the delivery API reads, and its replay."""
+
+    async def get_click(self, click_id: str) -> Click | None: ...
+
+    async def get_conversion(self, conversion_id: str) -> Conversion | None: ...
+
+    async def find_conversions_by(
+        self, filters: ConversionFilter, *, limit: int
+    ) -> list[Conversion]:
+        """Conversions matching ``filters`` (at least one key set), oldest first, at
+        most ``limit``.  ``externalid`` matches the conversion's own (an upstream
+        tracker's) or its click's."""
+        ...
 
     async def list_deliveries(
         self, filters: DeliveryFilter, *, after_id: int | None, limit: int
