@@ -135,6 +135,35 @@ postback = "https://pb.tracker.example/loose?c={{externalid}}"
 id = "loose-c"
 traffic_source = "loose"
 offer_url = "https://offer.example/lp?sub={{click.id}}"
+
+[[networks]]
+name = "everflow"
+preset = "everflow"
+
+[[networks]]
+name = "tune"
+preset = "tune"
+
+[[networks]]
+name = "cake"
+preset = "cake"
+
+[[networks]]
+name = "impact"
+preset = "impact"
+
+[[networks]]
+name = "binom"
+preset = "binom"
+
+[[networks]]
+name = "keitaro"
+preset = "keitaro"
+
+[[networks]]
+name = "own"
+params = {{ clk = "cid", rev = "payout", zone = "var:zoneid" }}
+corrections = true
 {extra}
 """
 
@@ -491,3 +520,87 @@ async def test_a_paused_host_shows_in_the_api_and_metrics(net: Net, tmp_path: Pa
         await http.close()
         await dispatcher.stop()
         await store.close()
+
+
+# -- 6. conversion data is read, or the answer says what was not ---------------
+
+NETWORK_PARAMS = {
+    "everflow": ("sub1", "payout_amount"),
+    "tune": ("aff_sub", "payout"),
+    "cake": ("s1", "payout"),
+    "impact": ("SubId1", "Payout"),
+    "binom": ("cnv_id", "payout"),
+    "keitaro": ("subid", "payout"),
+    "own": ("clk", "rev"),
+}
+
+
+@pytest.mark.parametrize("network", sorted(NETWORK_PARAMS))
+async def test_a_networks_own_names_are_read(stack: Stack, network: str) -> None:
+    click_param, payout_param = NETWORK_PARAMS[network]
+    click_id = await stack.click("hand-c", externalid=f"n-{secrets.token_hex(4)}")
+    conv = await stack.convert(
+        network=network, **{click_param: click_id, payout_param: "2.5", "txid": "t-" + network}
+    )
+    assert conv["status"] == "accepted" and conv["postbacks"] == 3, conv
+    assert "ignored" not in conv
+    shown = await stack.deliveries(conv["conversion_id"], final=False)
+    [ts] = [d for d in shown if d["rule"] == "hand:ts"]
+    assert "&value=2.5&" in ts["url"], ts  # the payout reached the postback
+
+
+async def test_names_the_gateway_ignores_are_in_the_answer(stack: Stack) -> None:
+    click_id = await stack.click("hand-c", externalid="ign-1")
+    resp = await stack.http.get(
+        "/postback", params={"sub1": click_id, "payout_amount": "2", "offer": "7"}
+    )
+    body = await resp.json()
+    assert resp.status == 400 and body["field"] == "cid", body
+    assert "ignored sub1, payout_amount, offer" in body["error"]
+    conv = await stack.convert(cid=click_id, payout_amount="2", txid="t-ign")
+    assert conv["status"] == "accepted" and conv["ignored"] == ["payout_amount"], conv
+
+
+async def test_a_json_body_sent_as_a_form_is_read(stack: Stack) -> None:
+    click_id = await stack.click("hand-c", externalid="json-form")
+    resp = await stack.http.post(
+        "/postback",
+        data=f'{{"cid": "{click_id}", "payout": "4", "txid": "t-json"}}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    body = await resp.json()
+    assert resp.status == 200 and body["status"] == "accepted" and body["postbacks"] == 3, body
+
+
+async def test_an_upstream_conversion_keeps_its_campaign(stack: Stack) -> None:
+    conv = await stack.convert(externalid="up-camp-1", campaign="hand-c", txid="t-up")
+    assert conv["status"] == "accepted" and conv["postbacks"] == 3, conv
+    shown = await stack.deliveries(conv["conversion_id"], final=False)
+    assert {d["campaign_id"] for d in shown} == {"hand-c"}, shown
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"externalid": "x", "campaign": "nosuch"}, "campaign"),
+        ({"externalid": "x", "traffic_source": "nosuch"}, "traffic_source"),
+        ({"externalid": "x", "traffic_source": "hand", "payout": "-5"}, "payout"),
+        (
+            {"externalid": "x", "traffic_source": "hand", "network": "tune", "payout": "-5"},
+            "payout",
+        ),
+    ],
+)
+async def test_refused_with_the_field_named(
+    stack: Stack, params: dict[str, str], field: str
+) -> None:
+    resp = await stack.http.get("/postback", params=params)
+    body = await resp.json()
+    assert resp.status == 400 and body["field"] == field, body
+
+
+async def test_negative_payouts_from_a_network_that_marks_corrections(stack: Stack) -> None:
+    conv = await stack.convert(
+        network="own", externalid="corr-1", traffic_source="hand", rev="-5", txid="t-corr"
+    )
+    assert conv["status"] == "accepted", conv
