@@ -24,6 +24,7 @@ from gateway.store.base import (
     DeliveryStatus,
     Found,
     NewDelivery,
+    Rewrite,
     Store,
     Wanted,
     Writes,
@@ -317,6 +318,62 @@ async def test_lookups_by_every_key(store: Store) -> None:
     assert await listed(host="b.example") == [ids["cv1r2"]]
     assert await listed(rule="r1", until=NOW + 1) == [ids["cv1r1"]]
     assert await listed(rule="r1", since=NOW + 1) == [ids["cv2r1"]]
+
+
+async def test_rewrite_replaces_the_url_and_queues_afresh(store: Store) -> None:
+    """Fix-and-replay: a finished delivery gets the new URL and a fresh budget (or is
+    held); a queued one is left alone; the attempt log keeps the old attempts."""
+    a, b, c = (d.delivery_id for d in await write_rows(store, deliveries=[new_delivery()] * 3))
+    await record(store, attempt(a, "rejected"), status="failed", next_at=None)
+    await record(store, attempt(b, "rejected"), status="failed", next_at=None)
+
+    def fixed(delivery_id: int, held: str | None = None) -> Rewrite:
+        return Rewrite(
+            delivery_id=delivery_id,
+            url="https://new.example/pb?c=1&k=SECRET",
+            display_url="https://new.example/pb?c=1&k=***",
+            body="x=1",
+            host="new.example",
+            method="POST",
+            answer_rule="inline:{}",
+            held=held,
+        )
+
+    out = await store.rewrite([fixed(a), fixed(b, "still a macro"), fixed(c)], now=NOW + 50)
+    assert [d.delivery_id for d in out] == [a, b]  # c was queued: untouched
+    first, second = out
+    assert (first.status, first.attempts, first.next_at) == ("queued", 0, NOW + 50)
+    assert (first.url, first.display_url, first.body) == (
+        "https://new.example/pb?c=1&k=SECRET",
+        "https://new.example/pb?c=1&k=***",
+        "x=1",
+    )
+    assert (first.host, first.method, first.answer_rule) == ("new.example", "POST", "inline:{}")
+    assert (second.status, second.next_at, second.last_reason) == ("held", None, "still a macro")
+    untouched = await store.get_delivery(c)
+    assert untouched is not None and untouched.url == new_delivery().url
+    assert len(await store.list_attempts(a)) == 1
+    assert a in {d.delivery_id for d in await store.due_deliveries(NOW + 60, 10)}
+
+
+async def test_add_missing_writes_each_rule_once_per_conversion(store: Store) -> None:
+    """Backfill: a (conversion, rule) that has a delivery is skipped, so twice sends once."""
+    await write_rows(store, deliveries=[new_delivery("v1")])  # rule "global" for v1
+    late = [
+        msgspec.structs.replace(new_delivery(conv), rule=rule)
+        for conv, rule in (("v1", "global"), ("v1", "late"), ("v2", "late"), ("v2", "late"))
+    ]
+    written = await store.add_missing(late)
+    assert [(d.conversion_id, d.rule, d.status) for d in written] == [
+        ("v1", "late", "queued"),
+        ("v2", "late", "queued"),
+    ]
+    assert await store.add_missing(late) == []
+    listed = await store.list_deliveries(DeliveryFilter(rule="late"), after_id=None, limit=10)
+    assert [d.delivery_id for d in listed] == [d.delivery_id for d in written]
+    held = msgspec.structs.replace(new_delivery("v3"), rule="late", held="macro")
+    [aside] = await store.add_missing([held])
+    assert aside.status == "held" and await store.queued_count() == 3
 
 
 async def test_purge_removes_finished_only(store: Store) -> None:

@@ -16,7 +16,7 @@ from aiohttp import web
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.dispatch import DeliverySink
-from gateway.http import deliveries_api, intake_routes, lookups_api, postbacks_api
+from gateway.http import deliveries_api, intake_routes, lookups_api, postbacks_api, replay_api
 from gateway.http.errors import json_response
 from gateway.http.middleware import guard_middleware
 from gateway.http.state import STATE, AppState
@@ -60,6 +60,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/conversions", intake_routes.api_conversions),
     Route("GET", "/api/deliveries", deliveries_api.list_deliveries),
     Route("POST", "/api/deliveries/replay", deliveries_api.replay),
+    Route("POST", "/api/deliveries/rerender", replay_api.rerender),
+    Route("POST", "/api/backfill", replay_api.backfill),
     Route("GET", "/api/deliveries/{id}", deliveries_api.show),
     Route("POST", "/api/deliveries/{id}/retry", deliveries_api.retry),
     Route("POST", "/api/postbacks/test", postbacks_api.test_postback),

@@ -28,10 +28,13 @@ __all__ = (
     "FILTERS",
     "attempt_json",
     "delivery_json",
+    "filters_from",
+    "ids_from",
     "list_deliveries",
     "replay",
     "retry",
     "show",
+    "time_from",
 )
 
 log = logging.getLogger(__name__)
@@ -79,7 +82,7 @@ def attempt_json(a: Attempt) -> dict[str, Any]:
     }
 
 
-def _time(field: str, raw: Any) -> float:
+def time_from(field: str, raw: Any) -> float:
     """Unix seconds, or an ISO 8601 time with a zone."""
     if isinstance(raw, bool):
         raise BadInput("expected Unix seconds or an ISO 8601 time", field)
@@ -116,7 +119,8 @@ TEXT_FILTERS = (
 FILTERS = ("status", *TEXT_FILTERS, "since", "until")
 
 
-def _filters(params: dict[str, Any]) -> DeliveryFilter:
+def filters_from(params: dict[str, Any]) -> DeliveryFilter:
+    """The delivery filters from query or JSON parameters; raises BadInput."""
     status = params.get("status")
     if status is not None and status not in _STATUSES:
         raise BadInput(f"expected one of {', '.join(_STATUSES)}", "status")
@@ -131,8 +135,8 @@ def _filters(params: dict[str, Any]) -> DeliveryFilter:
     since, until = params.get("since"), params.get("until")
     return DeliveryFilter(
         status=status,
-        since=None if since is None else _time("since", since),
-        until=None if until is None else _time("until", until),
+        since=None if since is None else time_from("since", since),
+        until=None if until is None else time_from("until", until),
         **text,
     )
 
@@ -159,7 +163,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     store = request.app[STATE].store
     q = request.rel_url.query
     try:
-        filters = _filters({k: q[k] for k in FILTERS if k in q})
+        filters = filters_from({k: q[k] for k in FILTERS if k in q})
         cursor = _int("cursor", q["cursor"], 0, 2**63 - 1) if q.get("cursor") else None
         limit = _int("limit", q["limit"], 1, MAX_LIMIT) if "limit" in q else DEFAULT_LIMIT
     except BadInput as exc:
@@ -226,8 +230,8 @@ async def replay(request: web.Request) -> web.Response:
     if unknown:
         return error_response(400, "unknown filter", sorted(unknown)[0])
     try:
-        filters = _filters(params)
-        ids = _ids(params.get("ids"))
+        filters = filters_from(params)
+        ids = ids_from(params.get("ids"))
     except BadInput as exc:
         return bad_input_response(exc)
     if filters.status == "queued":
@@ -238,7 +242,7 @@ async def replay(request: web.Request) -> web.Response:
     return json_response({"requeued": len(rows), "delivery_ids": [d.delivery_id for d in rows]})
 
 
-def _ids(raw: Any) -> list[int] | None:
+def ids_from(raw: Any) -> list[int] | None:
     if raw is None:
         return None
     if isinstance(raw, str):

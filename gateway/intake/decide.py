@@ -146,7 +146,11 @@ def build_batch(
                 rules = campaign.rules
                 upstream = campaign_tokens(campaign)
             elif conv.traffic_source and conv.traffic_source in config.sources:
-                rules = config.sources[conv.traffic_source].rules
+                source = config.sources[conv.traffic_source]
+                rules = source.rules
+                upstream = {"trafficsource.id": source.id, "trafficsource.name": source.name}
+            if upstream is not None:  # kept with it: a replay or backfill finds its rules
+                record.tokens = {**upstream, **record.tokens}
         fired_here = 0
         if rules:
             context = conversion_context(

@@ -34,6 +34,7 @@ __all__ = (
     "Found",
     "IntakeStore",
     "NewDelivery",
+    "Rewrite",
     "Store",
     "Wanted",
     "Writes",
@@ -167,6 +168,20 @@ class ConversionFilter(msgspec.Struct, kw_only=True):
     until: float | None = None
 
 
+class Rewrite(msgspec.Struct, kw_only=True):
+    """A delivery rendered again from the current config (fix-and-replay)."""
+
+    delivery_id: int
+    url: str
+    display_url: str
+    body: str | None
+    host: str
+    method: Literal["GET", "POST"]
+    answer_rule: str | None
+    #: still not sendable (a placeholder): stored ``held`` with this reason
+    held: str | None = None
+
+
 class CommitResult(msgspec.Struct, kw_only=True):
     """What one group commit produced: new deliveries with their ids, to dispatch."""
 
@@ -277,6 +292,18 @@ class DeliveryLog(Protocol):
         """Put failed deliveries matching ``filters`` (or the given ids, any
         finished status) back in the queue with a fresh attempt budget, due at
         ``now``; return them, by id, for the caller to dispatch."""
+        ...
+
+    async def rewrite(self, items: Sequence[Rewrite], *, now: float) -> list[Delivery]:
+        """Replace the given deliveries' URL, body, host, method and answer rule and
+        queue them afresh (due at ``now``, a fresh attempt budget), or store them
+        ``held``; queued ones are left alone.  Returns those changed, by id; the
+        attempt log keeps their history."""
+        ...
+
+    async def add_missing(self, deliveries: Sequence[NewDelivery]) -> list[Delivery]:
+        """Write the deliveries whose (conversion_id, rule) has none yet, in one
+        transaction (a backfill run twice sends once); returns those written."""
         ...
 
 

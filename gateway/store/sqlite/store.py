@@ -29,10 +29,11 @@ from gateway.store.base import (
     DeliveryStatus,
     Found,
     NewDelivery,
+    Rewrite,
     Wanted,
     Writes,
 )
-from gateway.store.sqlite import attempts, commit, lookups
+from gateway.store.sqlite import attempts, commit, lookups, replays
 from gateway.store.sqlite.rows import delivery
 from gateway.store.sqlite.schema import ATTEMPT_COLUMNS, DELIVERY_COLUMNS, SCHEMA, add_spans
 from gateway.store.sqlite.spans import TRIM_SPANS, matching, where
@@ -314,6 +315,23 @@ class SQLiteStore:
         return await self._call(
             lambda: lookups.find_conversions_by(self._conn, filters, max(0, limit))
         )
+
+    async def rewrite(self, items: Sequence[Rewrite], *, now: float) -> list[Delivery]:
+        rows = list(items)
+        return await self._call(lambda: self._transaction(replays.rewrite_work(rows, now)))
+
+    async def add_missing(self, deliveries: Sequence[NewDelivery]) -> list[Delivery]:
+        news = list(deliveries)
+        if not news:
+            return []
+
+        def work(db: sqlite3.Connection) -> list[Delivery]:
+            kept = replays.missing(db, news)
+            return commit.write_batch(db, self._next_delivery_id, (), (), kept) if kept else []
+
+        stored = await self._call(lambda: self._transaction(work))
+        self._next_delivery_id += len(stored)  # once committed
+        return stored
 
     # -- conveniences for tests and benchmarks (not part of ``Store``) ---------
 
