@@ -38,6 +38,7 @@ __all__ = (
     "Store",
     "Wanted",
     "Writes",
+    "held_record",
 )
 
 T = TypeVar("T")
@@ -107,6 +108,22 @@ class Delivery(NewDelivery, kw_only=True):
     last_outcome: str | None = None
     last_reason: str | None = None
     updated_at: float = 0.0
+
+
+def held_record(d: NewDelivery, delivery_id: int) -> Delivery:
+    """A delivery as stored ``held`` (``NewDelivery.held``): every backend hands it back
+    so, and it waits for a fix-and-replay, never for the dispatcher."""
+    fields = {f: getattr(d, f) for f in NewDelivery.__struct_fields__}
+    return Delivery(
+        **fields,
+        delivery_id=delivery_id,
+        status="held",
+        attempts=0,
+        next_at=None,
+        last_outcome="held",
+        last_reason=d.held,
+        updated_at=d.created_at,
+    )
 
 
 class Attempt(msgspec.Struct, kw_only=True, gc=False):
@@ -237,13 +254,27 @@ class IntakeStore(Protocol):
 
 
 class DeliveryQueue(Protocol):
-    """What the dispatcher needs: due rows, the queue depth, the attempt log, retention."""
+    """What the dispatcher needs: claims on due rows, the queue depth, the attempt log,
+    retention."""
 
-    async def due_deliveries(
-        self, now: float, limit: int, after: tuple[float, int] | None = None
+    async def claim_due(
+        self,
+        now: float,
+        limit: int,
+        lease: float,
+        *,
+        ahead: float = 0.0,
+        after: tuple[float, int] | None = None,
     ) -> list[Delivery]:
-        """Queued deliveries whose ``next_at`` has come, by (next_at, delivery_id);
-        ``after``: only those past that key (paging)."""
+        """Claim queued deliveries due by ``now + ahead`` for this process, by
+        (next_at, delivery_id); ``after``: only those past that key (paging).
+
+        A delivery is claimable while no live lease holds it, or while this
+        store's own does: a backend shared by several processes (PostgreSQL)
+        skips rows another process leased until later than ``now`` and leases
+        what it returns to itself until ``now + lease``; a backend with one
+        process (SQLite) has nobody to share with and returns the due rows.
+        """
         ...
 
     async def queued_count(self) -> int:
@@ -308,7 +339,16 @@ class DeliveryLog(Protocol):
 
 
 class Store(IntakeStore, DeliveryQueue, DeliveryLog, Protocol):
-    """One backend: every seam, opened and closed together."""
+    """One backend: every seam, opened and closed together.
+
+    ``shared``: whether several gateway processes may run on one store at
+    once (``serve --workers N``, or instances on several hosts); ``lease``:
+    the seconds a delivery it commits or claims stays this process's without
+    being renewed (how soon another process takes over after a crash).
+    """
+
+    shared: bool
+    lease: float
 
     async def open(self) -> None: ...
 
