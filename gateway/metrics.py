@@ -6,11 +6,13 @@ only, never URLs, so no account secret can reach a label.
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_left
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = ("CONTENT_TYPE_LATEST", "BatchedObserver", "Metrics", "status_class")
 
@@ -118,19 +120,27 @@ class Metrics:
             registry=r,
         )
         self.queue_depth = Gauge(
-            "gateway_delivery_queue_depth", "Deliveries queued or in flight", registry=r
+            "gateway_delivery_queue_depth",
+            "Deliveries queued or in flight",
+            registry=r,
+            # across workers: the largest live worker's count (each counts the
+            # shared store's queue at its start, so a sum would count it twice)
+            multiprocess_mode="livemax",
         )
         self.host_paused = Gauge(
             "gateway_host_paused",
             "1 while the circuit breaker holds a destination host's deliveries",
             ["host"],
             registry=r,
+            # each worker has its own breaker: paused in any live worker reads 1
+            multiprocess_mode="livemax",
         )
         self.host_failures = Gauge(
             "gateway_host_failures",
             "Consecutive failures the circuit breaker counts for a host",
             ["host"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self._hosts_shown: set[str] = set()
         self.ingest_latency = Histogram(
@@ -183,7 +193,14 @@ class Metrics:
             observer.flush()
 
     def exposition(self) -> bytes:
+        """This process's metrics, or, under ``serve --workers`` (a
+        ``PROMETHEUS_MULTIPROC_DIR``), every worker's, read from their files."""
         self.flush()
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory:
+            fleet = CollectorRegistry()
+            MultiProcessCollector(fleet, path=directory)  # type: ignore[no-untyped-call]
+            return generate_latest(fleet)
         return generate_latest(self.registry)
 
 

@@ -116,6 +116,7 @@ class Config:
         self.api_token = spec.api_token
         self.batch = spec.batch
         self.limits = spec.limits
+        self.store = spec.store
         self.attribution_window = spec.attribution_window
         #: (config path, rule) for every postback rule, for ``check``'s report
         self.judged: list[tuple[str, CompiledRule]] = []
