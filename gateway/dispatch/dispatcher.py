@@ -20,7 +20,6 @@ from collections.abc import Sequence
 import msgspec
 
 from gateway.clock import Clock, SystemClock
-from gateway.dispatch import refill
 from gateway.dispatch.attempt import expired_attempt, from_answer, from_error, request_headers
 from gateway.dispatch.breaker import Breaker, HostState
 from gateway.dispatch.hostqueue import HostQueues
@@ -258,7 +257,7 @@ class Dispatcher:
             self._idle.set()
 
     async def _scheduler(self) -> None:
-        self._next_refill = self._now() + REFILL_INTERVAL
+        self._next_refill = self._now() + self._refill.every
         while self._running:
             try:
                 await self._tick()
@@ -273,7 +272,7 @@ class Dispatcher:
         now = self._now()
         if now >= self._next_refill:
             more = await self._load(now)
-            self._next_refill = self._now() + refill.pause(more, len(self._known))
+            self._next_refill = self._now() + self._refill.pause(more, len(self._known))
         self._fire_due(self._now())
         self._update_idle()
         await self._timer.sleep(self._next_refill)
