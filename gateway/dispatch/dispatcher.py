@@ -21,7 +21,7 @@ import msgspec
 
 from gateway.clock import Clock, SystemClock
 from gateway.dispatch.attempt import expired_attempt, from_answer, from_error, request_headers
-from gateway.dispatch.breaker import Breaker
+from gateway.dispatch.breaker import Breaker, HostState
 from gateway.dispatch.hostqueue import HostQueues
 from gateway.dispatch.ratelimit import HostRateLimiter
 from gateway.dispatch.recorder import AttemptRecorder
@@ -285,6 +285,10 @@ class Dispatcher:
             self._update_idle()
         return more
 
+    def host_states(self) -> dict[str, HostState]:
+        """The circuit breaker's view of every host in trouble (paused or counting)."""
+        return self._breaker.snapshot()
+
     # -- one attempt -----------------------------------------------------------
 
     async def _attempt(self, d: Delivery) -> None:
@@ -330,7 +334,7 @@ class Dispatcher:
         """Host trouble counts (a refused address does not); any other answer closes."""
         if host_trouble(code):
             if code is not None or verdict.outcome == "retry":
-                self._breaker.failure(host, self._now())
+                self._breaker.failure(host, self._now(), verdict.reason)
         elif self._breaker.success(host):  # a probe came back: the host's queue goes
             self._hosts.unhold(host)
             self._pump(host)
