@@ -20,6 +20,7 @@ from aiohttp import web
 from gateway.clock import SystemClock
 from gateway.config import Config, read
 from gateway.dispatch.dispatcher import Dispatcher
+from gateway.enrich.factory import make_enrichers
 from gateway.http.app import create_app
 from gateway.http.front import GatewayRunner
 from gateway.http.state import STATE
@@ -51,7 +52,10 @@ async def serve(config: Config, path: Path, host: str, port: int, db: str) -> No
     clock = SystemClock()
     dispatcher = Dispatcher(settings=config.delivery, store=store, metrics=metrics, clock=clock)
     await dispatcher.start()
-    app = create_app(config, store, dispatcher, metrics=metrics, clock=clock)
+    enricher, notes = make_enrichers(config.spec.enrich)
+    for note in notes:
+        log.info("%s", note)
+    app = create_app(config, store, dispatcher, metrics=metrics, clock=clock, enricher=enricher)
     limit = max(8190, config.limits.max_query_bytes * 2 + 1024)
     runner = GatewayRunner(
         app, access_log=None, shutdown_timeout=10.0, max_line_size=limit, max_field_size=limit
@@ -81,6 +85,8 @@ async def serve(config: Config, path: Path, host: str, port: int, db: str) -> No
             return
         if new.spec.delivery != app[STATE].config.spec.delivery:
             log.warning("reload: [delivery] changes take effect at the next restart")
+        if new.spec.enrich != app[STATE].config.spec.enrich:
+            log.warning("reload: [enrich] changes take effect at the next restart")
         app[STATE].config = new
         log.info(
             "reloaded %s: %d traffic source(s), %d campaign(s)",

@@ -30,6 +30,7 @@ from gateway.config.schema import (
     NetworkSpec,
     TrafficSourceSpec,
 )
+from gateway.enrich.passed import PASSED_NAMES, visit_token
 from gateway.rules import CompiledRule, RuleSpec, compile_rule
 from gateway.sources import catalog
 
@@ -58,7 +59,16 @@ class Network:
 
 
 class Source:
-    __slots__ = ("id", "max_click_age", "name", "preset", "rules", "secret", "spec")
+    __slots__ = (
+        "id",
+        "max_click_age",
+        "name",
+        "preset",
+        "rules",
+        "secret",
+        "spec",
+        "visit_params",
+    )
 
     def __init__(self, spec: TrafficSourceSpec, rules: list[CompiledRule], age: int | None) -> None:
         self.spec = spec
@@ -68,6 +78,8 @@ class Source:
         self.secret = spec.secret
         self.rules = rules
         self.max_click_age = age
+        #: click URL parameter -> the visit token it carries (gateway.enrich.passed)
+        self.visit_params: dict[str, str] = dict(PASSED_NAMES)
 
 
 class Campaign:
@@ -93,6 +105,7 @@ class Config:
         campaigns: dict[str, Campaign],
         networks: dict[str, Network],
         path: str | None = None,
+        trusted_proxies: list[Any] | None = None,
     ) -> None:
         self.spec = spec
         self.sources = sources
@@ -104,6 +117,9 @@ class Config:
         self.batch = spec.batch
         self.limits = spec.limits
         self.attribution_window = spec.attribution_window
+        #: networks whose Forwarded / X-Forwarded-For is believed (intake.client_address)
+        self.trusted_proxies = trusted_proxies or []
+        self.server = spec.server
 
 
 def _rules(
@@ -218,7 +234,14 @@ def _source(
         source_rule=True,
         problems=problems,
     )
-    return Source(spec, rules, age)
+    source = Source(spec, rules, age)
+    for token, param in spec.visit_params.items():
+        canonical = visit_token(token)
+        if canonical is None:
+            problems.append(Problem(f"{path}.visit_params.{token}", "not a visit token"))
+        else:
+            source.visit_params[param] = canonical
+    return source
 
 
 def _campaign(
@@ -308,7 +331,14 @@ def compile_config(spec: ConfigSpec, path: str | None, problems: list[Problem]) 
             problems.append(Problem(f"networks[{i}].name", f"duplicate name {net.name!r}"))
         networks[net.name] = network
 
+    proxies = []
+    for j, cidr in enumerate(spec.server.trusted_proxies):
+        try:
+            proxies.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError as exc:
+            problems.append(Problem(f"server.trusted_proxies[{j}]", str(exc)))
+
     settings_problems(spec, problems)
     if any(p.level == "error" for p in problems):
         return None
-    return Config(spec, sources, campaigns, networks, path)
+    return Config(spec, sources, campaigns, networks, path, trusted_proxies=proxies)

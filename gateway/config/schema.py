@@ -19,8 +19,10 @@ __all__ = (
     "BatchSettings",
     "CampaignSpec",
     "ConfigSpec",
+    "EnrichSettings",
     "LimitSettings",
     "NetworkSpec",
+    "ServerSettings",
     "TrafficSourceSpec",
 )
 
@@ -42,6 +44,9 @@ class TrafficSourceSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     secret: str | None = None
     #: the network forgets clicks after this many seconds (default: the preset's)
     max_click_age: int | None = None
+    #: visit token -> the click URL parameter carrying it, e.g. {country = "geo"}
+    #: (parameters named like a visit token are read without this; docs/visit.md)
+    visit_params: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class CampaignSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -54,6 +59,9 @@ class CampaignSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: ``add``: the source's global postbacks and these; ``replace``: these only
     postback_mode: Literal["add", "replace"] = "add"
     postbacks: list[RuleSpec] = msgspec.field(default_factory=list)
+    #: the ``{lander.id}`` and ``{offer.id}`` tokens (a click's ``lander``/``offer`` wins)
+    lander_id: str = ""
+    offer_id: str = ""
 
 
 class NetworkSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -79,6 +87,22 @@ class LimitSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_items: int = 1000
 
 
+class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: reverse proxies (CIDRs) whose Forwarded / X-Forwarded-For is believed
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    #: the gateway's own secret: seals ``{htime}`` (none: ``{htime}`` stays empty)
+    secret: str | None = None
+
+
+class EnrichSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: OS, browser and device tokens from the User-Agent
+    user_agent: bool = True
+    #: country, region, city, ISP and ASN tokens from the address (needs ``geo install``)
+    geo: bool = True
+    #: the geo data folder (default: $GATEWAY_GEO_DIR, else ~/.cache/postback-gateway/geo)
+    geo_dir: str | None = None
+
+
 class ConfigSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     api_token: str | None = None
     #: a conversion counts for clicks at most this old (seconds); default 30 days
@@ -93,6 +117,8 @@ class ConfigSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     batch: BatchSettings = msgspec.field(default_factory=BatchSettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    enrich: EnrichSettings = msgspec.field(default_factory=EnrichSettings)
 
 
 #: Stands in for a postback rule that failed to decode, so the rules after it

@@ -16,6 +16,7 @@ from gateway import clickid
 from gateway.http.answer import Redirect
 from gateway.http.errors import OUTCOME_STATUS, json_response, reject_response
 from gateway.http.state import STATE, AppState
+from gateway.intake.client_address import client_address
 from gateway.intake.decide import Result
 from gateway.intake.guard import conversion_refusal
 from gateway.intake.params import ClickInput, ConversionInput, parse_conversion
@@ -23,7 +24,15 @@ from gateway.refusal import Reject
 from gateway.store.base import Click
 from gateway.tokens import Visit, click_tokens
 
-__all__ = ("api_clicks", "api_conversions", "click", "click_route", "postback", "postback_route")
+__all__ = (
+    "api_clicks",
+    "api_conversions",
+    "click",
+    "click_route",
+    "postback",
+    "postback_route",
+    "request_visit",
+)
 
 _decode = msgspec.json.decode
 
@@ -34,7 +43,20 @@ def _reject(state: AppState, reject: Reject) -> web.Response:
 
 
 def _refusal(state: AppState, conv: ConversionInput, request: web.BaseRequest) -> Reject | None:
-    return conversion_refusal(state.config, conv, request.remote or "")  # peer looked up here only
+    config = state.config  # the sender's address is looked up here only
+    peer = client_address(request.remote or "", request.headers, config.trusted_proxies)
+    return conversion_refusal(config, conv, peer)
+
+
+def request_visit(remote: str, headers: Any, trusted: Any) -> Visit:
+    """What a visitor's request says: its address (behind trusted proxies), user
+    agent, referer and first language.  ``python -m gateway visit`` calls it too."""
+    return Visit(
+        ip=client_address(remote, headers, trusted),
+        user_agent=headers.get("User-Agent", ""),
+        referer=headers.get("Referer", ""),
+        language=headers.get("Accept-Language", "").split(",")[0].split(";")[0].strip(),
+    )
 
 
 def _click(
@@ -53,6 +75,8 @@ def _click(
         now=now,
         visit=visit,
         limit=config.limits.max_value_length,
+        enricher=state.enricher,
+        secret=config.server.secret,
     )
     if isinstance(tokens, Reject):
         return tokens
@@ -69,13 +93,7 @@ def _click(
 async def click(state: AppState, request: web.BaseRequest, campaign_id: str) -> web.Response:
     """GET /click/{campaign_id}: record the click, then 302 to the offer."""
     started = time.perf_counter()
-    headers = request.headers
-    visit = Visit(
-        ip=request.remote or "",
-        user_agent=headers.get("User-Agent", ""),
-        referer=headers.get("Referer", ""),
-        language=headers.get("Accept-Language", "").split(",")[0].strip(),
-    )
+    visit = request_visit(request.remote or "", request.headers, state.config.trusted_proxies)
     made = _click(state, campaign_id, request.query, visit)
     if isinstance(made, Reject):
         return _reject(state, made)

@@ -27,6 +27,8 @@ CLICK_ID_NAMES = ("cid", "clickid", "click_id", "subid")
 PAYOUT_NAMES = ("payout", "sum", "amount")
 TXID_NAMES = ("txid", "transaction_id", "tid")
 EVENT_NAMES = ("event", "et")
+#: ``{event1}`` … ``{event10}``: a conversion's event values, kept as given
+EVENT_KEYS = tuple(f"event{i}" for i in range(1, 11))
 
 STATUS_WORDS: Mapping[str, ConversionStatus] = {
     **dict.fromkeys(
@@ -129,6 +131,8 @@ _ROLES: dict[str, tuple[str, int]] = {
     "currency": ("currency", 0),
     "network": ("network", 0),
     "secret": ("secret", 0),
+    "cost": ("cost", 0),
+    **{k: (k, 0) for k in EVENT_KEYS},
     "externalid": ("externalid", 0),
     "external_id": ("externalid", 1),
     "campaign": ("campaign", 0),
@@ -212,6 +216,18 @@ def parse_conversion(
         if not number.is_finite() or abs(number) >= _MAX_PAYOUT:
             return Reject(400, "payout must be a finite number below 1e12", "payout")
         tokens["payout"] = payout
+    item = get("cost")
+    if item is not None:  # {conversion.cost}; {campaign.cpa} is its deprecated alias
+        try:
+            number = Decimal(item[1])
+        except InvalidOperation:
+            return Reject(400, "cost must be a number", "cost")
+        if not number.is_finite() or abs(number) >= _MAX_PAYOUT:
+            return Reject(400, "cost must be a finite number below 1e12", "cost")
+        tokens["conversion.cost"] = item[1]
+    for key in EVENT_KEYS:
+        if (item := get(key)) is not None:
+            tokens[key] = item[1]
     if conv.txid is not None:
         tokens["transaction.id"] = conv.txid
     if conv.event is not None:
