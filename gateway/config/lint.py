@@ -9,6 +9,7 @@ specs and templates; building the running objects is ``compile``'s job.
 
 from __future__ import annotations
 
+import re
 import ssl
 from typing import Literal
 
@@ -23,6 +24,8 @@ from gateway.sources.macros import find_leftover_macros
 __all__ = (
     "Problem",
     "compiles",
+    "looks_like_key",
+    "query_literals",
     "offer_url_warnings",
     "rule_problems",
     "settings_problems",
@@ -95,6 +98,36 @@ def template_warnings(url: str, path: str, source_rule: bool, problems: list[Pro
                 "warning",
             )
         )
+
+
+#: Query names that carry credentials in the networks' own postbacks.
+_KEY_NAMES = frozenset(
+    {"key", "skey", "api_key", "apikey", "token", "secret", "auth", "password", "pass", "hash"}
+)
+_KEYISH = re.compile(r"[A-Za-z0-9_\-]{16,}")
+
+
+def query_literals(url: str) -> list[tuple[str, str]]:
+    """(name, value) of each query parameter whose value is literal text (no token)."""
+    _, _, query = url.partition("?")
+    out = []
+    for part in query.split("#", 1)[0].split("&"):
+        name, eq, value = part.partition("=")
+        if eq and value and "{" not in value:
+            out.append((name, value))
+    return out
+
+
+def looks_like_key(name: str, value: str) -> bool:
+    """A literal value that reads as a credential: under a key-like name, or long
+    and mixed (letters and digits, 16+ characters) as API keys are."""
+    if name.lower() in _KEY_NAMES:
+        return True
+    return bool(
+        _KEYISH.fullmatch(value)
+        and any(c.isdigit() for c in value)
+        and any(c.isalpha() for c in value)
+    )
 
 
 def offer_url_warnings(url: str, path: str, problems: list[Problem]) -> None:

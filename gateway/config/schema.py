@@ -47,6 +47,9 @@ class TrafficSourceSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     #: visit token -> the click URL parameter carrying it, e.g. {country = "geo"}
     #: (parameters named like a visit token are read without this; docs/visit.md)
     visit_params: dict[str, str] = msgspec.field(default_factory=dict)
+    #: a postback that would carry a network's unreplaced macro or an empty click id:
+    #: ``hold`` it (status ``held``, never sent) or ``send`` it anyway
+    on_placeholder: Literal["hold", "send"] = "hold"
 
 
 class CampaignSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

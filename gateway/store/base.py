@@ -17,6 +17,7 @@ from typing import Literal, Protocol, TypeVar
 import msgspec
 
 __all__ = (
+    "DELIVERY_STATUSES",
     "NOTHING_WANTED",
     "Attempt",
     "AttemptRecord",
@@ -39,7 +40,9 @@ __all__ = (
 
 T = TypeVar("T")
 
-DeliveryStatus = Literal["queued", "delivered", "failed", "expired"]
+DeliveryStatus = Literal["queued", "delivered", "failed", "expired", "held"]
+#: Every delivery status, in the order the docs list them.
+DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("queued", "delivered", "failed", "expired", "held")
 ConversionStatus = Literal["pending", "approved", "rejected"]
 
 
@@ -87,6 +90,9 @@ class NewDelivery(msgspec.Struct, kw_only=True, gc=False):
     schedule: list[float] | None = None  # retry delays (s); None: the settings' (dispatch.retry)
     expires_at: float | None = None  # click time + destination's max_click_age
     answer_rule: str | None = None  # preset name whose body rule judges the answer
+    #: Why it must not be sent (a network's placeholder, an empty click id): it is
+    #: stored ``held``, never queued.  None: an ordinary delivery.
+    held: str | None = None
 
 
 class Delivery(NewDelivery, kw_only=True):
