@@ -76,6 +76,7 @@ def visit_tokens(
         ("user_agent", visit.user_agent),
         ("referer", referer),
         ("language", visit.language),
+        ("domain", visit.domain),
     ):
         if value:
             tokens[key] = value[:limit]

@@ -34,6 +34,8 @@ class Visit(msgspec.Struct, kw_only=True, gc=False):
     user_agent: str = ""
     referer: str = ""
     language: str = ""
+    #: the host the click came in on (Binom's ``{domain}``, the campaign's domain)
+    domain: str = ""
 
 
 class DataFile(msgspec.Struct, frozen=True, kw_only=True):

@@ -9,7 +9,7 @@ from gateway.enrich.base import Enricher, Enrichers
 from gateway.enrich.geo import default_geo_dir, open_geo
 from gateway.enrich.useragent import UserAgentEnricher
 
-__all__ = ("geo_dir", "make_enrichers")
+__all__ = ("describe", "geo_dir", "make_enrichers")
 
 
 def geo_dir(settings: EnrichSettings) -> Path:
@@ -33,3 +33,19 @@ def make_enrichers(settings: EnrichSettings) -> tuple[Enrichers, list[str]]:
     else:
         notes.append("geo tokens off ([enrich] geo = false)")
     return Enrichers(parts), notes
+
+
+def describe(settings: EnrichSettings) -> list[str]:
+    """What ``make_enrichers`` would run on, without building the user-agent rules
+    (for ``check``, which must stay quick)."""
+    notes = [
+        "user-agent tokens: ua-parser (regex backend)"
+        if settings.user_agent
+        else "user-agent tokens off ([enrich] user_agent = false)"
+    ]
+    if not settings.geo:
+        return [*notes, "geo tokens off ([enrich] geo = false)"]
+    geo, note = open_geo(geo_dir(settings))
+    if geo is not None:
+        geo.close()
+    return [*notes, note]

@@ -42,7 +42,9 @@ __all__ = (
 log = logging.getLogger(__name__)
 
 #: The licence's attribution, printed wherever results are shown.
-ATTRIBUTION: Final = "IP Geolocation by DB-IP (https://db-ip.com), CC BY 4.0"
+ATTRIBUTION: Final = (
+    "IP Geolocation by DB-IP (https://db-ip.com); IP to ASN by RouteViews, NRO and DB-IP; CC BY 4.0"
+)
 #: Distinct addresses kept looked up.
 GEO_CACHE_SIZE: Final = 65_536
 #: The geo folder's index: {"city": {...}, "asn": {...}} (written by install).

@@ -17,7 +17,7 @@ from typing import Final
 from _fastrender._catalog import DIALECTS
 from gateway.enrich.countries import COUNTRY_NAMES
 
-__all__ = ("PASSED_NAMES", "VISIT_TOKENS", "merge_passed", "visit_token")
+__all__ = ("PASSED_NAMES", "PASSED_TOKENS", "VISIT_TOKENS", "merge_passed", "visit_token")
 
 #: The canonical tokens a visit fills (detected or passed).
 VISIT_TOKENS: Final = (
@@ -39,13 +39,15 @@ VISIT_TOKENS: Final = (
     "carrier",
     "connection.type",
 )
+#: What an upstream tracker may pass besides: its routing names and user id.
+PASSED_TOKENS: Final = (*VISIT_TOKENS, "user.id", "path.name", "rule.name")
 
 
 def _names() -> Mapping[str, str]:
     names = {
         alias: canonical
         for alias, canonical in DIALECTS["clickflare"].items()
-        if canonical in VISIT_TOKENS
+        if canonical in PASSED_TOKENS
     }
     # Spellings trackers use in query strings, where a dot is awkward.
     names.update(
@@ -64,7 +66,7 @@ PASSED_NAMES: Final[Mapping[str, str]] = _names()
 
 
 def visit_token(name: str) -> str | None:
-    """The canonical visit token a config's ``visit_params`` key names, or None."""
+    """The canonical token a config's ``visit_params`` key names, or None."""
     return PASSED_NAMES.get(name.lower())
 
 

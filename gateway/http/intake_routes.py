@@ -36,6 +36,10 @@ __all__ = (
 )
 
 _decode = msgspec.json.decode
+#: /api/clicks item keys that are the visit itself (others are click parameters)
+_VISIT_FIELDS = frozenset(
+    ("campaign_id", "params", "ip", "user_agent", "referer", "language", "domain")
+)
 
 
 def _reject(state: AppState, reject: Reject) -> web.Response:
@@ -57,7 +61,15 @@ def request_visit(remote: str, headers: Any, trusted: Any) -> Visit:
         user_agent=headers.get("User-Agent", ""),
         referer=headers.get("Referer", ""),
         language=headers.get("Accept-Language", "").split(",")[0].split(";")[0].strip(),
+        domain=_host_name(headers.get("Host", "")),
     )
+
+
+def _host_name(host: str) -> str:
+    """``Host`` without its port (``[::1]:8080`` -> ``[::1]``)."""
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.partition(":")[0]
 
 
 def _click(
@@ -161,7 +173,7 @@ async def api_clicks(request: web.Request) -> web.Response:
             continue
         params = dict(item.get("params") or {}) if isinstance(item.get("params"), dict) else {}
         for key, value in item.items():
-            if key not in ("campaign_id", "params", "ip", "user_agent", "referer", "language"):
+            if key not in _VISIT_FIELDS:
                 params.setdefault(key, value)
         for key, value in params.items():  # JSON numbers are fine as values
             if isinstance(value, int | float) and not isinstance(value, bool):
@@ -169,14 +181,14 @@ async def api_clicks(request: web.Request) -> web.Response:
                     params[key] = repr(value) if isinstance(value, float) else str(value)
                 except ValueError:  # an int too long to print: left as is, refused below
                     pass
-        meta = {k: item.get(k) for k in ("ip", "user_agent", "referer", "language")}
+        meta = {k: item.get(k) for k in ("ip", "user_agent", "referer", "language", "domain")}
         if not all(v is None or isinstance(v, str) for v in meta.values()):
             results.append(
                 {
                     "status": "error",
                     "code": 400,
                     "click_id": None,
-                    "error": "ip, user_agent, referer, language must be strings",
+                    "error": "ip, user_agent, referer, language, domain must be strings",
                     "field": "ip",
                 }
             )
