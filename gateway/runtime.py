@@ -56,10 +56,8 @@ async def serve(config: Config, path: Path, host: str, port: int, db: str) -> No
     for note in notes:
         log.info("%s", note)
     app = create_app(config, store, dispatcher, metrics=metrics, clock=clock, enricher=enricher)
-    limit = max(8190, config.limits.max_query_bytes * 2 + 1024)
-    runner = GatewayRunner(
-        app, access_log=None, shutdown_timeout=10.0, max_line_size=limit, max_field_size=limit
-    )
+    # the parser's line limits follow the config's limits (GatewayRunner)
+    runner = GatewayRunner(app, access_log=None, shutdown_timeout=10.0)
     await runner.setup()
     # Startup's objects (modules, config, compiled plans) go to the permanent
     # generation, so full collections stop walking them; then the thresholds.

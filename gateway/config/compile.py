@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import ipaddress
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from _fastrender import Plan, TemplateError, compile_template
 from _fastrender._catalog import lookup
@@ -33,6 +32,7 @@ from gateway.config.schema import (
     NetworkSpec,
     TrafficSourceSpec,
 )
+from gateway.dispatch.transport.urls import InvalidURL, split_url
 from gateway.enrich.passed import PASSED_NAMES, visit_token
 from gateway.rules import CompiledRule, RuleSpec, compile_rule
 from gateway.sources import catalog
@@ -154,7 +154,7 @@ def _rules(
             continue
         rule_problems(spec, path, problems)
         template_warnings(url, f"{path}.url", source_rule, problems)
-        host = urlsplit(url).hostname or ""
+        host = _fixed_host(url)
         try:
             choice = choose_answer_rule(spec.answer, preset, host)
         except ValueError as exc:
@@ -190,6 +190,15 @@ def _rules(
         compiled.append(rule)
         judged.append((path, rule))
     return compiled
+
+
+def _fixed_host(url: str) -> str:
+    """The host as every client reads it (``urls.split_url``); "" when the URL is
+    refused (``compile_rule`` reports why)."""
+    try:
+        return split_url(url).host
+    except InvalidURL:
+        return ""
 
 
 def _preset_secrets(spec: TrafficSourceSpec) -> list[str]:
