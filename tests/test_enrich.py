@@ -227,3 +227,26 @@ def test_real_installed_data() -> None:
         assert got["asn"] == asn and got["isp"], (ip, dict(got))
     assert all(f.version and f.built != "?" for f in geo.files())
     geo.close()
+
+
+def test_asn_csv_converts_to_mmdb(tmp_path: Path) -> None:
+    """The install's conversion, on ranges shaped like @ip-location-db/asn's CSV."""
+    import maxminddb  # noqa: PLC0415 - this test only
+
+    from gateway.enrich.install import asn_csv_to_mmdb  # noqa: PLC0415 - this test only
+
+    v4 = tmp_path / "asn-ipv4.csv"
+    v4.write_text('1.0.0.0,1.0.0.255,13335,"Cloudflare, Inc."\n1.0.4.0,1.0.7.255,38803,Gtel\n')
+    v6 = tmp_path / "asn-ipv6.csv"
+    v6.write_text("2001:db8::,2001:db8:ffff:ffff:ffff:ffff:ffff:ffff,64501,Example\nbad,row\n")
+    assert asn_csv_to_mmdb([v4, v6], tmp_path / "asn.mmdb") == 3
+    geo, _ = open_geo(tmp_path)  # no manifest: not an install
+    assert geo is None
+    with maxminddb.open_database(str(tmp_path / "asn.mmdb")) as reader:
+        assert reader.get("1.0.5.9") == {
+            "autonomous_system_number": 38803,
+            "autonomous_system_organization": "Gtel",
+        }
+        assert reader.get("1.0.0.1")["autonomous_system_organization"] == "Cloudflare, Inc."
+        assert reader.get("2001:db8::7")["autonomous_system_number"] == 64501
+        assert reader.get("1.0.2.1") is None
