@@ -21,6 +21,7 @@ from gateway.config.schema import EnrichSettings
 from gateway.enrich.factory import make_enrichers
 from gateway.enrich.geo import ATTRIBUTION
 from gateway.http.intake_routes import request_visit
+from gateway.intake.client_address import TrustedProxies
 from gateway.tokens import visit_tokens
 
 __all__ = ("run",)
@@ -40,7 +41,7 @@ def _headers(args: argparse.Namespace) -> CIMultiDictProxy[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    trusted: list[object] = []
+    trusted: TrustedProxies = TrustedProxies(())
     settings = EnrichSettings()
     limit = 1024
     if args.config:

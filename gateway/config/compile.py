@@ -34,6 +34,7 @@ from gateway.config.schema import (
 )
 from gateway.dispatch.transport.urls import InvalidURL, split_url
 from gateway.enrich.passed import PASSED_NAMES, visit_token
+from gateway.intake.client_address import TrustedProxies
 from gateway.rules import CompiledRule, RuleSpec, compile_rule
 from gateway.sources import catalog
 from gateway.sources.answers import choose_answer_rule, preset_for_host
@@ -109,7 +110,7 @@ class Config:
         campaigns: dict[str, Campaign],
         networks: dict[str, Network],
         path: str | None = None,
-        trusted_proxies: list[Any] | None = None,
+        trusted_proxies: TrustedProxies | None = None,
     ) -> None:
         self.spec = spec
         self.sources = sources
@@ -122,7 +123,7 @@ class Config:
         self.limits = spec.limits
         self.attribution_window = spec.attribution_window
         #: networks whose Forwarded / X-Forwarded-For is believed (intake.client_address)
-        self.trusted_proxies = trusted_proxies or []
+        self.trusted_proxies = trusted_proxies or TrustedProxies(())
         self.server = spec.server
         #: (config path, rule) for every postback rule, for ``check``'s report
         self.judged: list[tuple[str, CompiledRule]] = []
@@ -411,6 +412,8 @@ def compile_config(spec: ConfigSpec, path: str | None, problems: list[Problem]) 
     settings_problems(spec, problems)
     if any(p.level == "error" for p in problems):
         return None
-    config = Config(spec, sources, campaigns, networks, path, trusted_proxies=proxies)
+    config = Config(
+        spec, sources, campaigns, networks, path, trusted_proxies=TrustedProxies(proxies)
+    )
     config.judged = judged
     return config

@@ -80,6 +80,8 @@ class Enrichers:
             return EMPTY
         if len(parts) == 1:
             return parts[0].tokens(visit)
+        if len(parts) == 2:  # the usual pair (geo, user agent): one merge
+            return {**parts[0].tokens(visit), **parts[1].tokens(visit)}
         out: dict[str, str] = {}
         for part in parts:
             out.update(part.tokens(visit))

@@ -22,7 +22,6 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Final
 
 import maxminddb
@@ -126,7 +125,7 @@ class GeoEnricher:
             org = network.get("autonomous_system_organization")
             if isinstance(org, str) and org:
                 out["isp"] = org
-        return MappingProxyType(out) if out else EMPTY
+        return out if out else EMPTY  # shared through the cache: callers copy
 
     def close(self) -> None:
         for reader in (self._city4, self._city6, self._asn):

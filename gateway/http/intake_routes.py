@@ -16,7 +16,7 @@ from gateway.http.answer import Redirect
 from gateway.http.errors import OUTCOME_STATUS, json_response, reject_response
 from gateway.http.reading import decode_json, read_form
 from gateway.http.state import STATE, AppState
-from gateway.intake.client_address import client_address
+from gateway.intake.client_address import TrustedProxies, client_address
 from gateway.intake.decide import Result
 from gateway.intake.guard import conversion_refusal
 from gateway.intake.params import ClickInput, ConversionInput, parse_conversion
@@ -52,7 +52,7 @@ def _refusal(state: AppState, conv: ConversionInput, request: web.BaseRequest) -
     return conversion_refusal(config, conv, peer)
 
 
-def request_visit(remote: str, headers: Any, trusted: Any) -> Visit:
+def request_visit(remote: str, headers: Any, trusted: TrustedProxies) -> Visit:
     """What a visitor's request says: its address (behind trusted proxies), user
     agent, referer and first language.  ``python -m gateway visit`` calls it too."""
     return Visit(

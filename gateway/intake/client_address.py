@@ -12,34 +12,61 @@ setting the TCP peer is the client, as before.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+import socket
+from collections.abc import Iterable
 from typing import Any
 
-from multidict import CIMultiDictProxy
-
-__all__ = ("client_address", "forwarded_hops")
+__all__ = ("TrustedProxies", "client_address", "forwarded_hops")
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
-Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
+_MAPPED = bytes(10) + b"\xff\xff"  # ::ffff:a.b.c.d
 
 
-def _address(text: str) -> Addr | None:
-    """An address from one hop: ``1.2.3.4``, ``1.2.3.4:80``, ``"[::1]:80"``, ``::1``."""
+def _address(text: str) -> bytes | None:
+    """One hop's address, packed (4 or 16 bytes; IPv4-mapped as IPv4), or None:
+    ``1.2.3.4``, ``1.2.3.4:80``, ``"[::1]:80"``, ``::1``.  ``inet_pton`` is
+    strict (no zone ids, no short forms) and some ten times faster than
+    ``ipaddress``, which matters at a click's budget."""
     text = text.strip().strip('"')
     if text.startswith("["):
         text = text[1 : text.find("]")] if "]" in text else ""
     elif text.count(":") == 1:
         text = text.partition(":")[0]  # IPv4 with a port
     try:
-        ip = ipaddress.ip_address(text)
-    except ValueError:
+        if ":" not in text:
+            return socket.inet_pton(socket.AF_INET, text)
+        packed = socket.inet_pton(socket.AF_INET6, text)
+    except OSError:
         return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
+    return packed[12:] if packed[:12] == _MAPPED else packed
 
 
-def forwarded_hops(headers: CIMultiDictProxy[str] | Any) -> list[str]:
+def _text(packed: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
+
+
+class TrustedProxies:
+    """``[server] trusted_proxies``, compiled to (network, mask) integers per family."""
+
+    __slots__ = ("_v4", "_v6", "nets")
+
+    def __init__(self, nets: Iterable[Net]) -> None:
+        self.nets = list(nets)
+        self._v4 = [(int(n.network_address), int(n.netmask)) for n in self.nets if n.version == 4]
+        self._v6 = [(int(n.network_address), int(n.netmask)) for n in self.nets if n.version == 6]
+
+    def __bool__(self) -> bool:
+        return bool(self.nets)
+
+    def trusts(self, packed: bytes) -> bool:
+        value = int.from_bytes(packed)
+        for net, mask in self._v4 if len(packed) == 4 else self._v6:
+            if value & mask == net:
+                return True
+        return False
+
+
+def forwarded_hops(headers: Any) -> list[str]:
     """The forwarded-for chain, client first: ``Forwarded``'s ``for=`` values when
     the header is present, else ``X-Forwarded-For``'s (every line, in order)."""
     lines = headers.getall("Forwarded", None)
@@ -57,22 +84,20 @@ def forwarded_hops(headers: CIMultiDictProxy[str] | Any) -> list[str]:
     return [hop for hop in ",".join(lines).split(",") if hop.strip()]
 
 
-def _trusted(ip: Addr, nets: Sequence[Net]) -> bool:
-    return any(ip in net for net in nets)
-
-
-def client_address(peer: str, headers: CIMultiDictProxy[str] | Any, nets: Sequence[Net]) -> str:
+def client_address(peer: str, headers: Any, proxies: TrustedProxies | Iterable[Net]) -> str:
     """The visitor's (or network's) address: ``peer`` unless it is a trusted proxy."""
-    if not nets:
+    if not isinstance(proxies, TrustedProxies):
+        proxies = TrustedProxies(proxies)
+    if not proxies:
         return peer
     current = _address(peer)
-    if current is None or not _trusted(current, nets):
+    if current is None or not proxies.trusts(current):
         return peer
     for hop in reversed(forwarded_hops(headers)):
-        ip = _address(hop)
-        if ip is None:  # "unknown", an obfuscated name: the chain ends at the last proxy
+        packed = _address(hop)
+        if packed is None:  # "unknown", an obfuscated name: the chain ends at the last proxy
             break
-        current = ip
-        if not _trusted(ip, nets):
+        current = packed
+        if not proxies.trusts(packed):
             break
-    return str(current)
+    return _text(current)
