@@ -40,6 +40,8 @@ __all__ = (
 
 log = logging.getLogger(__name__)
 
+_NAMES = dict(COUNTRY_NAMES)  # a plain dict: a proxy's lookup costs more
+
 #: The licence's attribution, printed wherever results are shown.
 ATTRIBUTION: Final = (
     "IP Geolocation by DB-IP (https://db-ip.com); IP to ASN by RouteViews, NRO and DB-IP; CC BY 4.0"
@@ -93,38 +95,38 @@ class GeoEnricher:
         return self._files
 
     def _find(self, ip: str) -> Mapping[str, str]:
+        # The hot part of a click's enrichment: two C lookups and a small dict;
+        # written flat, since every Python step here costs about 0.1 us a click.
         if ":" in ip:
-            if ip.lower().startswith("::ffff:") and "." in ip:
+            if "." in ip and ip[:7].lower() == "::ffff:":
                 ip = ip[7:]  # IPv4-mapped: the IPv4 file has it
                 city = self._city4
             else:
                 city = self._city6
         else:
             city = self._city4
-        out: dict[str, str] = {}
         try:
             place: Any = city.get(ip) if city is not None else None
             network: Any = self._asn.get(ip) if self._asn is not None else None
         except ValueError:  # not an address: nothing to say
             return EMPTY
-        if isinstance(place, dict):
+        out: dict[str, str] = {}
+        if place:
             code = place.get("country_code")
-            if isinstance(code, str) and code:
-                out["country"] = code
-                name = COUNTRY_NAMES.get(code)
-                if name:
+            if code:
+                out["country"] = code = str(code)
+                name = _NAMES.get(code)
+                if name is not None:
                     out["countryname"] = name
-            for key, field in (("region", "state1"), ("city", "city")):
-                value = place.get(field)
-                if isinstance(value, str) and value:
-                    out[key] = value
-        if isinstance(network, dict):
-            number = network.get("autonomous_system_number")
-            if isinstance(number, int) and number > 0:
+            if region := place.get("state1"):
+                out["region"] = str(region)
+            if town := place.get("city"):
+                out["city"] = str(town)
+        if network:
+            if number := network.get("autonomous_system_number"):
                 out["asn"] = str(number)
-            org = network.get("autonomous_system_organization")
-            if isinstance(org, str) and org:
-                out["isp"] = org
+            if org := network.get("autonomous_system_organization"):
+                out["isp"] = str(org)
         return out if out else EMPTY  # shared through the cache: callers copy
 
     def close(self) -> None:
