@@ -231,7 +231,15 @@ offer_url = "https://offer.example/lp?s={{click.id}}&co={{country}}&d={{device}}
 """
 
 
-def _wrk(url: str, script: Path, seconds: float, connections: int) -> float:
+def _cpu_seconds(pid: int) -> float:
+    """The process's user + system CPU time so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wrk(url: str, script: Path, seconds: float, connections: int, pid: int) -> tuple[float, float]:
+    """Clicks per second and the gateway's CPU microseconds per click, one wrk run."""
+    cpu = _cpu_seconds(pid)
     done = subprocess.run(
         [
             "wrk",
@@ -247,12 +255,14 @@ def _wrk(url: str, script: Path, seconds: float, connections: int) -> float:
         timeout=seconds + 30,
         check=True,
     )
+    cpu = _cpu_seconds(pid) - cpu
     if "Non-2xx or 3xx" in done.stdout:
         raise RuntimeError(f"wrk saw errors:\n{done.stdout}")
-    found = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
-    if found is None:
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
+    total = re.search(r"(\d+) requests in", done.stdout)
+    if rate is None or total is None:
         raise RuntimeError(f"no Requests/sec in wrk's output:\n{done.stdout}")
-    return float(found.group(1))
+    return float(rate.group(1)), cpu / max(1, int(total.group(1))) * 1e6
 
 
 def clicks_per_second(
@@ -271,25 +281,36 @@ def clicks_per_second(
                 str(config), str(work / f"{name}.sqlite"), str(work / f"{name}.log")
             )
         for child in children.values():  # warm-up: caches, connection pools, the GC
-            _wrk(child.url, script, 2, connections)
+            _wrk(child.url, script, 2, connections, child.proc.pid)
         per_round: list[dict[str, float]] = []
         for r in range(rounds):
             order = ("off", "on") if r % 2 == 0 else ("on", "off")
-            got = {name: _wrk(children[name].url, script, seconds, connections) for name in order}
+            got: dict[str, float] = {}
+            for name in order:
+                child = children[name]
+                got[name], got[f"{name}_cpu_us"] = _wrk(
+                    child.url, script, seconds, connections, child.proc.pid
+                )
             per_round.append(got)
             print(
-                f"  round {r + 1}: off {got['off']:.0f}/s, on {got['on']:.0f}/s, "
-                f"ratio {got['on'] / got['off']:.3f}",
+                f"  round {r + 1}: off {got['off']:.0f}/s ({got['off_cpu_us']:.1f} µs CPU a "
+                f"click), on {got['on']:.0f}/s ({got['on_cpu_us']:.1f} µs); ratio "
+                f"{got['on'] / got['off']:.3f}, CPU {got['off_cpu_us'] / got['on_cpu_us']:.3f}",
                 file=sys.stderr,
             )
     finally:
         for child in children.values():
             child.stop()
     ratios = [g["on"] / g["off"] for g in per_round]
+    cpu_ratios = [g["off_cpu_us"] / g["on_cpu_us"] for g in per_round]
     return {
         "rounds": per_round,
         "ratios": ratios,
         "median_ratio": statistics.median(ratios),
+        "cpu_ratios": cpu_ratios,
+        "median_cpu_ratio": statistics.median(cpu_ratios),
+        "median_off_cpu_us": statistics.median(g["off_cpu_us"] for g in per_round),
+        "median_on_cpu_us": statistics.median(g["on_cpu_us"] for g in per_round),
         "median_off": statistics.median(g["off"] for g in per_round),
         "median_on": statistics.median(g["on"] for g in per_round),
     }
@@ -322,7 +343,10 @@ def main(argv: Sequence[str]) -> int:
         result["clicks"] = e2e
         print(
             f"clicks/s: off {e2e['median_off']:.0f}, on {e2e['median_on']:.0f}; "
-            f"median ratio on/off {e2e['median_ratio']:.3f} over {args.rounds} rounds"
+            f"median ratio on/off {e2e['median_ratio']:.3f} over {args.rounds} rounds; "
+            f"CPU a click off {e2e['median_off_cpu_us']:.1f} µs, "
+            f"on {e2e['median_on_cpu_us']:.1f} µs, "
+            f"median CPU ratio off/on {e2e['median_cpu_ratio']:.3f} (clicks/s the CPU allows)"
         )
     if args.json:
         print(json.dumps(result))
