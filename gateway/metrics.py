@@ -6,11 +6,13 @@ account secret can reach a label.
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_left
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = ("CONTENT_TYPE_LATEST", "BatchedObserver", "Metrics", "status_class")
 
@@ -118,7 +120,12 @@ class Metrics:
             registry=r,
         )
         self.queue_depth = Gauge(
-            "gateway_delivery_queue_depth", "Deliveries queued or in flight", registry=r
+            "gateway_delivery_queue_depth",
+            "Deliveries queued or in flight",
+            registry=r,
+            # across workers: the largest live worker's count (each counts the
+            # shared store's queue at its start, so a sum would count it twice)
+            multiprocess_mode="livemax",
         )
         self.ingest_latency = Histogram(
             "gateway_ingest_seconds",
@@ -159,7 +166,14 @@ class Metrics:
             observer.flush()
 
     def exposition(self) -> bytes:
+        """This process's metrics, or, under ``serve --workers`` (a
+        ``PROMETHEUS_MULTIPROC_DIR``), every worker's, read from their files."""
         self.flush()
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory:
+            fleet = CollectorRegistry()
+            MultiProcessCollector(fleet, path=directory)  # type: ignore[no-untyped-call]
+            return generate_latest(fleet)
         return generate_latest(self.registry)
 
 

@@ -15,19 +15,22 @@ import logging
 import signal
 from pathlib import Path
 
+import msgspec
 from aiohttp import web
 
 from gateway.clock import SystemClock
 from gateway.config import Config, read
 from gateway.dispatch.dispatcher import Dispatcher
+from gateway.dispatch.settings import DeliverySettings
 from gateway.enrich.factory import make_enrichers
 from gateway.http.app import create_app
 from gateway.http.front import GatewayRunner
 from gateway.http.state import STATE
 from gateway.metrics import Metrics
 from gateway.store import open_store
+from gateway.store.backends import redacted
 
-__all__ = ("GC_THRESHOLDS", "CannotListen", "serve")
+__all__ = ("GC_THRESHOLDS", "CannotListen", "serve", "share_of")
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +43,45 @@ log = logging.getLogger(__name__)
 GC_THRESHOLDS = (10_000, 10, 10)
 
 
+def share_of(settings: DeliverySettings, share: int) -> DeliverySettings:
+    """One process's part of the per-host limits when ``share`` processes send
+    for one host: the connection cap rounded down (at least one each) and the
+    rate divided, so together they stay within the configured limits."""
+    if share <= 1:
+        return settings
+    rate = settings.rate_per_host
+    return msgspec.structs.replace(
+        settings,
+        max_connections_per_host=max(1, settings.max_connections_per_host // share),
+        rate_per_host=None if rate is None else rate / share,
+    )
+
+
 class CannotListen(OSError):
     """The address is taken or not ours: reported, exit 1."""
 
 
-async def serve(config: Config, path: Path, host: str, port: int, db: str) -> None:
+async def serve(
+    config: Config,
+    path: Path,
+    host: str,
+    port: int,
+    db: str,
+    *,
+    reuse_port: bool = False,
+    share: int = 1,
+) -> None:
+    """Serve until SIGTERM/SIGINT; ``reuse_port``: one of several worker
+    processes on this port (``gateway.workers``), the kernel spreading
+    connections; ``share``: how many processes split the per-host limits."""
     loop = asyncio.get_running_loop()
-    store = open_store(db)
+    store = open_store(db, lease=config.store.lease)
     await store.open()
     metrics = Metrics()
     clock = SystemClock()
-    dispatcher = Dispatcher(settings=config.delivery, store=store, metrics=metrics, clock=clock)
+    dispatcher = Dispatcher(
+        settings=share_of(config.delivery, share), store=store, metrics=metrics, clock=clock
+    )
     await dispatcher.start()
     enricher, notes = make_enrichers(config.spec.enrich)
     for note in notes:
@@ -64,7 +95,9 @@ async def serve(config: Config, path: Path, host: str, port: int, db: str) -> No
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-    site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)
+    site = web.TCPSite(
+        runner, host, port, backlog=2048, reuse_address=True, reuse_port=reuse_port or None
+    )
     try:
         await site.start()
     except OSError as exc:
@@ -97,7 +130,9 @@ async def serve(config: Config, path: Path, host: str, port: int, db: str) -> No
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
     shown = f"[{host}]" if ":" in host else host
-    log.info("gateway listening on http://%s:%d/ (config %s, db %s)", shown, port, path, db)
+    log.info(
+        "gateway listening on http://%s:%d/ (config %s, db %s)", shown, port, path, redacted(db)
+    )
     try:
         await stop.wait()
         log.info("draining: no new connections; committing what was accepted")

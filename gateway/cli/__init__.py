@@ -36,7 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML config (default: the shipped example)")
     serve.add_argument("--host", default=constants.DEFAULT_HOST)
     serve.add_argument("--port", type=int, default=constants.DEFAULT_PORT)
-    serve.add_argument("--db", help=f"SQLite file (default: ./{constants.DEFAULT_DB})")
+    serve.add_argument(
+        "--db",
+        help="the store: a SQLite path, sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+        f" (default: ${constants.DB_ENV}, else [store] url, else ./{constants.DEFAULT_DB})",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving one port, supervised (more than 1 needs PostgreSQL)",
+    )
+    # a worker of ``--workers N``: SO_REUSEPORT, its share of the per-host limits
+    serve.add_argument("--worker-process", action="store_true", help=argparse.SUPPRESS)
 
     check = commands.add_parser("check", help="validate a config; exit 1 if invalid")
     check.add_argument("file")

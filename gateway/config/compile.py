@@ -121,6 +121,7 @@ class Config:
         self.api_token = spec.api_token
         self.batch = spec.batch
         self.limits = spec.limits
+        self.store = spec.store
         self.attribution_window = spec.attribution_window
         #: networks whose Forwarded / X-Forwarded-For is believed (intake.client_address)
         self.trusted_proxies = trusted_proxies or TrustedProxies(())
