@@ -14,6 +14,8 @@ import secrets
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from msgspec.structs import replace
+
 from gateway import clickid
 from gateway.config import Campaign, Source
 from gateway.enrich.base import EMPTY, Enricher, Visit
@@ -68,6 +70,9 @@ def visit_tokens(
     """A visit's tokens: what its request says, what the enricher derives from it,
     and under ``passed`` (canonical names) what the caller says.  ``/click``,
     ``/api/clicks`` and ``python -m gateway visit`` all build them here."""
+    if not (visit.user_agent.isascii() and visit.ip.isascii()):
+        # a header's undecodable bytes arrive as surrogates: the enrichers see text
+        visit = replace(visit, user_agent=_text(visit.user_agent), ip=_text(visit.ip))
     detected = enricher.tokens(visit) if enricher is not None else EMPTY
     tokens = merge_passed(detected, passed) if passed else dict(detected)
     referer = _text(visit.referer)

@@ -250,3 +250,14 @@ def test_asn_csv_converts_to_mmdb(tmp_path: Path) -> None:
         assert reader.get("1.0.0.1")["autonomous_system_organization"] == "Cloudflare, Inc."
         assert reader.get("2001:db8::7")["autonomous_system_number"] == 64501
         assert reader.get("1.0.2.1") is None
+
+
+def test_undecodable_user_agent_bytes(ua: UserAgentEnricher) -> None:
+    """Header bytes that are not UTF-8 arrive as surrogates (found by the intake fuzz test)."""
+    from gateway.tokens import visit_tokens  # noqa: PLC0415 - this test only
+
+    raw = "Mozilla/5.0 \udc80\udcff (iPhone; CPU iPhone OS 17_4 like Mac OS X)"
+    assert ua.tokens(Visit(user_agent=raw)) == {}  # the enricher alone: nothing, no error
+    got = visit_tokens(Visit(user_agent=raw, ip="203.0.113.1\udc80"), ua, 1024)
+    assert got["os"] == "iOS" and "\ufffd" in got["user_agent"]
+    got["user_agent"].encode("utf-8")

@@ -78,7 +78,10 @@ def device_type(ua: str, browser: str, os: str, device: Device | None) -> str:
 
 
 def _parse(resolver: Resolver, ua: str) -> Mapping[str, str]:
-    found = resolver(ua, Domain.ALL)
+    try:
+        found = resolver(ua, Domain.ALL)
+    except UnicodeEncodeError:  # a lone surrogate: not a user agent anyone sent on purpose
+        return EMPTY
     agent, system, device = found.user_agent, found.os, found.device
     browser = agent.family if agent is not None and agent.family != _OTHER else ""
     os = system.family if system is not None and system.family != _OTHER else ""
