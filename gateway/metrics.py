@@ -1,7 +1,7 @@
 """Prometheus metrics, one registry per gateway (tests run several in a process).
 
-Labels carry traffic-source names and status classes only, never URLs, so no
-account secret can reach a label.
+Labels carry traffic-source names, status classes and destination host names
+only, never URLs, so no account secret can reach a label.
 """
 
 from __future__ import annotations
@@ -127,6 +127,22 @@ class Metrics:
             # shared store's queue at its start, so a sum would count it twice)
             multiprocess_mode="livemax",
         )
+        self.host_paused = Gauge(
+            "gateway_host_paused",
+            "1 while the circuit breaker holds a destination host's deliveries",
+            ["host"],
+            registry=r,
+            # each worker has its own breaker: paused in any live worker reads 1
+            multiprocess_mode="livemax",
+        )
+        self.host_failures = Gauge(
+            "gateway_host_failures",
+            "Consecutive failures the circuit breaker counts for a host",
+            ["host"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self._hosts_shown: set[str] = set()
         self.ingest_latency = Histogram(
             "gateway_ingest_seconds",
             "Request received to answer (after commit)",
@@ -154,6 +170,17 @@ class Metrics:
             buckets=_E2E_BUCKETS,
             registry=r,
         )
+
+    def set_hosts(self, rows: list[dict[str, Any]]) -> None:
+        """The breaker's hosts (``lookups_api.host_rows``); a host that recovered reads 0."""
+        seen = {row["host"] for row in rows}
+        for host in self._hosts_shown - seen:
+            self.host_paused.labels(host).set(0)
+            self.host_failures.labels(host).set(0)
+        for row in rows:
+            self.host_paused.labels(row["host"]).set(1 if row["paused"] else 0)
+            self.host_failures.labels(row["host"]).set(row["failures"])
+        self._hosts_shown |= seen
 
     def batched(self, child: Any) -> BatchedObserver:
         """A BatchedObserver for ``child`` that is flushed before every exposition."""

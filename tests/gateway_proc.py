@@ -24,18 +24,21 @@ class GatewayProcess:
     def __init__(
         self,
         config: Path | None,
-        db: Path | None,
+        db: Path | str | None,
         log: Path,
         *,
         host: str = "127.0.0.1",
         cwd: Path = ROOT,
+        workers: int = 1,
+        port: int | None = None,
     ) -> None:
         self.config = config
         self.db = db
         self.log_path = log
         self.host = host
         self.cwd = cwd
-        self.port = free_port()
+        self.workers = workers
+        self.port = free_port() if port is None else port
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -58,6 +61,8 @@ class GatewayProcess:
             argv += ["--config", str(self.config)]
         if self.db is not None:
             argv += ["--db", str(self.db)]
+        if self.workers != 1:
+            argv += ["--workers", str(self.workers)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 argv, cwd=self.cwd, env=env, stdout=log, stderr=subprocess.STDOUT

@@ -1,6 +1,7 @@
 """Visit data end to end: a click and a conversion through the running gateway
-(real aiohttp server on loopback, SQLite, the gateway's runner) render every
-ClickFlare and Binom seed token, and the client address honours trusted proxies."""
+(real aiohttp server on loopback, SQLite or PostgreSQL, the gateway's runner)
+render every ClickFlare and Binom seed token, and the client address honours
+trusted proxies."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
+import msgspec
 import pytest
 
 from gateway.enrich.factory import make_enrichers
 from gateway.htime import open_htime
+from gateway.store.base import ConversionFilter
 from tests.geo_data import write_geo
 from tests.intake_helpers import Gateway, start_gateway, stop_gateway
+from tests.store_fixtures import StoreBackend
 from tests.test_enrich import SAMSUNG
 
 #: Every token of the two seed documents' tables (ClickFlare's, then Binom's).
@@ -61,6 +65,11 @@ allow_private_targets = true
 name = "far"
 allowed_cidrs = ["203.0.113.0/24"]
 
+[[networks]]
+name = "spender"
+corrections = true
+params = { spend = "cost", goal_value = "event1", sub = "cid" }
+
 [[traffic_sources]]
 name = "up"
 click_id_param = "ext"
@@ -88,6 +97,19 @@ async def gw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[G
     path = tmp_path / "gateway.toml"
     path.write_text(CONFIG)
     gateway = await start_gateway(tmp_path, path)
+    yield gateway
+    await stop_gateway(gateway)
+
+
+@pytest.fixture
+async def gw_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_backend: StoreBackend
+) -> AsyncIterator[Gateway]:
+    """The same gateway on each store backend in turn (PostgreSQL where a server is set)."""
+    monkeypatch.setenv("GATEWAY_GEO_DIR", str(write_geo(tmp_path / "geo")))
+    path = tmp_path / "gateway.toml"
+    path.write_text(CONFIG)
+    gateway = await start_gateway(tmp_path, path, store=store_backend.make(tmp_path))
     yield gateway
     await stop_gateway(gateway)
 
@@ -132,7 +154,10 @@ async def _rendered(gw: Gateway, click_id: str) -> dict[str, str]:
     return {t: query[str(i)] for i, t in enumerate(CLICKFLARE)}
 
 
-async def test_every_seed_token_renders(gw: Gateway) -> None:
+async def test_every_seed_token_renders(gw_on: Gateway) -> None:
+    """On either store: the click's visit tokens and the conversion's new fields are
+    stored, and read back for the postbacks."""
+    gw = gw_on
     click_id, location = await _click(gw, HEADERS)
     assert location.endswith("&o=of-3")
     conversion = {
@@ -165,6 +190,14 @@ async def test_every_seed_token_renders(gw: Gateway) -> None:
     assert bb["country"] == "Germany" and bb["country_code"] == "DE"  # Binom's {country}
     assert open_htime("gateway-secret", click_id, bb["htime"]) == int(bb["time"])
     assert bb["domain"] == "127.0.0.1"
+    stored = await gw.store.get_click(click_id)
+    assert stored is not None and stored.tokens["city"] == "Munich"
+    assert stored.tokens["user_agent"] == SAMSUNG and stored.tokens["click.cost"] == "0.05"
+    [found] = await gw.store.find_conversions_by(
+        msgspec.convert({"click_id": click_id}, ConversionFilter), limit=5
+    )
+    assert found.tokens["conversion.cost"] == "1.25" and found.tokens["event10"] == "e10"
+    assert found.tokens["conversion.time"] == extra["0"]
 
 
 async def test_passed_value_wins_over_detected(gw: Gateway) -> None:
@@ -244,8 +277,30 @@ async def test_conversion_side_inputs(gw: Gateway) -> None:
     assert bad.status == 400 and (await bad.json())["field"] == "cost"
     huge = await gw.client.get("/postback", params={"cid": click_id, "cost": "1e13"})
     assert huge.status == 400 and (await huge.json())["field"] == "cost"
+    # payout's one number rule (issue 22) and its sign rule (issue 19) read cost too
+    for odd in ("1_000", " 1.5", "١٢٣", "1e-999999", "1.0000000000001", "-0.5"):
+        resp = await gw.client.get("/postback", params={"cid": click_id, "cost": odd})
+        assert resp.status == 400 and (await resp.json())["field"] == "cost", odd
     got = await _rendered(gw, click_id)
     assert got["conversion.cost"] == ""  # none given: not invented
+
+
+async def test_a_network_names_cost_and_events_its_own_way(gw: Gateway) -> None:
+    """``[[networks]] params`` map onto cost and event1..10 like any conversion name;
+    a network marked ``corrections`` may send a negative cost."""
+    click_id, _ = await _click(gw, HEADERS)
+    query = {"network": "spender", "sub": click_id, "spend": "-0.75", "goal_value": "7"}
+    resp = await gw.client.get("/postback", params={**query, "txid": "n-1"})
+    assert resp.status == 200, await resp.text()
+    assert not (await resp.json()).get("ignored")  # every name read
+    [url] = [d.url for d in gw.sink.submitted if "/cf?" in d.url]
+    sent = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    assert sent[str(CLICKFLARE.index("conversion.cost"))] == "-0.75"
+    [binom] = [d.url for d in gw.sink.submitted if "/binom?" in d.url]
+    values = dict(parse_qsl(urlsplit(binom).query, keep_blank_values=True))
+    assert values[str(BINOM.index("event1"))] == "7"
+    bad = await gw.client.get("/postback", params={**query, "spend": "1_0", "txid": "n-2"})
+    assert bad.status == 400 and (await bad.json())["field"] == "cost"
 
 
 def test_conversion_time_and_asn_tokens_compile() -> None:

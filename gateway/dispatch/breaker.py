@@ -22,6 +22,8 @@ class HostState(msgspec.Struct):
     open_until: float = 0.0
     pause: float = 0.0
     probing: bool = False
+    #: the last failure, in words (``HTTP 503``, ``timeout``)
+    reason: str = ""
 
 
 class Breaker:
@@ -63,11 +65,12 @@ class Breaker:
         """Whether any host has failures on record (else nothing is ever blocked)."""
         return bool(self._hosts)
 
-    def failure(self, host: str, now: float) -> None:
+    def failure(self, host: str, now: float, reason: str = "") -> None:
         state = self._hosts.get(host)
         if state is None:
             state = self._hosts[host] = HostState()
         state.failures += 1
+        state.reason = reason
         if state.probing:
             state.probing = False
             state.pause = min(self.max_pause, state.pause * 2)
@@ -82,6 +85,10 @@ class Breaker:
                 state.failures,
                 state.pause,
             )
+
+    def snapshot(self) -> dict[str, HostState]:
+        """Every host with failures on record (a copy): the API and /metrics show it."""
+        return {host: msgspec.structs.replace(state) for host, state in self._hosts.items()}
 
     def is_open(self, host: str) -> bool:
         state = self._hosts.get(host)

@@ -20,9 +20,8 @@ from collections.abc import Sequence
 import msgspec
 
 from gateway.clock import Clock, SystemClock
-from gateway.dispatch import refill
 from gateway.dispatch.attempt import expired_attempt, from_answer, from_error, request_headers
-from gateway.dispatch.breaker import Breaker
+from gateway.dispatch.breaker import Breaker, HostState
 from gateway.dispatch.hostqueue import HostQueues
 from gateway.dispatch.ratelimit import HostRateLimiter
 from gateway.dispatch.recorder import AttemptRecorder
@@ -258,7 +257,7 @@ class Dispatcher:
             self._idle.set()
 
     async def _scheduler(self) -> None:
-        self._next_refill = self._now() + REFILL_INTERVAL
+        self._next_refill = self._now() + self._refill.every
         while self._running:
             try:
                 await self._tick()
@@ -273,7 +272,7 @@ class Dispatcher:
         now = self._now()
         if now >= self._next_refill:
             more = await self._load(now)
-            self._next_refill = self._now() + refill.pause(more, len(self._known))
+            self._next_refill = self._now() + self._refill.pause(more, len(self._known))
         self._fire_due(self._now())
         self._update_idle()
         await self._timer.sleep(self._next_refill)
@@ -285,6 +284,10 @@ class Dispatcher:
             self._take_in(fresh)  # counted already (at start, or when committed)
             self._update_idle()
         return more
+
+    def host_states(self) -> dict[str, HostState]:
+        """The circuit breaker's view of every host in trouble (paused or counting)."""
+        return self._breaker.snapshot()
 
     # -- one attempt -----------------------------------------------------------
 
@@ -331,7 +334,7 @@ class Dispatcher:
         """Host trouble counts (a refused address does not); any other answer closes."""
         if host_trouble(code):
             if code is not None or verdict.outcome == "retry":
-                self._breaker.failure(host, self._now())
+                self._breaker.failure(host, self._now(), verdict.reason)
         elif self._breaker.success(host):  # a probe came back: the host's queue goes
             self._hosts.unhold(host)
             self._pump(host)

@@ -18,7 +18,7 @@ from gateway.config import Config
 from gateway.dispatch import DeliverySink
 from gateway.enrich.base import Enricher
 from gateway.enrich.factory import make_enrichers
-from gateway.http import deliveries_api, intake_routes, postbacks_api
+from gateway.http import deliveries_api, intake_routes, lookups_api, postbacks_api, replay_api
 from gateway.http.errors import json_response
 from gateway.http.middleware import guard_middleware
 from gateway.http.state import STATE, AppState
@@ -35,7 +35,9 @@ async def _health(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = request.app[STATE].metrics.exposition()
+    state = request.app[STATE]
+    state.metrics.set_hosts(lookups_api.host_rows(state.sink, state.clock.now()))
+    body = state.metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -60,9 +62,15 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/conversions", intake_routes.api_conversions),
     Route("GET", "/api/deliveries", deliveries_api.list_deliveries),
     Route("POST", "/api/deliveries/replay", deliveries_api.replay),
+    Route("POST", "/api/deliveries/rerender", replay_api.rerender),
+    Route("POST", "/api/backfill", replay_api.backfill),
     Route("GET", "/api/deliveries/{id}", deliveries_api.show),
     Route("POST", "/api/deliveries/{id}/retry", deliveries_api.retry),
     Route("POST", "/api/postbacks/test", postbacks_api.test_postback),
+    Route("GET", "/api/conversions", lookups_api.find_conversions),
+    Route("GET", "/api/conversions/{id}", lookups_api.show_conversion),
+    Route("GET", "/api/clicks/{id}", lookups_api.show_click),
+    Route("GET", "/api/hosts", lookups_api.hosts),
 )
 
 

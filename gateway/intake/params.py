@@ -12,9 +12,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from gateway.config import Config, Network
+from gateway.intake.names import EVENT_KEYS, ROLES
 from gateway.refusal import Reject
 from gateway.store.base import Click, ConversionStatus
-from gateway.tokens import VAR_KEYS, bad_text
+from gateway.tokens import bad_text
 
 __all__ = (
     "STATUS_WORDS",
@@ -24,12 +25,6 @@ __all__ = (
     "parse_conversion",
 )
 
-CLICK_ID_NAMES = ("cid", "clickid", "click_id", "subid")
-PAYOUT_NAMES = ("payout", "sum", "amount")
-TXID_NAMES = ("txid", "transaction_id", "tid")
-EVENT_NAMES = ("event", "et")
-#: ``{event1}`` … ``{event10}``: a conversion's event values, kept as given
-EVENT_KEYS = tuple(f"event{i}" for i in range(1, 11))
 
 STATUS_WORDS: Mapping[str, ConversionStatus] = {
     **dict.fromkeys(
@@ -89,6 +84,7 @@ class ConversionInput:
         "data",
         "event",
         "future",
+        "ignored",
         "network",
         "secret",
         "status",
@@ -100,6 +96,8 @@ class ConversionInput:
     click_id: str | None
     data: dict[str, str]
     event: str | None
+    #: parameters sent that the gateway does not read (named in the answer)
+    ignored: list[str]
     network: Network | None
     secret: Any  # as sent: only a str can match
     status: ConversionStatus
@@ -128,29 +126,6 @@ def normalise_status(word: str, network: Network | None) -> ConversionStatus | N
     return STATUS_WORDS.get(key)
 
 
-#: query/form/JSON name -> what it carries; the first non-empty value per role wins,
-#: aliases in the order the contract lists them.
-_ROLES: dict[str, tuple[str, int]] = {
-    **{n: ("click_id", i) for i, n in enumerate(CLICK_ID_NAMES)},
-    **{n: ("payout", i) for i, n in enumerate(PAYOUT_NAMES)},
-    **{n: ("txid", i) for i, n in enumerate(TXID_NAMES)},
-    **{n: ("event", i) for i, n in enumerate(EVENT_NAMES)},
-    "status": ("status", 0),
-    "currency": ("currency", 0),
-    "network": ("network", 0),
-    "secret": ("secret", 0),
-    "cost": ("cost", 0),
-    **{k: (k, 0) for k in EVENT_KEYS},
-    "externalid": ("externalid", 0),
-    "external_id": ("externalid", 1),
-    "campaign": ("campaign", 0),
-    "campaign_id": ("campaign", 1),
-    "trafficsource": ("traffic_source", 0),
-    "traffic_source": ("traffic_source", 1),
-    **{k: (k, -1) for k in VAR_KEYS},
-}
-
-
 def parse_conversion(
     params: Mapping[str, Any] | Sequence[tuple[str, Any]], config: Config
 ) -> ConversionInput | Reject:
@@ -161,9 +136,21 @@ def parse_conversion(
     limit = config.limits.max_value_length
     found: dict[str, tuple[int, Any]] = {}
     data: dict[str, str] = {}
-    roles = _ROLES
+    ignored: list[str] = []
     items = getattr(params, "items", None)
     pairs: Iterable[tuple[str, Any]] = params if items is None else items()  # type: ignore[assignment]
+    # The network first: its own parameter names (``[[networks]] params``) apply.
+    named = _network_name(params, items is None)
+    network = (
+        config.networks.get(named if isinstance(named, str) else str(named))
+        if isinstance(named, str | int | float)
+        else None
+    )
+    if named is not None and network is None:
+        return Reject(400, "unknown network", "network")
+    if network is None and config.spec.require_network:
+        return Reject(400, "network is required", "network")
+    roles = network.roles if network is not None else ROLES
     for name, value in pairs:
         if value.__class__ is not str:
             if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -180,6 +167,8 @@ def parse_conversion(
         if role is None:
             if value and name.startswith("var:") and len(name) <= 68:
                 data[name] = value
+            elif len(ignored) < _MAX_IGNORED:
+                ignored.append(str(name)[:64])
             continue
         kind, rank = role
         if value == "" and kind != "network":
@@ -192,15 +181,8 @@ def parse_conversion(
             found[kind] = (rank, value)
     get = found.get
     conv = ConversionInput()
-    network = None
-    item = get("network")
-    if item is not None:
-        network = config.networks.get(item[1])
-        if network is None:
-            return Reject(400, "unknown network", "network")
-    elif config.spec.require_network:
-        return Reject(400, "network is required", "network")
     conv.network = network
+    conv.ignored = ignored
     conv.secret = item[1] if (item := get("secret")) is not None else None
     conv.click_id = item[1] if (item := get("click_id")) is not None else None
     conv.txid = item[1] if (item := get("txid")) is not None else None
@@ -214,30 +196,12 @@ def parse_conversion(
             return Reject(400, f"unknown status {item[1][:64]!r}", "status")
         conv.status = status
     tokens: dict[str, str] = {"conversion.status": conv.status}
-    item = get("payout")
-    if item is not None:
-        payout = item[1]
-        if len(payout) > 40 or not _PAYOUT_SYNTAX.fullmatch(payout):
-            return Reject(400, "payout must be a plain decimal number (e.g. 1.25)", "payout")
-        try:
-            number = Decimal(payout)
-        except InvalidOperation:
-            return Reject(400, "payout must be a number", "payout")
-        if abs(number) >= _MAX_PAYOUT:
-            return Reject(400, "payout must be a finite number below 1e12", "payout")
-        exponent = number.normalize().as_tuple().exponent  # an int: the number is finite
-        if number and isinstance(exponent, int) and exponent < -PAYOUT_DECIMALS:
-            return Reject(400, f"payout has more than {PAYOUT_DECIMALS} decimal places", "payout")
-        tokens["payout"] = payout
-    item = get("cost")
-    if item is not None:  # {conversion.cost}; {campaign.cpa} is its deprecated alias
-        try:
-            number = Decimal(item[1])
-        except InvalidOperation:
-            return Reject(400, "cost must be a number", "cost")
-        if not number.is_finite() or abs(number) >= _MAX_PAYOUT:
-            return Reject(400, "cost must be a finite number below 1e12", "cost")
-        tokens["conversion.cost"] = item[1]
+    # payout and cost: one number rule (_amount), each 400 naming its own field
+    for amount, token in _AMOUNTS:
+        if (item := get(amount)) is not None:
+            if (refused := _amount(item[1], amount, network)) is not None:
+                return refused
+            tokens[token] = item[1]
     for key in EVENT_KEYS:
         if (item := get(key)) is not None:
             tokens[key] = item[1]
@@ -253,6 +217,57 @@ def parse_conversion(
     conv.tokens = tokens
     conv.campaign = item[1] if (item := get("campaign")) is not None else None
     conv.traffic_source = item[1] if (item := get("traffic_source")) is not None else None
+    if conv.campaign is not None and conv.campaign not in config.campaigns:
+        return Reject(400, f"unknown campaign {conv.campaign[:64]!r}", "campaign")
+    if conv.traffic_source is not None and conv.traffic_source not in config.sources:
+        return Reject(400, f"unknown traffic source {conv.traffic_source[:64]!r}", "traffic_source")
     if conv.click_id is None and not data:
-        return Reject(400, "a click id (cid, clickid, click_id or subid) is required", "cid")
+        error = "a click id (cid, clickid, click_id or subid) is required"
+        if ignored:  # say what was sent instead: a network's own names need mapping
+            error += (
+                f"; ignored {', '.join(ignored)} (map a network's own names in"
+                " [[networks]] params, or name its preset)"
+            )
+        return Reject(400, error, "cid")
     return conv
+
+
+#: The amounts a conversion carries (role -> token); ``{campaign.cpa}`` is the
+#: deprecated alias of ``{conversion.cost}``.
+_AMOUNTS = (("payout", "payout"), ("cost", "conversion.cost"))
+
+
+def _amount(text: str, field: str, network: Network | None) -> Reject | None:
+    """Why ``text`` is no amount (payout or cost), or None: the one number syntax
+    (docs/security.md), below 1e12, at most ``PAYOUT_DECIMALS`` places, and
+    negative only from a network marked ``corrections = true``."""
+    if len(text) > 40 or not _PAYOUT_SYNTAX.fullmatch(text):
+        return Reject(400, f"{field} must be a plain decimal number (e.g. 1.25)", field)
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return Reject(400, f"{field} must be a number", field)
+    if abs(number) >= _MAX_PAYOUT:
+        return Reject(400, f"{field} must be a finite number below 1e12", field)
+    exponent = number.normalize().as_tuple().exponent  # an int: the number is finite
+    if number and isinstance(exponent, int) and exponent < -PAYOUT_DECIMALS:
+        return Reject(400, f"{field} has more than {PAYOUT_DECIMALS} decimal places", field)
+    if number < 0 and (network is None or not network.corrections):
+        return Reject(
+            400, f"negative {field}: only a network marked corrections = true may send one", field
+        )
+    return None
+
+
+#: Ignored parameter names an answer lists at most.
+_MAX_IGNORED = 20
+
+
+def _network_name(params: Any, is_pairs: bool) -> Any:
+    """The ``network`` parameter's value (None: not given), before the main pass."""
+    if not is_pairs:
+        return params.get("network")
+    for name, value in params:
+        if name == "network":
+            return value
+    return None
