@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # `render` hands its whole argv to bench/render.py (see main): listed here for --help.
     commands.add_parser("render", help="render micro-benchmarks (bench/render.py)", add_help=False)
+    commands.add_parser("enrich", help="visit enrichment's cost (bench/enrich.py)", add_help=False)
     return parser
 
 
@@ -139,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["render"]:
         return _render(argv[1:])
+    if argv[:1] == ["enrich"]:  # its own argv, like render
+        return int(importlib.import_module("bench.enrich").main(argv[1:]))
     args = build_parser().parse_args(argv)
     handler = {"run": _run, "config": _config}[args.command]
     try:

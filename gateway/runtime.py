@@ -22,6 +22,7 @@ from gateway.clock import SystemClock
 from gateway.config import Config, read
 from gateway.dispatch.dispatcher import Dispatcher
 from gateway.dispatch.settings import DeliverySettings
+from gateway.enrich.factory import make_enrichers
 from gateway.http.app import create_app
 from gateway.http.front import GatewayRunner
 from gateway.http.state import STATE
@@ -82,7 +83,10 @@ async def serve(
         settings=share_of(config.delivery, share), store=store, metrics=metrics, clock=clock
     )
     await dispatcher.start()
-    app = create_app(config, store, dispatcher, metrics=metrics, clock=clock)
+    enricher, notes = make_enrichers(config.spec.enrich)
+    for note in notes:
+        log.info("%s", note)
+    app = create_app(config, store, dispatcher, metrics=metrics, clock=clock, enricher=enricher)
     # the parser's line limits follow the config's limits (GatewayRunner)
     runner = GatewayRunner(app, access_log=None, shutdown_timeout=10.0)
     await runner.setup()
@@ -112,6 +116,8 @@ async def serve(
             return
         if new.spec.delivery != app[STATE].config.spec.delivery:
             log.warning("reload: [delivery] changes take effect at the next restart")
+        if new.spec.enrich != app[STATE].config.spec.enrich:
+            log.warning("reload: [enrich] changes take effect at the next restart")
         app[STATE].config = new
         log.info(
             "reloaded %s: %d traffic source(s), %d campaign(s)",

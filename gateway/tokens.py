@@ -1,7 +1,8 @@
 """The token context: every value a postback template reads, built in one place.
 
 A postback's tokens come from three places: the click (campaign, traffic
-source, the visit's request, the source's click macros), the conversion
+source, the visit: its request, what enrichers derive from it and what the
+caller passed, see ``gateway.enrich``; the source's click macros), the conversion
 (payout, status, transaction id, the network's extra values) and, for a test
 send, defaults that make any template render.  Each has one builder here, and
 ``conversion_context`` layers them the same way for delivery and for tests.
@@ -13,10 +14,13 @@ import secrets
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-import msgspec
+from msgspec.structs import replace
 
 from gateway import clickid
 from gateway.config import Campaign, Source
+from gateway.enrich.base import EMPTY, Enricher, Visit
+from gateway.enrich.passed import merge_passed
+from gateway.htime import seal_htime
 from gateway.refusal import Reject
 
 __all__ = (
@@ -25,6 +29,7 @@ __all__ = (
     "TEST_STATUS",
     "VAR_KEYS",
     "Visit",
+    "visit_tokens",
     "bad_text",
     "campaign_tokens",
     "click_tokens",
@@ -52,44 +57,32 @@ def bad_text(value: str, limit: int) -> bool:
     return False
 
 
-class Visit(msgspec.Struct, kw_only=True, gc=False):
-    """What the visitor's own request says about the visit (empty: not known)."""
-
-    ip: str = ""
-    user_agent: str = ""
-    referer: str = ""
-    language: str = ""
+#: Click parameters naming the campaign's lander and offer (first found wins).
+_LANDER_NAMES = ("lander", "lander_id", "lander.id")
+_OFFER_NAMES = ("offer", "offer_id", "offer.id")
 
 
-def click_tokens(
-    campaign: Campaign,
-    params: Mapping[str, str],
-    *,
-    click_id: str,
-    now: float,
+def visit_tokens(
     visit: Visit,
+    enricher: Enricher | None,
     limit: int,
-) -> dict[str, str] | Reject:
-    """Every token a click carries, keyed by canonical name (values bounded)."""
-    source = campaign.source
-    spec = source.spec
-    tokens = {
-        "click.id": click_id,
-        "click.time": str(int(now)),
-        "campaign.id": campaign.id,
-        "trafficsource.id": source.id,
-        "trafficsource.name": source.name,
-    }
-    if campaign.spec.name:
-        tokens["campaign.name"] = campaign.spec.name
-    if campaign.spec.key:
-        tokens["campaign.key"] = campaign.spec.key
+    passed: Mapping[str, str] = EMPTY,
+) -> dict[str, str]:
+    """A visit's tokens: what its request says, what the enricher derives from it,
+    and under ``passed`` (canonical names) what the caller says.  ``/click``,
+    ``/api/clicks`` and ``python -m gateway visit`` all build them here."""
+    if not (visit.user_agent.isascii() and visit.ip.isascii()):
+        # a header's undecodable bytes arrive as surrogates: the enrichers see text
+        visit = replace(visit, user_agent=_text(visit.user_agent), ip=_text(visit.ip))
+    detected = enricher.tokens(visit) if enricher is not None else EMPTY
+    tokens = merge_passed(detected, passed) if passed else dict(detected)
     referer = _text(visit.referer)
     for key, value in (
         ("ip", visit.ip),
         ("user_agent", visit.user_agent),
         ("referer", referer),
         ("language", visit.language),
+        ("domain", visit.domain),
     ):
         if value:
             # headers arrive with undecodable bytes as surrogates: stored as U+FFFD,
@@ -102,9 +95,50 @@ def click_tokens(
             host = None
         if host:
             tokens["referrerdomain"] = host
+    return tokens
+
+
+def click_tokens(
+    campaign: Campaign,
+    params: Mapping[str, str],
+    *,
+    click_id: str,
+    now: float,
+    visit: Visit,
+    limit: int,
+    enricher: Enricher | None = None,
+    secret: str | None = None,
+) -> dict[str, str] | Reject:
+    """Every token a click carries, keyed by canonical name (values bounded)."""
+    source = campaign.source
+    spec = source.spec
+    passed: dict[str, str] = {}
+    visit_names = source.visit_params
     for name, value in params.items():
         if not isinstance(value, str) or bad_text(value, limit):
             return Reject(400, f"value too long (max {limit}) or not valid text", str(name)[:64])
+        token = visit_names.get(name)
+        if token is not None and value:
+            passed[token] = value
+    tokens = visit_tokens(visit, enricher, limit, passed)
+    tokens["click.id"] = click_id
+    tokens["click.time"] = str(int(now))
+    tokens["campaign.id"] = campaign.id
+    tokens["trafficsource.id"] = source.id
+    tokens["trafficsource.name"] = source.name
+    if campaign.spec.name:
+        tokens["campaign.name"] = campaign.spec.name
+    if campaign.spec.key:
+        tokens["campaign.key"] = campaign.spec.key
+    if secret:
+        tokens["click.htime"] = seal_htime(secret, click_id, now)
+    for key, names, default in (
+        ("lander.id", _LANDER_NAMES, campaign.spec.lander_id),
+        ("offer.id", _OFFER_NAMES, campaign.spec.offer_id),
+    ):
+        chosen = next((v for n in names if (v := params.get(n))), default)
+        if chosen:
+            tokens[key] = chosen
     externalid = params.get(spec.click_id_param)
     if externalid:
         tokens["externalid"] = externalid

@@ -13,7 +13,7 @@ from gateway.config import Config, load
 from gateway.http.app import create_app
 from gateway.http.front import GatewayRunner
 from gateway.metrics import Metrics
-from gateway.store.base import Delivery
+from gateway.store.base import Delivery, Store
 from gateway.store.sqlite import SQLiteStore
 
 
@@ -129,7 +129,7 @@ class Gateway:
     def __init__(
         self,
         client: TestClient[Any, Any],
-        store: SQLiteStore,
+        store: Store,
         sink: RecordingSink,
         config: Config,
         metrics: Metrics,
@@ -152,10 +152,17 @@ class Gateway:
 
 
 async def start_gateway(
-    tmp_path: Path, config_path: Path, clock: Clock | None = None, *, front: bool = True
+    tmp_path: Path,
+    config_path: Path,
+    clock: Clock | None = None,
+    *,
+    front: bool = True,
+    store: Store | None = None,
 ) -> Gateway:
+    """The gateway on loopback over ``store`` (opened here; default: a SQLite file)."""
     config = load(config_path)
-    store = SQLiteStore(tmp_path / "gateway.sqlite")
+    if store is None:
+        store = SQLiteStore(tmp_path / "gateway.sqlite")
     await store.open()
     sink = RecordingSink()
     metrics = Metrics()

@@ -23,6 +23,8 @@ _HANDLERS = {
     "render": "gateway.cli.render:run",
     "sources": "gateway.cli.sources:run",
     "test-postback": "gateway.cli.test_postback:run",
+    "visit": "gateway.cli.visit:run",
+    "geo": "gateway.cli.geo:run",
 }
 
 
@@ -95,7 +97,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     test.add_argument("--rule", help="the rule's index or name (default: the first that fires)")
     test.add_argument("--json", action="store_true")
+    _visit_commands(commands)
     return parser
+
+
+def _visit_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``visit`` and ``geo`` (issue 17: visit data)."""
+    visit = commands.add_parser("visit", help="every visit token a click would record")
+    visit.add_argument("--ip", required=True, help="the visitor's address (or the TCP peer)")
+    visit.add_argument("--ua", default="", help="the User-Agent")
+    visit.add_argument(
+        "--header",
+        dest="headers",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a request header, e.g. --header 'Accept-Language: de'",
+    )
+    visit.add_argument("--config", help="TOML config ([server] trusted_proxies, [enrich])")
+    visit.add_argument("--json", action="store_true")
+    geo = commands.add_parser("geo", help="the IP data for the geo tokens")
+    geo_commands = geo.add_subparsers(dest="geo_command", required=True, metavar="SUBCOMMAND")
+    for name, text in (("install", "fetch and install the data"), ("show", "what is installed")):
+        sub = geo_commands.add_parser(name, help=text)
+        sub.add_argument("--dir", help="the geo folder (default: $GATEWAY_GEO_DIR or ~/.cache/…)")
+        sub.add_argument("--json", action="store_true")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import argparse
 import sys
 
 from gateway.config import read
+from gateway.enrich.factory import describe
 
 __all__ = ("run",)
 
@@ -29,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for path, rule in config.judged:  # which answer rule judges each postback
         print(f"judged: {path} ({rule.name}) -> {rule.host}: {rule.answer_why}")
+    for note in describe(config.spec.enrich):  # the visit data it would run on
+        print(f"enrich: {note}")
     print(
         f"{args.file}: ok ({len(config.sources)} traffic source(s), "
         f"{len(config.campaigns)} campaign(s), {warnings} warning(s))"

@@ -33,6 +33,8 @@ from gateway.config.schema import (
     TrafficSourceSpec,
 )
 from gateway.dispatch.transport.urls import InvalidURL, split_url
+from gateway.enrich.passed import PASSED_NAMES, visit_token
+from gateway.intake.client_address import TrustedProxies
 from gateway.intake.names import ROLES, is_target
 from gateway.rules import CompiledRule, RuleSpec, compile_rule
 from gateway.sources import catalog
@@ -71,7 +73,16 @@ class Network:
 
 
 class Source:
-    __slots__ = ("id", "max_click_age", "name", "preset", "rules", "secret", "spec")
+    __slots__ = (
+        "id",
+        "max_click_age",
+        "name",
+        "preset",
+        "rules",
+        "secret",
+        "spec",
+        "visit_params",
+    )
 
     def __init__(self, spec: TrafficSourceSpec, rules: list[CompiledRule], age: int | None) -> None:
         self.spec = spec
@@ -81,6 +92,8 @@ class Source:
         self.secret = spec.secret
         self.rules = rules
         self.max_click_age = age
+        #: click URL parameter -> the visit token it carries (gateway.enrich.passed)
+        self.visit_params: dict[str, str] = dict(PASSED_NAMES)
 
 
 class Campaign:
@@ -106,6 +119,7 @@ class Config:
         campaigns: dict[str, Campaign],
         networks: dict[str, Network],
         path: str | None = None,
+        trusted_proxies: TrustedProxies | None = None,
     ) -> None:
         self.spec = spec
         self.sources = sources
@@ -118,6 +132,9 @@ class Config:
         self.limits = spec.limits
         self.store = spec.store
         self.attribution_window = spec.attribution_window
+        #: networks whose Forwarded / X-Forwarded-For is believed (intake.client_address)
+        self.trusted_proxies = trusted_proxies or TrustedProxies(())
+        self.server = spec.server
         #: (config path, rule) for every postback rule, for ``check``'s report
         self.judged: list[tuple[str, CompiledRule]] = []
 
@@ -262,7 +279,14 @@ def _source(
         problems=problems,
         judged=judged,
     )
-    return Source(spec, rules, age)
+    source = Source(spec, rules, age)
+    for token, param in spec.visit_params.items():
+        canonical = visit_token(token)
+        if canonical is None:
+            problems.append(Problem(f"{path}.visit_params.{token}", "not a visit token"))
+        else:
+            source.visit_params[param] = canonical
+    return source
 
 
 def _campaign(
@@ -361,8 +385,9 @@ def _network(spec: NetworkSpec, path: str, problems: list[Problem]) -> Network:
             problems.append(
                 Problem(
                     f"{path}.params.{name}",
-                    f"{target!r} is no conversion parameter (cid, payout, txid, status,"
-                    " event, currency, externalid, campaign, var1..var20, var:NAME)",
+                    f"{target!r} is no conversion parameter (cid, payout, cost, txid, status,"
+                    " event, event1..event10, currency, externalid, campaign, var1..var20,"
+                    " var:NAME)",
                 )
             )
             continue
@@ -408,9 +433,18 @@ def compile_config(spec: ConfigSpec, path: str | None, problems: list[Problem]) 
             problems.append(Problem(f"networks[{i}].name", f"duplicate name {net.name!r}"))
         networks[net.name] = network
 
+    proxies = []
+    for j, cidr in enumerate(spec.server.trusted_proxies):
+        try:
+            proxies.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError as exc:
+            problems.append(Problem(f"server.trusted_proxies[{j}]", str(exc)))
+
     settings_problems(spec, problems)
     if any(p.level == "error" for p in problems):
         return None
-    config = Config(spec, sources, campaigns, networks, path)
+    config = Config(
+        spec, sources, campaigns, networks, path, trusted_proxies=TrustedProxies(proxies)
+    )
     config.judged = judged
     return config

@@ -20,8 +20,10 @@ __all__ = (
     "BatchSettings",
     "CampaignSpec",
     "ConfigSpec",
+    "EnrichSettings",
     "LimitSettings",
     "NetworkSpec",
+    "ServerSettings",
     "TrafficSourceSpec",
 )
 
@@ -43,6 +45,9 @@ class TrafficSourceSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     secret: str | None = None
     #: the network forgets clicks after this many seconds (default: the preset's)
     max_click_age: int | None = None
+    #: visit token -> the click URL parameter carrying it, e.g. {country = "geo"}
+    #: (parameters named like a visit token are read without this; docs/visit.md)
+    visit_params: dict[str, str] = msgspec.field(default_factory=dict)
     #: a postback that would carry a network's unreplaced macro or an empty click id:
     #: ``hold`` it (status ``held``, never sent) or ``send`` it anyway
     on_placeholder: Literal["hold", "send"] = "hold"
@@ -58,6 +63,9 @@ class CampaignSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: ``add``: the source's global postbacks and these; ``replace``: these only
     postback_mode: Literal["add", "replace"] = "add"
     postbacks: list[RuleSpec] = msgspec.field(default_factory=list)
+    #: the ``{lander.id}`` and ``{offer.id}`` tokens (a click's ``lander``/``offer`` wins)
+    lander_id: str = ""
+    offer_id: str = ""
 
 
 class NetworkSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -89,6 +97,22 @@ class LimitSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_items: int = 1000
 
 
+class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: reverse proxies (CIDRs) whose Forwarded / X-Forwarded-For is believed
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    #: the gateway's own secret: seals ``{htime}`` (none: ``{htime}`` stays empty)
+    secret: str | None = None
+
+
+class EnrichSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: OS, browser and device tokens from the User-Agent
+    user_agent: bool = True
+    #: country, region, city, ISP and ASN tokens from the address (needs ``geo install``)
+    geo: bool = True
+    #: the geo data folder (default: $GATEWAY_GEO_DIR, else ~/.cache/postback-gateway/geo)
+    geo_dir: str | None = None
+
+
 class StoreSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: where durable state lives: a SQLite path, ``sqlite:///PATH`` or
     #: ``postgresql://USER@HOST:PORT/DB``; ``serve --db`` and GATEWAY_DB come first
@@ -112,6 +136,8 @@ class ConfigSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     batch: BatchSettings = msgspec.field(default_factory=BatchSettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    enrich: EnrichSettings = msgspec.field(default_factory=EnrichSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
 
 

@@ -16,6 +16,8 @@ from aiohttp import web
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.dispatch import DeliverySink
+from gateway.enrich.base import Enricher
+from gateway.enrich.factory import make_enrichers
 from gateway.http import deliveries_api, intake_routes, lookups_api, postbacks_api, replay_api
 from gateway.http.errors import json_response
 from gateway.http.middleware import guard_middleware
@@ -79,9 +81,13 @@ def create_app(
     *,
     metrics: Metrics | None = None,
     clock: Clock | None = None,
+    enricher: Enricher | None = None,
 ) -> web.Application:
-    """The app; the batcher starts and drains with the app's lifecycle."""
-    state = AppState(config, store, sink, metrics or Metrics(), clock or SystemClock())
+    """The app; the batcher starts and drains with the app's lifecycle.  ``enricher``:
+    default, the ones ``[enrich]`` asks for."""
+    if enricher is None:
+        enricher = make_enrichers(config.spec.enrich)[0]
+    state = AppState(config, store, sink, metrics or Metrics(), clock or SystemClock(), enricher)
     app = web.Application(
         middlewares=[guard_middleware(state)],
         client_max_size=config.limits.max_body_bytes,

@@ -16,6 +16,7 @@ from gateway.http.answer import Redirect
 from gateway.http.errors import OUTCOME_STATUS, json_response, reject_response
 from gateway.http.reading import decode_json, read_form
 from gateway.http.state import STATE, AppState
+from gateway.intake.client_address import TrustedProxies, client_address
 from gateway.intake.decide import Result
 from gateway.intake.guard import conversion_refusal
 from gateway.intake.params import ClickInput, ConversionInput, parse_conversion
@@ -24,7 +25,20 @@ from gateway.refusal import Reject
 from gateway.store.base import Click
 from gateway.tokens import Visit, click_tokens
 
-__all__ = ("api_clicks", "api_conversions", "click", "click_route", "postback", "postback_route")
+__all__ = (
+    "api_clicks",
+    "api_conversions",
+    "click",
+    "click_route",
+    "postback",
+    "postback_route",
+    "request_visit",
+)
+
+#: /api/clicks item keys that are the visit itself (others are click parameters)
+_VISIT_FIELDS = frozenset(
+    ("campaign_id", "params", "ip", "user_agent", "referer", "language", "domain")
+)
 
 
 def _reject(state: AppState, reject: Reject) -> web.Response:
@@ -33,7 +47,28 @@ def _reject(state: AppState, reject: Reject) -> web.Response:
 
 
 def _refusal(state: AppState, conv: ConversionInput, request: web.BaseRequest) -> Reject | None:
-    return conversion_refusal(state.config, conv, request.remote or "")  # peer looked up here only
+    config = state.config  # the sender's address is looked up here only
+    peer = client_address(request.remote or "", request.headers, config.trusted_proxies)
+    return conversion_refusal(config, conv, peer)
+
+
+def request_visit(remote: str, headers: Any, trusted: TrustedProxies) -> Visit:
+    """What a visitor's request says: its address (behind trusted proxies), user
+    agent, referer and first language.  ``python -m gateway visit`` calls it too."""
+    return Visit(
+        ip=client_address(remote, headers, trusted),
+        user_agent=headers.get("User-Agent", ""),
+        referer=headers.get("Referer", ""),
+        language=headers.get("Accept-Language", "").split(",")[0].split(";")[0].strip(),
+        domain=_host_name(headers.get("Host", "")),
+    )
+
+
+def _host_name(host: str) -> str:
+    """``Host`` without its port (``[::1]:8080`` -> ``[::1]``)."""
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.partition(":")[0]
 
 
 def _click(
@@ -52,6 +87,8 @@ def _click(
         now=now,
         visit=visit,
         limit=config.limits.max_value_length,
+        enricher=state.enricher,
+        secret=config.server.secret,
     )
     if isinstance(tokens, Reject):
         return tokens
@@ -77,13 +114,7 @@ def _flag_click(state: AppState, click: Click, endpoint: str) -> str | None:
 async def click(state: AppState, request: web.BaseRequest, campaign_id: str) -> web.Response:
     """GET /click/{campaign_id}: record the click, then 302 to the offer."""
     started = time.perf_counter()
-    headers = request.headers
-    visit = Visit(
-        ip=request.remote or "",
-        user_agent=headers.get("User-Agent", ""),
-        referer=headers.get("Referer", ""),
-        language=headers.get("Accept-Language", "").split(",")[0].strip(),
-    )
+    visit = request_visit(request.remote or "", request.headers, state.config.trusted_proxies)
     made = _click(state, campaign_id, request.query, visit)
     if isinstance(made, Reject):
         return _reject(state, made)
@@ -140,7 +171,7 @@ async def api_clicks(request: web.Request) -> web.Response:
             continue
         params = dict(item.get("params") or {}) if isinstance(item.get("params"), dict) else {}
         for key, value in item.items():
-            if key not in ("campaign_id", "params", "ip", "user_agent", "referer", "language"):
+            if key not in _VISIT_FIELDS:
                 params.setdefault(key, value)
         for key, value in params.items():  # JSON numbers are fine as values
             if isinstance(value, int | float) and not isinstance(value, bool):
@@ -148,14 +179,14 @@ async def api_clicks(request: web.Request) -> web.Response:
                     params[key] = repr(value) if isinstance(value, float) else str(value)
                 except ValueError:  # an int too long to print: left as is, refused below
                     pass
-        meta = {k: item.get(k) for k in ("ip", "user_agent", "referer", "language")}
+        meta = {k: item.get(k) for k in ("ip", "user_agent", "referer", "language", "domain")}
         if not all(v is None or isinstance(v, str) for v in meta.values()):
             results.append(
                 {
                     "status": "error",
                     "code": 400,
                     "click_id": None,
-                    "error": "ip, user_agent, referer, language must be strings",
+                    "error": "ip, user_agent, referer, language, domain must be strings",
                     "field": "ip",
                 }
             )

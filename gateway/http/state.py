@@ -7,6 +7,7 @@ from aiohttp import web
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.dispatch import DeliverySink
+from gateway.enrich.base import Enricher
 from gateway.intake.batcher import Batcher
 from gateway.metrics import BatchedObserver, Metrics
 from gateway.store.base import Store
@@ -18,9 +19,17 @@ class AppState:
     """The live config (swapped whole on SIGHUP), the store, the dispatcher, the batcher."""
 
     def __init__(
-        self, config: Config, store: Store, sink: DeliverySink, metrics: Metrics, clock: Clock
+        self,
+        config: Config,
+        store: Store,
+        sink: DeliverySink,
+        metrics: Metrics,
+        clock: Clock,
+        enricher: Enricher | None = None,
     ) -> None:
         self.config = config
+        #: visit tokens from the user agent and address (gateway.enrich); None: none
+        self.enricher = enricher
         self.store = store
         self.sink = sink
         self.metrics = metrics

@@ -130,7 +130,8 @@ def build_batch(
                 dedup_key=key,
                 status=conv.status,
                 created_at=now,
-                tokens={**conv.tokens, **conv.data},
+                # {conversion.time}: when the gateway accepted it (an update keeps it)
+                tokens={**conv.tokens, **conv.data, "conversion.time": str(int(now))},
             )
             outcome = "accepted" if (click is not None or conv.data) else "unattributed"
         state[key] = record

@@ -12,6 +12,7 @@ VAR_KEYS = tuple(f"var{i}" for i in range(1, 21))
 
 __all__ = (
     "CLICK_ID_NAMES",
+    "EVENT_KEYS",
     "EVENT_NAMES",
     "PAYOUT_NAMES",
     "ROLES",
@@ -24,6 +25,8 @@ CLICK_ID_NAMES = ("cid", "clickid", "click_id", "subid")
 PAYOUT_NAMES = ("payout", "sum", "amount")
 TXID_NAMES = ("txid", "transaction_id", "tid")
 EVENT_NAMES = ("event", "et")
+#: ``{event1}`` … ``{event10}``: a conversion's event values, kept as given
+EVENT_KEYS = tuple(f"event{i}" for i in range(1, 11))
 
 #: query/form/JSON name -> (what it carries, rank): the first non-empty value per
 #: role wins, aliases in the order the contract lists them; rank -1: kept as given.
@@ -36,6 +39,8 @@ ROLES: dict[str, tuple[str, int]] = {
     "currency": ("currency", 0),
     "network": ("network", 0),
     "secret": ("secret", 0),
+    "cost": ("cost", 0),  # {conversion.cost}: a number, read like payout
+    **{k: (k, 0) for k in EVENT_KEYS},
     "externalid": ("externalid", 0),
     "external_id": ("externalid", 1),
     "campaign": ("campaign", 0),

@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from gateway.config import Config, Network
-from gateway.intake.names import ROLES
+from gateway.intake.names import EVENT_KEYS, ROLES
 from gateway.refusal import Reject
 from gateway.store.base import Click, ConversionStatus
 from gateway.tokens import bad_text
@@ -196,27 +196,15 @@ def parse_conversion(
             return Reject(400, f"unknown status {item[1][:64]!r}", "status")
         conv.status = status
     tokens: dict[str, str] = {"conversion.status": conv.status}
-    item = get("payout")
-    if item is not None:
-        payout = item[1]
-        if len(payout) > 40 or not _PAYOUT_SYNTAX.fullmatch(payout):
-            return Reject(400, "payout must be a plain decimal number (e.g. 1.25)", "payout")
-        try:
-            number = Decimal(payout)
-        except InvalidOperation:
-            return Reject(400, "payout must be a number", "payout")
-        if abs(number) >= _MAX_PAYOUT:
-            return Reject(400, "payout must be a finite number below 1e12", "payout")
-        exponent = number.normalize().as_tuple().exponent  # an int: the number is finite
-        if number and isinstance(exponent, int) and exponent < -PAYOUT_DECIMALS:
-            return Reject(400, f"payout has more than {PAYOUT_DECIMALS} decimal places", "payout")
-        if number < 0 and (network is None or not network.corrections):
-            return Reject(
-                400,
-                "negative payout: only a network marked corrections = true may send one",
-                "payout",
-            )
-        tokens["payout"] = payout
+    # payout and cost: one number rule (_amount), each 400 naming its own field
+    for amount, token in _AMOUNTS:
+        if (item := get(amount)) is not None:
+            if (refused := _amount(item[1], amount, network)) is not None:
+                return refused
+            tokens[token] = item[1]
+    for key in EVENT_KEYS:
+        if (item := get(key)) is not None:
+            tokens[key] = item[1]
     if conv.txid is not None:
         tokens["transaction.id"] = conv.txid
     if conv.event is not None:
@@ -242,6 +230,33 @@ def parse_conversion(
             )
         return Reject(400, error, "cid")
     return conv
+
+
+#: The amounts a conversion carries (role -> token); ``{campaign.cpa}`` is the
+#: deprecated alias of ``{conversion.cost}``.
+_AMOUNTS = (("payout", "payout"), ("cost", "conversion.cost"))
+
+
+def _amount(text: str, field: str, network: Network | None) -> Reject | None:
+    """Why ``text`` is no amount (payout or cost), or None: the one number syntax
+    (docs/security.md), below 1e12, at most ``PAYOUT_DECIMALS`` places, and
+    negative only from a network marked ``corrections = true``."""
+    if len(text) > 40 or not _PAYOUT_SYNTAX.fullmatch(text):
+        return Reject(400, f"{field} must be a plain decimal number (e.g. 1.25)", field)
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return Reject(400, f"{field} must be a number", field)
+    if abs(number) >= _MAX_PAYOUT:
+        return Reject(400, f"{field} must be a finite number below 1e12", field)
+    exponent = number.normalize().as_tuple().exponent  # an int: the number is finite
+    if number and isinstance(exponent, int) and exponent < -PAYOUT_DECIMALS:
+        return Reject(400, f"{field} has more than {PAYOUT_DECIMALS} decimal places", field)
+    if number < 0 and (network is None or not network.corrections):
+        return Reject(
+            400, f"negative {field}: only a network marked corrections = true may send one", field
+        )
+    return None
 
 
 #: Ignored parameter names an answer lists at most.
