@@ -104,7 +104,8 @@ def page_response(
             "Content-Security-Policy": CSP,
             "Cache-Control": "no-store",
             "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
+            # same-origin, not no-referrer: with no-referrer a form POST says Origin: null
+            "Referrer-Policy": "same-origin",
         },
     )
 

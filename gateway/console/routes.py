@@ -193,7 +193,10 @@ def overview_fragment(stats: Stats) -> str:
         for c in ("received", "delivered", "retried", "failed", "held")
     )
     cards += f'<div class="card" id="card-queue">queue depth<b>{int(snap.queue_depth)}</b></div>'
-    parts = [f'<div class="cards">{cards}</div>', f"<p>updated {e(when(snap.at))}</p>"]
+    parts = [
+        f'<h2>last minute</h2><div class="cards">{cards}</div>',
+        f"<p>updated {e(when(snap.at))}</p>",
+    ]
     headers = "".join(f'<th class="num">{e(c)}</th>' for c, _ in OUTCOMES)
     for label, seconds in WINDOWS:
         rows = stats.window(seconds)
