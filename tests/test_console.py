@@ -77,6 +77,12 @@ name = "hand:sale"
 url = "http://127.0.0.1:{port}/ok?c={{externalid}}&p={{payout}}&key={KEY}{fixed}"
 secret_params = ["key"]
 
+[[traffic_sources]]
+name = "dead"
+[[traffic_sources.postbacks]]
+name = "dead:sale"
+url = "http://127.0.0.1:{port}/status/404?c={{externalid}}"
+
 [[campaigns]]
 id = "spring"
 name = "Spring sale"
@@ -123,11 +129,11 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[Browser, Sink, GatewayPro
             await asyncio.to_thread(gw.stop)
 
 
-async def _convert(gw: GatewayProcess, n: int, prefix: str) -> None:
+async def _convert(gw: GatewayProcess, n: int, prefix: str, source: str = "hand") -> None:
     items = [
         {
             "externalid": f"{prefix}-{i}",
-            "traffic_source": "hand",
+            "traffic_source": source,
             "txid": f"{prefix}-tx{i}",
             "payout": "1.5",
         }
@@ -179,6 +185,8 @@ async def test_the_console_end_to_end(
     await expect(page.locator('tr[data-source="hand"] td[data-col="received"]').first).to_have_text(
         "3"
     )
+    p50 = page.locator('tr[data-source="hand"] td[data-col="p50"]').first
+    await expect(p50).to_contain_text(" ms")  # end-to-end latency on loopback: milliseconds
     await b.shot("overview")
     # -- search the log, open a delivery --------------------------------------
     await page.click("nav >> text=Deliveries")
@@ -235,6 +243,17 @@ async def test_the_console_end_to_end(
         text = await b.visit(path)
         assert expected in text, (path, text[-2000:])
         await b.shot(name)
+    # -- bulk replay by filter: the count first, then the replay --------------
+    await _convert(gw, 2, "dead", source="dead")
+    await _hits(sink, "c=dead-", 2)
+    await b.visit("/console/deliveries?status=failed&traffic_source=dead")
+    await expect(page.locator("tbody tr")).to_have_count(2)
+    await page.click("text=Replay every failed delivery matching these filters")
+    await expect(page.locator("#count")).to_contain_text("2 failed deliveries match")
+    await b.shot("bulk-replay")
+    await page.click("text=Replay these 2")
+    await expect(page.locator("#count")).to_contain_text("Requeued 2")
+    await _hits(sink, "c=dead-", 4)
     # -- no secret on any page, nothing requested outside the gateway ----------
     for path in ("/console", "/console/deliveries", "/console/config", "/console/test"):
         text = await b.visit(path)

@@ -284,3 +284,30 @@ def test_stats_windows_are_differences_of_snapshots() -> None:
     assert stats.window(60)["a"]["received"] == 4  # capped at what the ring holds
     assert stats.window(60)["a"]["delivered"] == 2
     assert stats.latest().queue_depth == 7
+    # nothing delivered end to end yet
+    assert stats.latency(60).get("a", (None, None)) == (None, None)
+    for seconds in (0.02, 0.02, 0.02, 3.0):
+        metrics.end_to_end.labels("a").observe(seconds)
+    clock[0] += 1
+    stats.sample()
+    assert stats.latency(1)["a"] == (0.025, 5.0)  # bucket bounds: p50 <= 25 ms, p99 <= 5 s
+
+
+async def test_bulk_replay_counts_before_it_acts(console: Console) -> None:
+    assert await console.login() == 303
+    token = await console.csrf("/console/deliveries")
+    resp = await console.client.post(
+        "/console/deliveries/replay", data={"traffic_source": "hand", "confirm": "0"}
+    )
+    assert resp.status == 403  # no CSRF token
+    resp = await console.client.post(
+        "/console/deliveries/replay",
+        data={"csrf": token, "traffic_source": "hand", "confirm": "0"},
+    )
+    text = await resp.text()
+    assert resp.status == 200 and "0 failed deliveries match" in text
+    assert "Replay these" not in text  # nothing to confirm
+    resp = await console.client.post(
+        "/console/deliveries/replay", data={"csrf": token, "since": "yesterday"}
+    )
+    assert resp.status == 400 and "since" in await resp.text()

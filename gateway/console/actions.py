@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+import msgspec
 from aiohttp import web
 
 from gateway import replay
@@ -23,9 +24,18 @@ from gateway.refusal import BadInput
 from gateway.store.base import DELIVERY_STATUSES, DeliveryFilter
 from gateway.testpostback import parse_request, plan_and_send
 
-__all__ = ("deliveries_page", "delivery_page", "rerender", "retry", "test_page")
+__all__ = (
+    "bulk_replay",
+    "deliveries_page",
+    "delivery_page",
+    "rerender",
+    "retry",
+    "test_page",
+)
 
 _PAGE = 50
+#: the bulk replay counts at most this many before asking
+_COUNT_MAX = 100_000
 _LABELS = {
     "conversion_id": "conversion id",
     "click_id": "click id",
@@ -92,7 +102,66 @@ async def deliveries_page(request: web.Request, session: Session) -> web.StreamR
     if len(rows) == _PAGE:
         more = urlencode({**q, "cursor": str(rows[-1].delivery_id)})
         body += f'<p><a href="/console/deliveries?{e(more)}">older →</a></p>'
+    kept = {k: v for k, v in q.items() if k in FILTERS and k != "status"}
+    body += "<h2>bulk replay</h2>" + form(
+        "/console/deliveries/replay",
+        session,
+        _hidden(kept) + '<input type="hidden" name="confirm" value="0">',
+        "Replay every failed delivery matching these filters…",
+    )
     return page_response("Deliveries", body, session)
+
+
+def _hidden(values: dict[str, str]) -> str:
+    return "".join(f'<input type="hidden" name="{e(k)}" value="{e(v)}">' for k, v in values.items())
+
+
+async def _count(store: Any, filters: DeliveryFilter) -> int:
+    """How many match, paging through the log (the store has no count)."""
+    total, after = 0, None
+    while total < _COUNT_MAX:
+        rows = await store.list_deliveries(filters, after_id=after, limit=1000)
+        total += len(rows)
+        if len(rows) < 1000:
+            break
+        after = rows[-1].delivery_id
+    return total
+
+
+@console_page
+async def bulk_replay(request: web.Request, session: Session) -> web.StreamResponse:
+    """Requeue the failed deliveries a filter matches: first the count, then a confirm form."""
+    state = request.app[STATE]
+    data = await request.post()
+    wanted = {
+        k: v for k, v in data.items() if k in FILTERS and k != "status" and isinstance(v, str) and v
+    }
+    try:
+        filters = msgspec.structs.replace(filters_from(wanted), status="failed")
+    except BadInput as exc:
+        body = f'<p class="error">{e(exc.field)}: {e(exc)}</p>'
+        return page_response("Bulk replay", body, session, status=400)
+    if data.get("confirm") != "1":
+        n = await _count(state.store, filters)
+        shown = ", ".join(f"{k}={v}" for k, v in wanted.items()) or "no other filter"
+        body = f'<p id="count">{n} failed deliveries match ({e(shown)}).</p>'
+        if n:
+            body += form(
+                "/console/deliveries/replay",
+                session,
+                _hidden(wanted) + '<input type="hidden" name="confirm" value="1">',
+                f"Replay these {n}",
+            )
+        body += '<p><a href="/console/deliveries">back</a></p>'
+        return page_response("Bulk replay: confirm", body, session)
+    rows = await state.store.requeue(filters, ids=None, now=state.clock.now())
+    state.sink.submit(rows)
+    back = urlencode({**wanted, "status": "queued"})
+    body = (
+        f'<p class="notice" id="count">Requeued {len(rows)}.</p>'
+        f'<p><a href="/console/deliveries?{e(back)}">see them</a></p>'
+    )
+    return page_response("Bulk replay: done", body, session)
 
 
 def _delivery_id(request: web.Request) -> int:

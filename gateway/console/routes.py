@@ -183,6 +183,14 @@ def _n(value: float) -> str:
     return f'<td class="num">{int(value)}</td>'
 
 
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    if value == float("inf"):
+        return "&gt; 2 h"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:g} s"
+
+
 def overview_fragment(stats: Stats) -> str:
     """Cards for the last minute, then one table per window, by traffic source."""
     snap = stats.latest()
@@ -198,12 +206,18 @@ def overview_fragment(stats: Stats) -> str:
         f"<p>updated {e(when(snap.at))}</p>",
     ]
     headers = "".join(f'<th class="num">{e(c)}</th>' for c, _ in OUTCOMES)
+    headers += '<th class="num">p50 ≤</th><th class="num">p99 ≤</th>'
     for label, seconds in WINDOWS:
         rows = stats.window(seconds)
+        latency = stats.latency(seconds)
         body = "".join(
             f'<tr data-source="{e(src or "-")}"><td>{e(src or "(none)")}</td>'
             + "".join(
                 f'<td class="num" data-col="{c}">{int(row.get(c, 0.0))}</td>' for c, _ in OUTCOMES
+            )
+            + "".join(
+                f'<td class="num" data-col="{name}">{_seconds(v)}</td>'
+                for name, v in zip(("p50", "p99"), latency.get(src, (None, None)), strict=True)
             )
             + "</tr>"
             for src, row in sorted(rows.items())
@@ -220,7 +234,8 @@ def overview_fragment(stats: Stats) -> str:
 async def overview(request: web.Request, session: Session) -> web.StreamResponse:
     console = request.app[CONSOLE]
     body = (
-        "<p>Counts of this process, live (one update a second).</p>"
+        "<p>Counts of this process, live (one update a second); p50/p99: conversion "
+        "committed to postback answered 2xx, as the bucket bound holding it.</p>"
         '<div hx-ext="sse" sse-connect="/console/live">'
         f'<div id="live" sse-swap="overview">{console.fragment()}</div></div>'
     )

@@ -21,7 +21,7 @@ from typing import Any
 
 from gateway.metrics import Metrics
 
-__all__ = ("OUTCOMES", "WINDOWS", "Snapshot", "Stats")
+__all__ = ("OUTCOMES", "WINDOWS", "Snapshot", "Stats", "quantile")
 
 #: Column name -> the counter it reads; each counter is labelled by traffic source.
 OUTCOMES: tuple[tuple[str, str], ...] = (
@@ -38,18 +38,23 @@ OUTCOMES: tuple[tuple[str, str], ...] = (
 WINDOWS: tuple[tuple[str, int], ...] = (("1 min", 60), ("5 min", 300), ("1 h", 3600))
 
 Totals = dict[str, dict[str, float]]  # traffic source -> column -> running total
+#: traffic source -> bucket upper bound -> cumulative count (the end-to-end histogram)
+Buckets = dict[str, dict[float, float]]
 
 
 class Snapshot:
     """One tick: when, the running totals per source, the queue depth."""
 
-    __slots__ = ("at", "queue_depth", "totals", "unattributed")
+    __slots__ = ("at", "e2e", "queue_depth", "totals", "unattributed")
 
-    def __init__(self, at: float, totals: Totals, queue_depth: float, unattributed: float):
+    def __init__(
+        self, at: float, totals: Totals, queue_depth: float, unattributed: float, e2e: Buckets
+    ) -> None:
         self.at = at
         self.totals = totals
         self.queue_depth = queue_depth
         self.unattributed = unattributed
+        self.e2e = e2e
 
 
 def _totals(metrics: Metrics) -> Totals:
@@ -64,6 +69,25 @@ def _totals(metrics: Metrics) -> Totals:
                 row = out.setdefault(source, {})
                 row[column] = row.get(column, 0.0) + sample.value
     return out
+
+
+def _buckets(histogram: Any) -> Buckets:
+    out: Buckets = {}
+    for family in histogram.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                source = sample.labels.get("traffic_source", "")
+                out.setdefault(source, {})[float(sample.labels["le"])] = sample.value
+    return out
+
+
+def quantile(buckets: dict[float, float], q: float) -> float | None:
+    """The upper bound of the bucket holding the ``q`` quantile (None: no observations)."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    wanted = q * buckets[bounds[-1]]
+    return next(b for b in bounds if buckets[b] >= wanted)
 
 
 def _single(metric: Any) -> float:
@@ -103,6 +127,7 @@ class Stats:
             _totals(self.metrics),
             _single(self.metrics.queue_depth),
             _single(self.metrics.unattributed),
+            _buckets(self.metrics.end_to_end),
         )
         self.ring.append(snap)
         self.tick += 1
@@ -124,6 +149,20 @@ class Stats:
         for source, row in newest.totals.items():
             before = oldest.totals.get(source, {}) if oldest is not None else {}
             out[source] = {c: row.get(c, 0.0) - before.get(c, 0.0) for c, _ in OUTCOMES}
+        return out
+
+    def latency(self, seconds: int) -> dict[str, tuple[float | None, float | None]]:
+        """Per source, the end-to-end p50 and p99 (bucket bounds, seconds) in the window."""
+        if not self.ring:
+            self.sample()
+        newest = self.ring[-1]
+        back = min(len(self.ring) - 1, max(1, round(seconds / self.interval)))
+        oldest = self.ring[-1 - back] if back else None
+        out: dict[str, tuple[float | None, float | None]] = {}
+        for source, now in newest.e2e.items():
+            before = oldest.e2e.get(source, {}) if oldest is not None else {}
+            delta = {le: n - before.get(le, 0.0) for le, n in now.items()}
+            out[source] = (quantile(delta, 0.5), quantile(delta, 0.99))
         return out
 
     async def wait_tick(self, seen: int) -> int:

@@ -78,6 +78,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/console/logout", console.logout),
     Route("GET", "/console/live", console.live, head=False),
     Route("GET", "/console/deliveries", console_actions.deliveries_page),
+    Route("POST", "/console/deliveries/replay", console_actions.bulk_replay),
     Route("GET", "/console/deliveries/{id}", console_actions.delivery_page),
     Route("POST", "/console/deliveries/{id}/retry", console_actions.retry),
     Route("POST", "/console/deliveries/{id}/rerender", console_actions.rerender),
