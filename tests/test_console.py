@@ -96,7 +96,10 @@ class Browser:
         self.page = page
         self.gateway = gateway
         self.requests: list[str] = []
+        self.errors: list[str] = []  # CSP refusals and script errors, from the console
         page.on("request", lambda r: self.requests.append(r.url))
+        page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
 
     async def visit(self, path: str) -> str:
         await self.page.goto(self.gateway.url + path)
@@ -187,6 +190,8 @@ async def test_the_console_end_to_end(
     )
     p50 = page.locator('tr[data-source="hand"] td[data-col="p50"]').first
     await expect(p50).to_contain_text(" ms")  # end-to-end latency on loopback: milliseconds
+    await expect(page.locator("#chart canvas")).to_have_count(1)  # uPlot drew the chart
+    await expect(page.locator("#chart .u-legend")).to_contain_text("delivered")
     await b.shot("overview")
     # -- search the log, open a delivery --------------------------------------
     await page.click("nav >> text=Deliveries")
@@ -261,6 +266,8 @@ async def test_the_console_end_to_end(
     assert b.requests, "no request recorded"
     outside = [u for u in b.requests if not u.startswith(gw.url + "/")]
     assert not outside, outside
+    # the 401 of the wrong token and the favicon's 404 are answers, not errors of ours
+    assert not [x for x in b.errors if not x.startswith("Failed to load resource")], b.errors
     # -- log out: the console is closed again ---------------------------------
     await page.click("nav form.logout button")
     assert page.url.endswith("/console/login")

@@ -255,6 +255,7 @@ async def test_static_assets_are_served_and_nothing_else(console: Console) -> No
         ("htmx-ext-sse.min.js", "text/javascript"),
         ("uPlot.iife.min.js", "text/javascript"),
         ("console.css", "text/css"),
+        ("console.js", "text/javascript"),
         ("htmx.LICENSE", "text/plain"),
     ):
         resp = await console.client.get(f"/console/static/{name}")
@@ -291,6 +292,8 @@ def test_stats_windows_are_differences_of_snapshots() -> None:
     clock[0] += 1
     stats.sample()
     assert stats.latency(1)["a"] == (0.025, 5.0)  # bucket bounds: p50 <= 25 ms, p99 <= 5 s
+    times, received = stats.series(300, ("received",))
+    assert received == [3.0, 0.0, 0.0, 1.0, 0.0] and times[-1] == clock[0]
 
 
 async def test_bulk_replay_counts_before_it_acts(console: Console) -> None:

@@ -79,8 +79,11 @@ def page(title: str, body: str, session: Session | None, *, live: bool = False) 
     scripts = ""
     if live:
         scripts = (
+            '<link rel="stylesheet" href="/console/static/uPlot.min.css">'
             '<script src="/console/static/htmx.min.js"></script>'
             '<script src="/console/static/htmx-ext-sse.min.js"></script>'
+            '<script src="/console/static/uPlot.iife.min.js"></script>'
+            '<script src="/console/static/console.js" defer></script>'
         )
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from gateway.config import Config, read
@@ -183,6 +184,10 @@ def _n(value: float) -> str:
     return f'<td class="num">{int(value)}</td>'
 
 
+#: the overview chart's lines (console.js draws them with uPlot)
+CHART = ("received", "delivered", "failed")
+
+
 def _seconds(value: float | None) -> str:
     if value is None:
         return ""
@@ -227,6 +232,8 @@ def overview_fragment(stats: Stats) -> str:
             f"</tr></thead><tbody>{body}</tbody></table>"
         )
     parts.append(f"<p>unattributed conversions since start: {int(snap.unattributed)}</p>")
+    series = msgspec.json.encode(stats.series(300, CHART)).decode()
+    parts.append(f'<div hidden id="series" data-series="{e(series)}"></div>')
     return "".join(parts).replace("\n", " ")
 
 
@@ -236,6 +243,8 @@ async def overview(request: web.Request, session: Session) -> web.StreamResponse
     body = (
         "<p>Counts of this process, live (one update a second); p50/p99: conversion "
         "committed to postback answered 2xx, as the bucket bound holding it.</p>"
+        "<h2>per second, last 5 minutes</h2>"
+        '<div id="chart" class="chart"></div>'
         '<div hx-ext="sse" sse-connect="/console/live">'
         f'<div id="live" sse-swap="overview">{console.fragment()}</div></div>'
     )

@@ -14,6 +14,7 @@ shows its own share (``/metrics`` has the fleet's).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -163,6 +164,18 @@ class Stats:
             before = oldest.e2e.get(source, {}) if oldest is not None else {}
             delta = {le: n - before.get(le, 0.0) for le, n in now.items()}
             out[source] = (quantile(delta, 0.5), quantile(delta, 0.99))
+        return out
+
+    def series(self, seconds: int, columns: tuple[str, ...]) -> list[list[float]]:
+        """uPlot's data: the tick times, then per column the count in each tick (all sources)."""
+        start = max(0, len(self.ring) - 1 - seconds)
+        snaps = list(itertools.islice(self.ring, start, None))
+        sums = [
+            [sum(row.get(c, 0.0) for row in snap.totals.values()) for snap in snaps]
+            for c in columns
+        ]
+        out: list[list[float]] = [[float(round(snap.at)) for snap in snaps[1:]]]
+        out += [[b - a for a, b in itertools.pairwise(col)] for col in sums]
         return out
 
     async def wait_tick(self, seen: int) -> int:
