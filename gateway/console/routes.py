@@ -318,10 +318,24 @@ def _config_body(console: Console, config: Config) -> str:
     )
 
 
+def _reload_body(last: tuple[float, bool, list[str]] | None) -> str:
+    if last is None:
+        return "<p>No SIGHUP reload since the gateway started.</p>"
+    at, accepted, problems = last
+    if accepted:
+        return f'<p class="ok" id="reload">Last reload at {e(when(at))}: accepted.</p>'
+    listed = "".join(f"<li><code>{e(p)}</code></li>" for p in problems)
+    return (
+        f'<div class="error" id="reload">Last reload at {e(when(at))}: refused; the config '
+        f"above stays in force.<ul>{listed}</ul></div>"
+    )
+
+
 @console_page
 async def config_page(request: web.Request, session: Session) -> web.StreamResponse:
     console = request.app[CONSOLE]
-    body = _config_body(console, request.app[STATE].config)
+    state = request.app[STATE]
+    body = _reload_body(state.last_reload) + _config_body(console, state.config)
     return page_response("Config", body, session)
 
 
