@@ -236,6 +236,7 @@ async def test_every_page_renders_and_hides_the_secrets(console: Console, sink: 
 async def test_test_postback_form_sends_once(console: Console, sink: Sink) -> None:
     assert await console.login() == 303
     token = await console.csrf("/console/test")
+    assert '<option value="hand">' in (await console.page("/console/test"))[1]
     resp = await console.client.post(
         "/console/test",
         data={"csrf": token, "source": "hand", "values": "externalid=form-1\npayout=3"},

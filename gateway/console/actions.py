@@ -15,6 +15,7 @@ import msgspec
 from aiohttp import web
 
 from gateway import replay
+from gateway.config import Config
 from gateway.console.pages import e, form, page_response, see_other, table, when
 from gateway.console.routes import console_page
 from gateway.console.session import Session
@@ -294,10 +295,16 @@ async def rerender(request: web.Request, session: Session) -> web.StreamResponse
     return page_response(f"Fix and replay {delivery_id}: dry run", body, session)
 
 
-def _test_form(session: Session, q: dict[str, str]) -> str:
+def _test_form(session: Session, q: dict[str, str], config: Config) -> str:
+    sources = "".join(f'<option value="{e(n)}">' for n in config.sources)
+    campaigns = "".join(f'<option value="{e(n)}">' for n in config.campaigns)
     inner = (
-        f'<label>traffic source<input name="source" value="{e(q.get("source", ""))}"></label>'
-        f'<label>or campaign<input name="campaign" value="{e(q.get("campaign", ""))}"></label>'
+        f'<datalist id="sources">{sources}</datalist>'
+        f'<datalist id="campaigns">{campaigns}</datalist>'
+        '<label>traffic source<input name="source" list="sources" '
+        f'value="{e(q.get("source", ""))}"></label>'
+        '<label>or campaign<input name="campaign" list="campaigns" '
+        f'value="{e(q.get("campaign", ""))}"></label>'
         f'<label>rule (index or name)<input name="rule" value="{e(q.get("rule", ""))}"></label>'
         "<label>values, one <code>name=value</code> a line"
         f'<textarea name="values" rows="5">{e(q.get("values", ""))}</textarea></label>'
@@ -309,7 +316,8 @@ def _test_form(session: Session, q: dict[str, str]) -> str:
 async def test_page(request: web.Request, session: Session) -> web.StreamResponse:
     """The console form of ``POST /api/postbacks/test``: the same parsing, rendering, judging."""
     if request.method == "GET":
-        return page_response("Test a postback", _test_form(session, {}), session)
+        form_html = _test_form(session, {}, request.app[STATE].config)
+        return page_response("Test a postback", form_html, session)
     data = await request.post()
     q = {k: v for k, v in data.items() if isinstance(v, str) and k != "csrf"}
     raw: dict[str, Any] = {"values": {}}
@@ -322,7 +330,7 @@ async def test_page(request: web.Request, session: Session) -> web.StreamRespons
         name, eq, value = line.strip().partition("=")
         if eq and name:
             raw["values"][name.strip()] = value.strip()
-    body = _test_form(session, q)
+    body = _test_form(session, q, request.app[STATE].config)
     try:
         result = await plan_and_send(request.app[STATE].config, parse_request(raw))
     except BadInput as exc:
