@@ -110,6 +110,7 @@ async def serve(
 
     def reload() -> None:
         new, problems = read(path)
+        app[STATE].last_reload = (clock.now(), new is not None, [str(p) for p in problems])
         if new is None:
             for problem in problems:
                 log.error("reload refused, old config stays: %s", problem)

@@ -15,6 +15,8 @@ from aiohttp import web
 
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
+from gateway.console import actions as console_actions
+from gateway.console import routes as console
 from gateway.dispatch import DeliverySink
 from gateway.enrich.base import Enricher
 from gateway.enrich.factory import make_enrichers
@@ -71,6 +73,23 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/conversions/{id}", lookups_api.show_conversion),
     Route("GET", "/api/clicks/{id}", lookups_api.show_click),
     Route("GET", "/api/hosts", lookups_api.hosts),
+    # the operator console (gateway.console): its own session cookie, not the bearer token
+    Route("GET", "/console", console.overview),
+    Route("GET", "/console/login", console.login_form),
+    Route("POST", "/console/login", console.login),
+    Route("POST", "/console/logout", console.logout),
+    Route("GET", "/console/live", console.live, head=False),
+    Route("GET", "/console/deliveries", console_actions.deliveries_page),
+    Route("POST", "/console/deliveries/replay", console_actions.bulk_replay),
+    Route("GET", "/console/deliveries/{id}", console_actions.delivery_page),
+    Route("POST", "/console/deliveries/{id}/retry", console_actions.retry),
+    Route("POST", "/console/deliveries/{id}/rerender", console_actions.rerender),
+    Route("GET", "/console/test", console_actions.test_page),
+    Route("POST", "/console/test", console_actions.test_page),
+    Route("GET", "/console/hosts", console.hosts_page),
+    Route("GET", "/console/catalog", console.catalog_page),
+    Route("GET", "/console/config", console.config_page),
+    Route("GET", "/console/static/{name}", console.static),
 )
 
 
@@ -105,4 +124,5 @@ def create_app(
         await state.batcher.stop()
 
     app.cleanup_ctx.append(lifecycle)
+    console.install(app)
     return app

@@ -34,6 +34,9 @@ class AppState:
         self.sink = sink
         self.metrics = metrics
         self.clock = clock
+        #: the last SIGHUP: (when, accepted, problems as ``check`` words them),
+        #: for the console's config page; None before the first
+        self.last_reload: tuple[float, bool, list[str]] | None = None
         self.batcher = Batcher(
             store, sink, config=lambda: self.config, metrics=metrics, clock=clock
         )
