@@ -6,11 +6,15 @@ account secret can reach a label.
 
 from __future__ import annotations
 
+import platform
 from bisect import bisect_left
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+import _fastrender
+from gateway import __version__
 
 __all__ = ("CONTENT_TYPE_LATEST", "BatchedObserver", "Metrics", "status_class")
 
@@ -99,6 +103,12 @@ class Metrics:
             ["traffic_source"],
             registry=r,
         )
+        self.dry_run = Counter(
+            "gateway_deliveries_dry_run",
+            "Deliveries stored as rendered and not sent (dry run)",
+            ["traffic_source"],
+            registry=r,
+        )
         self.retries = Counter(
             "gateway_delivery_retries",
             "Attempts scheduled for a retry",
@@ -107,6 +117,27 @@ class Metrics:
         )
         self.queue_depth = Gauge(
             "gateway_delivery_queue_depth", "Deliveries queued or in flight", registry=r
+        )
+        self.oldest_queued = Gauge(
+            "gateway_delivery_oldest_queued_seconds",
+            "Age of the oldest queued delivery (0 when none waits), read at scrape time",
+            registry=r,
+        )
+        self.breaker_hosts = Gauge(
+            "gateway_breaker_hosts",
+            "Destination hosts by circuit-breaker state (open: paused; half-open: probing)",
+            ["circuit"],
+            registry=r,
+        )
+        for circuit in ("open", "half-open"):
+            self.breaker_hosts.labels(circuit).set(0)
+        self.build = Info("gateway_build", "Version and build of this gateway", registry=r)
+        self.build.info(
+            {
+                "version": __version__,
+                "python": platform.python_version(),
+                "renderer": "c" if _fastrender.USE_EXTENSIONS else "python",
+            }
         )
         self.ingest_latency = Histogram(
             "gateway_ingest_seconds",

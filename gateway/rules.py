@@ -72,6 +72,9 @@ class RuleSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     require: list[str] = msgspec.field(default_factory=list)
     max_attempts: int | None = None
     schedule: list[float] | None = None
+    #: Shadow mode: render, store and log the delivery, send nothing (e.g. while
+    #: an old tracker still sends the real postback).
+    dry_run: bool = False
 
 
 def redact(url: str, secrets: Iterable[str]) -> str:
@@ -92,6 +95,7 @@ class CompiledRule:
         "answer_rule",
         "body_plan",
         "delay",
+        "dry_run",
         "events",
         "host",
         "max_attempts",
@@ -110,6 +114,7 @@ class CompiledRule:
     answer_rule: str | None
     body_plan: Plan | None
     delay: float
+    dry_run: bool
     events: frozenset[str] | None
     host: str
     max_attempts: int | None
@@ -190,6 +195,7 @@ def compile_rule(
         require=tuple(spec.require),
         sample=spec.sample,
         delay=spec.delay,
+        dry_run=spec.dry_run,
         payout=spec.payout,
         max_attempts=spec.max_attempts,
         schedule=spec.schedule,

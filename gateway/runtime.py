@@ -17,12 +17,15 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway import __version__
+from gateway.banner import banner
 from gateway.clock import SystemClock
 from gateway.config import Config, read
 from gateway.dispatch.dispatcher import Dispatcher
 from gateway.http.app import create_app
 from gateway.http.front import GatewayRunner
 from gateway.http.state import STATE
+from gateway.logs import ACCESS_LOG_FORMAT
 from gateway.metrics import Metrics
 from gateway.store import open_store
 
@@ -43,18 +46,29 @@ class CannotListen(OSError):
     """The address is taken or not ours: reported, exit 1."""
 
 
-async def serve(config: Config, path: Path, host: str, port: int, db: str) -> None:
+async def serve(
+    config: Config, path: Path, host: str, port: int, db: str, *, access_log: bool = False
+) -> None:
     loop = asyncio.get_running_loop()
     store = open_store(db)
     await store.open()
     metrics = Metrics()
     clock = SystemClock()
     dispatcher = Dispatcher(settings=config.delivery, store=store, metrics=metrics, clock=clock)
+    dispatcher.dry_run_sources, dispatcher.dry_run_rules = (
+        config.dry_run_sources,
+        config.dry_run_rules,
+    )
     await dispatcher.start()
     app = create_app(config, store, dispatcher, metrics=metrics, clock=clock)
     limit = max(8190, config.limits.max_query_bytes * 2 + 1024)
     runner = GatewayRunner(
-        app, access_log=None, shutdown_timeout=10.0, max_line_size=limit, max_field_size=limit
+        app,
+        access_log=logging.getLogger("aiohttp.access") if access_log else None,
+        access_log_format=ACCESS_LOG_FORMAT,
+        shutdown_timeout=10.0,
+        max_line_size=limit,
+        max_field_size=limit,
     )
     await runner.setup()
     # Startup's objects (modules, config, compiled plans) go to the permanent
@@ -77,11 +91,18 @@ async def serve(config: Config, path: Path, host: str, port: int, db: str) -> No
         new, problems = read(path)
         if new is None:
             for problem in problems:
-                log.error("reload refused, old config stays: %s", problem)
+                if problem.level == "error":
+                    log.error("reload refused, old config stays: %s", problem)
             return
+        for problem in problems:  # the new config runs; these deserve a look
+            log.warning("reload: %s", problem)
         if new.spec.delivery != app[STATE].config.spec.delivery:
             log.warning("reload: [delivery] changes take effect at the next restart")
         app[STATE].config = new
+        dispatcher.dry_run_sources, dispatcher.dry_run_rules = (
+            new.dry_run_sources,
+            new.dry_run_rules,
+        )
         log.info(
             "reloaded %s: %d traffic source(s), %d campaign(s)",
             path,
@@ -93,7 +114,16 @@ async def serve(config: Config, path: Path, host: str, port: int, db: str) -> No
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
     shown = f"[{host}]" if ":" in host else host
-    log.info("gateway listening on http://%s:%d/ (config %s, db %s)", shown, port, path, db)
+    log.info(
+        "gateway %s listening on http://%s:%d/ (config %s, db %s)",
+        __version__,
+        shown,
+        port,
+        path,
+        db,
+    )
+    for line in banner(app[STATE].config, f"http://{shown}:{port}"):
+        log.info("%s", line)
     try:
         await stop.wait()
         log.info("draining: no new connections; committing what was accepted")

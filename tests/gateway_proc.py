@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,12 +30,14 @@ class GatewayProcess:
         *,
         host: str = "127.0.0.1",
         cwd: Path = ROOT,
+        extra: Sequence[str] = (),
     ) -> None:
         self.config = config
         self.db = db
         self.log_path = log
         self.host = host
         self.cwd = cwd
+        self.extra = list(extra)  # more ``serve`` options, e.g. --log-format json
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -58,6 +61,7 @@ class GatewayProcess:
             argv += ["--config", str(self.config)]
         if self.db is not None:
             argv += ["--db", str(self.db)]
+        argv += self.extra
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 argv, cwd=self.cwd, env=env, stdout=log, stderr=subprocess.STDOUT

@@ -104,6 +104,17 @@ class Config:
         self.batch = spec.batch
         self.limits = spec.limits
         self.attribution_window = spec.attribution_window
+        #: Shadow mode (dispatcher): sources, and (source, rule name) pairs, whose
+        #: deliveries are stored as ``dry_run`` instead of sent.
+        self.dry_run_sources = frozenset(s.name for s in sources.values() if s.spec.dry_run)
+        every_rule = [r for s in sources.values() for r in s.rules]
+        every_rule += [r for c in campaigns.values() for r in c.rules]
+        self.dry_run_rules = frozenset((r.traffic_source, r.name) for r in every_rule if r.dry_run)
+
+    @property
+    def dry_run_everything(self) -> bool:
+        """``[delivery] dry_run``: nothing is sent at all."""
+        return self.delivery.dry_run
 
 
 def _rules(

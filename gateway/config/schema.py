@@ -42,6 +42,8 @@ class TrafficSourceSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     secret: str | None = None
     #: the network forgets clicks after this many seconds (default: the preset's)
     max_click_age: int | None = None
+    #: shadow mode for every delivery to this source: rendered, stored, logged, not sent
+    dry_run: bool = False
 
 
 class CampaignSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -87,6 +89,8 @@ class ConfigSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     postback_secret: str | None = None
     #: a network must be named (``network=``) on /postback
     require_network: bool = False
+    #: ``/metrics`` needs ``Authorization: Bearer <api_token>`` too
+    metrics_require_token: bool = False
     traffic_sources: list[TrafficSourceSpec] = msgspec.field(default_factory=list)
     campaigns: list[CampaignSpec] = msgspec.field(default_factory=list)
     networks: list[NetworkSpec] = msgspec.field(default_factory=list)

@@ -9,10 +9,11 @@ without spending attempts, and other hosts are untouched.
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 import msgspec
 
-__all__ = ("Breaker", "HostState")
+__all__ = ("Breaker", "Circuit", "HostState", "HostView")
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,18 @@ class HostState(msgspec.Struct):
     open_until: float = 0.0
     pause: float = 0.0
     probing: bool = False
+
+
+Circuit = Literal["closed", "open", "half-open"]
+
+
+class HostView(msgspec.Struct, frozen=True):
+    """A host's circuit as ``/metrics`` and ``GET /api/hosts`` show it."""
+
+    host: str
+    circuit: Circuit
+    failures: int  # consecutive, since the last success
+    paused_until: float | None  # Unix seconds; None while closed
 
 
 class Breaker:
@@ -82,6 +95,24 @@ class Breaker:
                 state.failures,
                 state.pause,
             )
+
+    def snapshot(self, now: float) -> dict[str, HostView]:
+        """Every host with failures on record, and where its circuit stands."""
+        out: dict[str, HostView] = {}
+        for host, state in self._hosts.items():
+            if state.open_until == 0.0:
+                circuit: Circuit = "closed"
+            elif state.probing or now >= state.open_until:
+                circuit = "half-open"
+            else:
+                circuit = "open"
+            out[host] = HostView(
+                host=host,
+                circuit=circuit,
+                failures=state.failures,
+                paused_until=state.open_until or None,
+            )
+        return out
 
     def is_open(self, host: str) -> bool:
         state = self._hosts.get(host)

@@ -21,20 +21,27 @@ import msgspec
 
 from gateway.clock import Clock, SystemClock
 from gateway.dispatch import refill
-from gateway.dispatch.attempt import expired_attempt, from_answer, from_error, request_headers
-from gateway.dispatch.breaker import Breaker
+from gateway.dispatch.attempt import (
+    dry_run_attempt,
+    expired_attempt,
+    from_answer,
+    from_error,
+    request_headers,
+)
+from gateway.dispatch.breaker import Breaker, HostView
 from gateway.dispatch.hostqueue import HostQueues
 from gateway.dispatch.ratelimit import HostRateLimiter
 from gateway.dispatch.recorder import AttemptRecorder
 from gateway.dispatch.refill import REFILL_INTERVAL, Refill
 from gateway.dispatch.retention import purge_forever
-from gateway.dispatch.retry import STORE_ERROR_DELAY, Decision, after_attempt, expired
+from gateway.dispatch.retry import STORE_ERROR_DELAY, Decision, after_attempt, dry_run, expired
 from gateway.dispatch.settings import DeliverySettings
 from gateway.dispatch.tally import Tally, labelled
 from gateway.dispatch.timer import HOST, Timer
 from gateway.dispatch.transport.base import Answer, Transport, TransportError
 from gateway.dispatch.transport.factory import make_transport
 from gateway.dispatch.transport.redirects import REDIRECT_STATUSES, follow
+from gateway.logs import DELIVERY_LOG
 from gateway.metrics import Metrics
 from gateway.store.base import Delivery, Store
 from gateway.verdict import Verdict, host_trouble
@@ -90,6 +97,12 @@ class Dispatcher:
         self._loaded = False
         self._next_refill = float("inf")
         self._background: list[asyncio.Task[None]] = []
+        #: Shadow mode: everything (``[delivery] dry_run``), or these traffic
+        #: sources and (source, rule name) pairs; set from the live config
+        #: (``runtime``, again on SIGHUP), read when a delivery comes up to be sent.
+        self._dry_all = settings.dry_run
+        self.dry_run_sources: frozenset[str] = frozenset()
+        self.dry_run_rules: frozenset[tuple[str, str]] = frozenset()
 
     # -- public API ------------------------------------------------------------
 
@@ -161,6 +174,15 @@ class Dispatcher:
     @property
     def in_flight(self) -> int:
         return self._hosts.inflight
+
+    @property
+    def running(self) -> bool:
+        """Started and not stopped, with its scheduler alive (``/ready``)."""
+        return self._running and all(not t.done() for t in self._background)
+
+    def hosts(self) -> dict[str, HostView]:
+        """Hosts with failures on record: their circuit, failures and pause."""
+        return self._breaker.snapshot(self._now())
 
     # -- scheduling ------------------------------------------------------------
 
@@ -293,6 +315,15 @@ class Dispatcher:
         if d.expires_at is not None and d.expires_at < started:
             self._record(d, expired(expired_attempt(d, started)), count=False)
             return
+        if self._dry_all or (
+            (self.dry_run_sources or self.dry_run_rules)
+            and (
+                d.traffic_source in self.dry_run_sources
+                or (d.traffic_source, d.rule) in self.dry_run_rules
+            )
+        ):
+            self._record(d, dry_run(dry_run_attempt(d, started)), count=False)
+            return
         t0 = time.perf_counter()
         answer: Answer | None = None
         body = None if d.body is None else d.body.encode()
@@ -381,6 +412,28 @@ class Dispatcher:
             return
         if decision.status == "delivered":
             self._tally.observe(("end_to_end", source), max(0.0, now - d.created_at))
+        elif decision.status == "failed":
+            said = " ".join(a.body_prefix.split())[:200]  # redacted with the attempt
+            DELIVERY_LOG.warning(
+                "dead letter (%s): delivery %d (%s, rule %s) %s %s: %s%s",
+                "rejected" if a.outcome == "rejected" else "retries spent",
+                d.delivery_id,
+                source,
+                d.rule,
+                d.method,
+                a.url,
+                a.reason,
+                f"; answer: {said}" if said and said not in a.reason else "",
+            )
+        elif decision.status == "dry_run":
+            DELIVERY_LOG.info(
+                "dry run: delivery %d (%s, rule %s) not sent: %s %s",
+                d.delivery_id,
+                source,
+                d.rule,
+                d.method,
+                d.display_url,
+            )
         self._queued -= 1
         self._known.pop(d.delivery_id, None)
         self._due_seq.pop(d.delivery_id, None)

@@ -43,3 +43,6 @@ class DeliverySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     #: The HTTP client: "aiohttp" (one pooled ClientSession) or "lean" (a small
     #: asyncio.Protocol HTTP/1.1 client that skips what postbacks never use).
     transport: Literal["aiohttp", "lean"] = "aiohttp"
+    #: Shadow mode for everything: each delivery is rendered, stored and logged
+    #: as ``dry_run``; no client is even built, so no request can leave.
+    dry_run: bool = False

@@ -16,25 +16,15 @@ from aiohttp import web
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.dispatch import DeliverySink
-from gateway.http import deliveries_api, intake_routes, postbacks_api
-from gateway.http.errors import json_response
+from gateway.http import deliveries_api, intake_routes, postbacks_api, probes
 from gateway.http.middleware import guard_middleware
 from gateway.http.state import STATE, AppState
-from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
+from gateway.metrics import Metrics
 from gateway.store.base import Store
 
 __all__ = ("ROUTES", "Route", "create_app")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-async def _health(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
-
-
-async def _metrics(request: web.Request) -> web.Response:
-    body = request.app[STATE].metrics.exposition()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 class Route(NamedTuple):
@@ -48,8 +38,9 @@ class Route(NamedTuple):
 #: Every route the gateway serves.  ``/api/*`` needs the bearer token when the
 #: config sets one (``middleware.guard_middleware``).
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/health", _health),
-    Route("GET", "/metrics", _metrics),
+    Route("GET", "/health", probes.health),
+    Route("GET", "/ready", probes.ready),
+    Route("GET", "/metrics", probes.metrics),
     # no HEAD: a HEAD click would record a visit nobody made
     Route("GET", "/click/{campaign_id}", intake_routes.click_route, head=False),
     Route("GET", "/postback", intake_routes.postback_route, head=False),
@@ -61,6 +52,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/deliveries/{id}", deliveries_api.show),
     Route("POST", "/api/deliveries/{id}/retry", deliveries_api.retry),
     Route("POST", "/api/postbacks/test", postbacks_api.test_postback),
+    Route("GET", "/api/hosts", probes.hosts),
 )
 
 

@@ -22,7 +22,7 @@ __all__ = ("attempt_json", "delivery_json", "list_deliveries", "replay", "retry"
 
 log = logging.getLogger(__name__)
 
-_STATUSES = ("queued", "delivered", "failed", "expired")
+_STATUSES = ("queued", "delivered", "failed", "expired", "dry_run")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
