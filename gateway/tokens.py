@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import msgspec
 
 from gateway import clickid
-from gateway.config import Campaign, Source
 from gateway.refusal import Reject
 
+if TYPE_CHECKING:  # annotations only: config's checks read FILLED_BY from here
+    from gateway.config import Campaign, Source
+
 __all__ = (
+    "FILLED_BY",
     "TEST_CURRENCY",
     "TEST_PAYOUT",
     "TEST_STATUS",
@@ -37,6 +41,35 @@ TEST_STATUS = "approved"
 TEST_CURRENCY = "USD"
 #: The numbered variables a click or conversion may carry as they are.
 VAR_KEYS = tuple(f"var{i}" for i in range(1, 21))
+
+_VISIT = "the visitor's request to /click"
+#: What fills each token at delivery (the builders below); ``{var:NAME}`` is
+#: filled by the click URL's NAME when NAME is one of the source's
+#: ``variables``.  A template token missing here renders empty for every
+#: conversion: ``gateway check`` warns, docs/templates.md lists the table.
+FILLED_BY: Mapping[str, str] = {
+    "click.id": "the click (a new id per click)",
+    "click.time": "the click",
+    "click.cost": "the click URL's cost=",
+    "campaign.id": "the campaign",
+    "campaign.name": "the campaign's name",
+    "campaign.key": "the campaign's key",
+    "trafficsource.id": "the traffic source",
+    "trafficsource.name": "the traffic source",
+    "externalid": "the click URL's click_id_param, or a conversion's externalid=",
+    **dict.fromkeys(VAR_KEYS, "the click URL: the source's variables, in order, or varN="),
+    "ip": _VISIT,
+    "user_agent": _VISIT,
+    "referer": _VISIT,
+    "referrerdomain": _VISIT,
+    "language": _VISIT,
+    "payout": "the conversion's payout= (sum=, amount=)",
+    "conversion.status": "the conversion's status= (approved when absent)",
+    "transaction.id": "the conversion's txid= (transaction_id=, tid=)",
+    "conversion.type": "the conversion's event= (et=)",
+    "currency": "the conversion's currency=",
+    "random": "drawn afresh for each render",
+}
 
 
 def bad_text(value: str, limit: int) -> bool:

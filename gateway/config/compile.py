@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+from collections.abc import Collection
 from typing import Any, Literal
 
 from _fastrender import Plan, TemplateError, compile_template
@@ -22,6 +23,7 @@ from gateway.config.lint import (
     rule_problems,
     settings_problems,
     template_warnings,
+    unfillable_warnings,
 )
 from gateway.config.schema import (
     INVALID_RULE,
@@ -129,6 +131,7 @@ def _rules(
     age: int | None,
     source_rule: bool,
     problems: list[Problem],
+    variables: Collection[str] | None = None,
 ) -> list[CompiledRule]:
     compiled: list[CompiledRule] = []
     for i, spec in enumerate(specs):
@@ -159,6 +162,10 @@ def _rules(
         except ValueError as exc:
             problems.append(Problem(f"{path}.url", str(exc)))
             continue
+        if variables is not None:
+            unfillable_warnings(rule.plan.tokens, variables, f"{path}.url", problems)
+            if rule.body_plan is not None:
+                unfillable_warnings(rule.body_plan.tokens, variables, f"{path}.body", problems)
         # Aliases (external_id) resolve to the token name the context uses.
         rule.require = tuple(
             t if t.startswith(("var:", "tName:")) else (lookup(t, spec.dialect) or t)
@@ -228,6 +235,7 @@ def _source(
         age=age,
         source_rule=True,
         problems=problems,
+        variables=spec.variables,
     )
     return Source(spec, rules, age)
 
@@ -268,6 +276,7 @@ def _campaign(
         age=source.max_click_age if source else None,
         source_rule=False,
         problems=problems,
+        variables=source.spec.variables if source else None,
     )
     if source is None or offer is None:
         return None
