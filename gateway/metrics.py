@@ -109,6 +109,18 @@ class Metrics:
             ["traffic_source"],
             registry=r,
         )
+        self.held = Counter(
+            "gateway_deliveries_held",
+            "Deliveries held, not sent: a network macro left unreplaced or an empty click id",
+            ["traffic_source"],
+            registry=r,
+        )
+        self.placeholder_inputs = Counter(
+            "gateway_placeholder_values",
+            "Clicks and conversions carrying a network macro left unreplaced or no click id",
+            ["traffic_source", "endpoint"],
+            registry=r,
+        )
         self.retries = Counter(
             "gateway_delivery_retries",
             "Attempts scheduled for a retry",

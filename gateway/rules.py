@@ -18,8 +18,17 @@ from urllib.parse import quote, urlsplit
 import msgspec
 
 from _fastrender import Plan, compile_template
+from gateway.sources.macros import placeholder_value
 
-__all__ = ("CompiledRule", "PayoutTransform", "RuleSpec", "Status", "compile_rule", "redact")
+__all__ = (
+    "CompiledRule",
+    "PayoutTransform",
+    "RuleSpec",
+    "Status",
+    "compile_rule",
+    "redact",
+    "redact_params",
+)
 
 Status = Literal["pending", "approved", "rejected"]
 
@@ -72,9 +81,29 @@ class RuleSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     require: list[str] = msgspec.field(default_factory=list)
     max_attempts: int | None = None
     schedule: list[float] | None = None
+    #: How the answer is judged: a preset's name, ``"status"``, or an inline rule
+    #: (``{ body_error_prefix = "ERROR" }``); default: the source's preset, else the
+    #: catalog network of the destination host (``sources.answers.choose_answer_rule``).
+    answer: str | dict[str, str] | None = None
+    #: Query parameters whose values are credentials: shown as ``***`` everywhere.
+    secret_params: list[str] = msgspec.field(default_factory=list)
     #: Shadow mode: render, store and log the delivery, send nothing (e.g. while
     #: an old tracker still sends the real postback).
     dry_run: bool = False
+
+
+def redact_params(url: str, names: Iterable[str]) -> str:
+    """The URL with the value of each query parameter in ``names`` shown as ``***``."""
+    wanted = {n.lower() for n in names}
+    head, mark, query = url.partition("?")
+    if not mark or not wanted:
+        return url
+    query, hash_mark, fragment = query.partition("#")
+    parts = []
+    for part in query.split("&"):
+        name, eq, value = part.partition("=")
+        parts.append(f"{name}=***" if eq and value and name.lower() in wanted else part)
+    return f"{head}?{'&'.join(parts)}{hash_mark}{fragment}"
 
 
 def redact(url: str, secrets: Iterable[str]) -> str:
@@ -93,10 +122,13 @@ class CompiledRule:
 
     __slots__ = (
         "answer_rule",
+        "answer_why",
         "body_plan",
         "delay",
         "dry_run",
         "events",
+        "guarded",
+        "hold",
         "host",
         "max_attempts",
         "max_click_age",
@@ -107,15 +139,19 @@ class CompiledRule:
         "require",
         "sample",
         "schedule",
+        "secret_params",
         "secrets",
         "statuses",
         "traffic_source",
     )
     answer_rule: str | None
+    answer_why: str
     body_plan: Plan | None
     delay: float
     dry_run: bool
     events: frozenset[str] | None
+    guarded: tuple[str, ...]
+    hold: bool
     host: str
     max_attempts: int | None
     max_click_age: int | None
@@ -126,6 +162,7 @@ class CompiledRule:
     require: tuple[str, ...]
     sample: float
     schedule: list[float] | None
+    secret_params: tuple[str, ...]
     secrets: tuple[str, ...]
     statuses: frozenset[str]
     traffic_source: str
@@ -148,6 +185,35 @@ class CompiledRule:
                 return False
         return True
 
+    def held(self, context: Mapping[str, str]) -> str | None:
+        """Why this rule's postback for ``context`` must not go out, or None.
+
+        A value the template carries that is still a network's placeholder
+        (``{conversions_tracking}``, ``${SUBID}``...), or an empty network
+        click id (``externalid``): the network would find no click, answer as
+        if all were well, and the conversion would be lost without a trace.
+        """
+        return self.flaw(context) if self.hold else None
+
+    def flaw(self, context: Mapping[str, str]) -> str | None:
+        """What ``held`` checks, whatever ``on_placeholder`` says (for counting)."""
+        for token in self.guarded:
+            value = context.get(token)
+            if not value:
+                if token == "externalid":
+                    return (
+                        "externalid is empty: the traffic source sent no click id"
+                        " (check the click URL in its panel)"
+                    )
+                continue
+            macro = placeholder_value(value)
+            if macro is not None:
+                return (
+                    f"{token} is {macro[:64]!r}, a network macro left unreplaced"
+                    " (check the click URL in the traffic source's panel)"
+                )
+        return None
+
     def render(self, contexts: Sequence[Mapping[str, str]]) -> list[tuple[str, str, str | None]]:
         """(url, display_url, body) per context, in order."""
         if self.payout is not None:
@@ -162,10 +228,25 @@ class CompiledRule:
             if self.body_plan is not None
             else [None] * len(urls)
         )
-        secrets = self.secrets
-        return [
-            (u, redact(u, secrets) if secrets else u, b) for u, b in zip(urls, bodies, strict=True)
-        ]
+        return [(u, self.shown(u), b) for u, b in zip(urls, bodies, strict=True)]
+
+    def shown(self, text: str) -> str:
+        """``text`` (a URL, a value, a body excerpt) as it may be shown: secrets as ``***``."""
+        if self.secret_params:
+            text = redact_params(text, self.secret_params)
+        return redact(text, self.secrets) if self.secrets else text
+
+
+#: Tokens the gateway makes itself: never a network's placeholder.
+_OWN_TOKENS = frozenset(
+    {"click.id", "click.time", "conversion.status", "conversion.time", "trafficsource.id"}
+)
+
+
+def _guarded(plan: Plan, body_plan: Plan | None) -> tuple[str, ...]:
+    """The tokens a rule's postback carries that come from outside (clicks, networks)."""
+    tokens = [*plan.tokens, *(body_plan.tokens if body_plan is not None else ())]
+    return tuple(t for t in dict.fromkeys(tokens) if t not in _OWN_TOKENS)
 
 
 def compile_rule(
@@ -178,6 +259,9 @@ def compile_rule(
     secrets: Sequence[str],
     answer_rule: str | None,
     max_click_age: int | None,
+    answer_why: str = "",
+    secret_params: Sequence[str] = (),
+    hold: bool = True,
 ) -> CompiledRule:
     """Compile a rule; raises TemplateError (with .position) or ValueError."""
     plan = compile_template(url, dialect=spec.dialect)
@@ -200,8 +284,12 @@ def compile_rule(
         max_attempts=spec.max_attempts,
         schedule=spec.schedule,
         host=host,
+        guarded=_guarded(plan, body_plan),
+        hold=hold,
         secrets=tuple(s for s in secrets if s),
         answer_rule=answer_rule,
+        answer_why=answer_why,
+        secret_params=tuple(dict.fromkeys([*secret_params, *spec.secret_params])),
         max_click_age=max_click_age,
         traffic_source=traffic_source,
     )

@@ -31,7 +31,7 @@ from gateway.dispatch.transport import redirects
 from gateway.dispatch.transport.base import Transport, TransportError
 from gateway.dispatch.transport.factory import make_transport
 from gateway.refusal import BadInput
-from gateway.rules import CompiledRule, redact
+from gateway.rules import CompiledRule
 from gateway.tokens import test_values
 
 __all__ = ("Plan", "TestRequest", "make_plan", "parse_request", "plan_and_send", "send")
@@ -184,7 +184,7 @@ async def send(config: Config, plan: Plan, transport: Transport | None = None) -
     rule = plan.rule
     own = transport is None
     client = make_transport(config.delivery) if transport is None else transport
-    hide = rule.secrets
+    hide = rule.shown
     status: int | None = None
     body_excerpt = ""
     error: str | None = None
@@ -224,15 +224,16 @@ async def send(config: Config, plan: Plan, transport: Transport | None = None) -
         "would_fire": plan.would_fire,
         "method": rule.method,
         "url": plan.display_url,
-        "final_url": redact(shown_final, hide) if shown_final else None,
+        "final_url": hide(shown_final) if shown_final else None,
         "answer_rule": rule.answer_rule,
-        "values": {k: redact(v, hide) for k, v in plan.values.items()},
+        "answer_rule_why": rule.answer_why,
+        "values": {k: hide(v) for k, v in plan.values.items()},
         "status_code": status,
         "latency_ms": round(latency * 1000.0, 3),
-        "body_excerpt": redact(body_excerpt, hide),
-        "error": redact(error, hide) if error else None,
+        "body_excerpt": hide(body_excerpt),
+        "error": hide(error) if error else None,
         "outcome": verdict.outcome,
-        "reason": redact(verdict.reason, hide),
+        "reason": hide(verdict.reason),
         "stored": False,
     }
     log.info(

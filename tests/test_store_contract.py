@@ -10,6 +10,7 @@ import asyncio
 import itertools
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -231,6 +232,24 @@ async def test_requeue_failed_and_by_id(store: Store) -> None:
     assert await store.requeue(DeliveryFilter(), ids=[], now=NOW + 700) == []
     assert len(await store.list_attempts(a)) == 1  # history kept
     assert {d.delivery_id for d in await store.due_deliveries(NOW + 600, 10)} == {a, b, c}
+
+
+async def test_a_held_delivery_is_stored_aside_and_never_due(store: Store) -> None:
+    """``held`` (a network macro left in it): stored with its reason, never due, not
+    counted queued, listed by status, and sent only once requeued by id."""
+    held = msgspec.structs.replace(new_delivery(), held="externalid is '${SUBID}'")
+    stored = await write_rows(store, deliveries=[new_delivery(), held])
+    ok, aside = stored
+    assert ok.status == "queued" and ok.held is None
+    assert (aside.status, aside.next_at, aside.last_outcome) == ("held", None, "held")
+    assert aside.last_reason == "externalid is '${SUBID}'"
+    assert await store.queued_count() == 1
+    assert [d.delivery_id for d in await store.due_deliveries(NOW + 10**6, 10)] == [ok.delivery_id]
+    [listed] = await store.list_deliveries(DeliveryFilter(status="held"), after_id=None, limit=9)
+    assert listed.delivery_id == aside.delivery_id and listed.last_reason == aside.last_reason
+    assert await store.requeue(DeliveryFilter(), ids=None, now=NOW + 1) == []  # failed only
+    [back] = await store.requeue(DeliveryFilter(), ids=[aside.delivery_id], now=NOW + 2)
+    assert back.status == "queued" and back.next_at == NOW + 2
 
 
 async def test_purge_removes_finished_only(store: Store) -> None:

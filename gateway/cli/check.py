@@ -3,7 +3,9 @@
 Errors (the config would be refused) and warnings (it runs, but a postback
 is probably wrong: network macros left from their docs, deprecated tokens,
 ``|raw``, a traffic-source postback without ``{externalid}``) are printed one
-per line; the exit code is 0 when there are no errors, 1 otherwise.  ``--json`` prints
+per line, then, for a valid file, which answer rule judges each postback
+rule (``judged: PATH (NAME) -> HOST: RULE (why)``); the exit code is 0 when
+there are no errors, 1 otherwise.  ``--json`` prints
 one object instead: ``{"file", "valid", "errors", "warnings"}``, each problem
 ``{"path", "message"}``.
 """
@@ -40,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     if config is None:
         print(f"{args.file}: invalid ({len(errors)} error(s), {warnings} warning(s))")
         return 1
+    for path, rule in config.judged:  # which answer rule judges each postback
+        print(f"judged: {path} ({rule.name}) -> {rule.host}: {rule.answer_why}")
     print(
         f"{args.file}: ok ({len(config.sources)} traffic source(s), "
         f"{len(config.campaigns)} campaign(s), {warnings} warning(s))"

@@ -26,7 +26,7 @@ def _text(result: Mapping[str, Any]) -> str:
     else:
         answer = f"no answer after {result['latency_ms']:.1f} ms: {result['error']}"
     lines = [
-        f"rule     {result['rule']} ({where}; answer rule: {result['answer_rule'] or 'status'})",
+        f"rule     {result['rule']} ({where}; answer rule: {result['answer_rule_why']})",
         f"request  {result['method']} {result['url']}",
     ]
     if result["final_url"]:

@@ -13,13 +13,16 @@ import difflib
 import ipaddress
 from collections.abc import Collection
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from _fastrender import Plan, TemplateError, compile_template
 from _fastrender._catalog import lookup
 from gateway.config.lint import (
     Problem,
     compiles,
+    looks_like_key,
     offer_url_warnings,
+    query_literals,
     rule_problems,
     settings_problems,
     template_warnings,
@@ -34,6 +37,7 @@ from gateway.config.schema import (
 )
 from gateway.rules import CompiledRule, RuleSpec, compile_rule
 from gateway.sources import catalog
+from gateway.sources.answers import choose_answer_rule, preset_for_host
 
 __all__ = ("Campaign", "Config", "Network", "Source", "compile_config")
 
@@ -112,6 +116,8 @@ class Config:
         every_rule = [r for s in sources.values() for r in s.rules]
         every_rule += [r for c in campaigns.values() for r in c.rules]
         self.dry_run_rules = frozenset((r.traffic_source, r.name) for r in every_rule if r.dry_run)
+        #: (config path, rule) for every postback rule, for ``check``'s report
+        self.judged: list[tuple[str, CompiledRule]] = []
 
     @property
     def dry_run_everything(self) -> bool:
@@ -127,10 +133,12 @@ def _rules(
     default_method: Literal["GET", "POST"],
     source: str,
     secrets: list[str],
-    answer: str | None,
+    preset: str | None,
     age: int | None,
+    hold: bool,
     source_rule: bool,
     problems: list[Problem],
+    judged: list[tuple[str, CompiledRule]],
     variables: Collection[str] | None = None,
 ) -> list[CompiledRule]:
     compiled: list[CompiledRule] = []
@@ -144,6 +152,13 @@ def _rules(
             continue
         rule_problems(spec, path, problems)
         template_warnings(url, f"{path}.url", source_rule, problems)
+        host = urlsplit(url).hostname or ""
+        try:
+            choice = choose_answer_rule(spec.answer, preset, host)
+        except ValueError as exc:
+            problems.append(Problem(f"{path}.answer", str(exc)))
+            continue
+        hidden = secret_params_warnings(spec, url, host, f"{path}.url", problems)
         try:
             rule = compile_rule(
                 spec,
@@ -152,7 +167,10 @@ def _rules(
                 traffic_source=source,
                 method=default_method,
                 secrets=secrets,
-                answer_rule=answer,
+                answer_rule=choice.key,
+                answer_why=choice.why,
+                secret_params=hidden,
+                hold=hold,
                 max_click_age=age,
             )
         except TemplateError as exc:
@@ -172,6 +190,7 @@ def _rules(
             for t in spec.require
         )
         compiled.append(rule)
+        judged.append((path, rule))
     return compiled
 
 
@@ -187,7 +206,11 @@ def _preset_secrets(spec: TrafficSourceSpec) -> list[str]:
 
 
 def _source(
-    spec: TrafficSourceSpec, path: str, secrets: list[str], problems: list[Problem]
+    spec: TrafficSourceSpec,
+    path: str,
+    secrets: list[str],
+    problems: list[Problem],
+    judged: list[tuple[str, CompiledRule]],
 ) -> Source:
     default_url: str | None = None
     method: Literal["GET", "POST"] = "GET"
@@ -231,11 +254,13 @@ def _source(
         default_method=method,
         source=spec.name,
         secrets=secrets + _preset_secrets(spec),
-        answer=answer,
+        preset=answer,
         age=age,
+        hold=spec.on_placeholder == "hold",
         source_rule=True,
         problems=problems,
         variables=spec.variables,
+        judged=judged,
     )
     return Source(spec, rules, age)
 
@@ -246,6 +271,7 @@ def _campaign(
     sources: dict[str, Source],
     secrets: list[str],
     problems: list[Problem],
+    judged: list[tuple[str, CompiledRule]],
 ) -> Campaign | None:
     source = sources.get(spec.traffic_source)
     if source is None:
@@ -272,16 +298,50 @@ def _campaign(
         default_method="GET",
         source=spec.traffic_source,
         secrets=secrets + (_preset_secrets(source.spec) if source else []),
-        answer=None,
+        # a campaign's rules are judged like its source's: the same network answers
+        preset=_known_preset(source.spec.preset) if source else None,
         age=source.max_click_age if source else None,
+        hold=source.spec.on_placeholder == "hold" if source else True,
         source_rule=False,
         problems=problems,
         variables=source.spec.variables if source else None,
+        judged=judged,
     )
     if source is None or offer is None:
         return None
     rules = own if spec.postback_mode == "replace" else [*source.rules, *own]
     return Campaign(spec, offer, source, rules)
+
+
+def _known_preset(name: str | None) -> str | None:
+    try:
+        return None if name is None else catalog.get(name).name
+    except catalog.UnknownPreset:
+        return None  # reported at the source
+
+
+def secret_params_warnings(
+    spec: RuleSpec, url: str, host: str, path: str, problems: list[Problem]
+) -> list[str]:
+    """The query parameters to redact on this rule beyond its own ``secret_params``:
+    those the destination network's preset marks secret.  A literal value that
+    looks like a key and is not hidden gets a warning."""
+    network = preset_for_host(host) if host else None
+    hidden = [*spec.secret_params]
+    if network is not None:
+        hidden += catalog.secret_query_names(catalog.get(network))
+    wanted = {h.lower() for h in hidden}
+    for name, value in query_literals(url):
+        if name.lower() not in wanted and looks_like_key(name, value):
+            problems.append(
+                Problem(
+                    path,
+                    f"{name}={value[:4]}… looks like an account key: add "
+                    f'secret_params = ["{name}"] so it is shown as ***',
+                    "warning",
+                )
+            )
+    return hidden
 
 
 def _network(spec: NetworkSpec, path: str, problems: list[Problem]) -> Network:
@@ -308,16 +368,17 @@ def compile_config(spec: ConfigSpec, path: str | None, problems: list[Problem]) 
         if s
     ]
     sources: dict[str, Source] = {}
+    judged: list[tuple[str, CompiledRule]] = []
     for i, ts in enumerate(spec.traffic_sources):
         if ts.name in sources:
             problems.append(Problem(f"traffic_sources[{i}].name", f"duplicate name {ts.name!r}"))
-        sources[ts.name] = _source(ts, f"traffic_sources[{i}]", secrets, problems)
+        sources[ts.name] = _source(ts, f"traffic_sources[{i}]", secrets, problems, judged)
 
     campaigns: dict[str, Campaign] = {}
     for i, camp in enumerate(spec.campaigns):
         if camp.id in campaigns:
             problems.append(Problem(f"campaigns[{i}].id", f"duplicate id {camp.id!r}"))
-        campaign = _campaign(camp, f"campaigns[{i}]", sources, secrets, problems)
+        campaign = _campaign(camp, f"campaigns[{i}]", sources, secrets, problems, judged)
         if campaign is not None:
             campaigns[camp.id] = campaign
 
@@ -331,4 +392,6 @@ def compile_config(spec: ConfigSpec, path: str | None, problems: list[Problem]) 
     settings_problems(spec, problems)
     if any(p.level == "error" for p in problems):
         return None
-    return Config(spec, sources, campaigns, networks, path)
+    config = Config(spec, sources, campaigns, networks, path)
+    config.judged = judged
+    return config

@@ -10,6 +10,7 @@ specs and templates; building the running objects is ``compile``'s job.
 from __future__ import annotations
 
 import ipaddress
+import re
 import ssl
 from collections.abc import Collection, Iterable
 from typing import Literal
@@ -28,6 +29,8 @@ from gateway.tokens import FILLED_BY
 __all__ = (
     "Problem",
     "compiles",
+    "looks_like_key",
+    "query_literals",
     "offer_url_warnings",
     "rule_problems",
     "settings_problems",
@@ -132,6 +135,36 @@ def unfillable_warnings(
                     "warning",
                 )
             )
+
+
+#: Query names that carry credentials in the networks' own postbacks.
+_KEY_NAMES = frozenset(
+    {"key", "skey", "api_key", "apikey", "token", "secret", "auth", "password", "pass", "hash"}
+)
+_KEYISH = re.compile(r"[A-Za-z0-9_\-]{16,}")
+
+
+def query_literals(url: str) -> list[tuple[str, str]]:
+    """(name, value) of each query parameter whose value is literal text (no token)."""
+    _, _, query = url.partition("?")
+    out = []
+    for part in query.split("#", 1)[0].split("&"):
+        name, eq, value = part.partition("=")
+        if eq and value and "{" not in value:
+            out.append((name, value))
+    return out
+
+
+def looks_like_key(name: str, value: str) -> bool:
+    """A literal value that reads as a credential: under a key-like name, or long
+    and mixed (letters and digits, 16+ characters) as API keys are."""
+    if name.lower() in _KEY_NAMES:
+        return True
+    return bool(
+        _KEYISH.fullmatch(value)
+        and any(c.isdigit() for c in value)
+        and any(c.isalpha() for c in value)
+    )
 
 
 def offer_url_warnings(url: str, path: str, problems: list[Problem]) -> None:

@@ -44,6 +44,9 @@ class TrafficSourceSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     max_click_age: int | None = None
     #: shadow mode for every delivery to this source: rendered, stored, logged, not sent
     dry_run: bool = False
+    #: a postback that would carry a network's unreplaced macro or an empty click id:
+    #: ``hold`` it (status ``held``, never sent) or ``send`` it anyway
+    on_placeholder: Literal["hold", "send"] = "hold"
 
 
 class CampaignSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -18,11 +18,12 @@ log = logging.getLogger(__name__)
 
 @functools.lru_cache(maxsize=256)
 def preset_answer_rule(name: str) -> AnswerRule | None:
-    """The preset's answer rule, kept per name, or None: then the status rule applies."""
+    """The answer rule a delivery names (a preset, or ``inline:{json}``), kept per
+    name, or None: then the status rule applies."""
     try:
         # Lazy: the rules module belongs to the sources package and must not
         # load (or be required) for deliveries without a preset.
-        from gateway.sources.answers import answer_rule_for as preset_rule  # noqa: PLC0415
+        from gateway.sources.answers import rule_for_key as preset_rule  # noqa: PLC0415
     except ImportError:
         log.warning("gateway.sources.answers unavailable: judging %s by status only", name)
         return None

@@ -17,7 +17,14 @@ class DeliverySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     max_connections_per_host: int = 32
     #: Optional requests per second per host (None: unlimited).
     rate_per_host: float | None = None
+    #: The whole attempt, every redirect hop included (seconds).
     timeout: float = 10.0
+    #: Each of the TCP connect and the TLS handshake, within ``timeout`` (lean client).
+    connect_timeout: float = 5.0
+    #: From the request written to the answer's first byte (lean client; None: ``timeout``).
+    first_byte_timeout: float | None = None
+    #: A pooled keep-alive connection idle this long is closed (lean client).
+    idle_timeout: float = 15.0
     #: Body bytes kept for the delivery log; nothing past this is read.
     body_prefix_bytes: int = 512
     #: The retry policy's defaults (``gateway.dispatch.retry``); rules may override
@@ -40,9 +47,10 @@ class DeliverySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     ca_file: str | None = None
     #: Finished deliveries older than this many days are purged.
     retention_days: float = 30.0
-    #: The HTTP client: "aiohttp" (one pooled ClientSession) or "lean" (a small
-    #: asyncio.Protocol HTTP/1.1 client that skips what postbacks never use).
-    transport: Literal["aiohttp", "lean"] = "aiohttp"
+    #: The HTTP client: "lean" (the default: a small asyncio.Protocol HTTP/1.1
+    #: client that skips what postbacks never use) or "aiohttp" (one pooled
+    #: ClientSession).
+    transport: Literal["aiohttp", "lean"] = "lean"
     #: Shadow mode for everything: each delivery is rendered, stored and logged
     #: as ``dry_run``; no client is even built, so no request can leave.
     dry_run: bool = False

@@ -16,13 +16,19 @@ from aiohttp import web
 from gateway.http.errors import bad_input_response, error_response, json_response
 from gateway.http.state import STATE
 from gateway.refusal import BadInput
-from gateway.store.base import Attempt, Delivery, DeliveryFilter, DeliveryLog
+from gateway.store.base import (
+    DELIVERY_STATUSES,
+    Attempt,
+    Delivery,
+    DeliveryFilter,
+    DeliveryLog,
+)
 
 __all__ = ("attempt_json", "delivery_json", "list_deliveries", "replay", "retry", "show")
 
 log = logging.getLogger(__name__)
 
-_STATUSES = ("queued", "delivered", "failed", "expired", "dry_run")
+_STATUSES = DELIVERY_STATUSES
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 

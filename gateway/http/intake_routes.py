@@ -19,6 +19,7 @@ from gateway.http.state import STATE, AppState
 from gateway.intake.decide import Result
 from gateway.intake.guard import conversion_refusal
 from gateway.intake.params import ClickInput, ConversionInput, parse_conversion
+from gateway.intake.placeholders import click_flaw, conversion_flaw
 from gateway.refusal import Reject
 from gateway.store.base import Click
 from gateway.tokens import Visit, click_tokens
@@ -66,6 +67,15 @@ def _click(
     return click, tokens
 
 
+def _flag_click(state: AppState, click: Click, endpoint: str) -> str | None:
+    """Count a click whose postbacks would be held (it is recorded all the same)."""
+    campaign = state.config.campaigns.get(click.campaign_id)
+    flaw = click_flaw(campaign, click.tokens) if campaign is not None else None
+    if flaw is not None:
+        state.metrics.placeholder_inputs.labels(click.traffic_source, endpoint).inc()
+    return flaw
+
+
 async def click(state: AppState, request: web.BaseRequest, campaign_id: str) -> web.Response:
     """GET /click/{campaign_id}: record the click, then 302 to the offer."""
     started = time.perf_counter()
@@ -80,6 +90,7 @@ async def click(state: AppState, request: web.BaseRequest, campaign_id: str) -> 
     if isinstance(made, Reject):
         return _reject(state, made)
     click, tokens = made
+    _flag_click(state, click, "click")
     await state.batcher.put(ClickInput(click))
     campaign = state.config.campaigns.get(click.campaign_id)
     location = campaign.offer.render(tokens) if campaign is not None else "/"
@@ -167,16 +178,18 @@ async def api_clicks(request: web.Request) -> web.Response:
             )
             continue
         click, tokens = made
+        flaw = _flag_click(state, click, "api_clicks")
         waits.append(state.batcher.put(ClickInput(click)))
         campaign = state.config.campaigns[click.campaign_id]
-        results.append(
-            {
-                "status": "accepted",
-                "code": 200,
-                "click_id": click.click_id,
-                "url": campaign.offer.render(tokens),
-            }
-        )
+        result: dict[str, Any] = {
+            "status": "accepted",
+            "code": 200,
+            "click_id": click.click_id,
+            "url": campaign.offer.render(tokens),
+        }
+        if flaw is not None:
+            result["warning"] = f"its postbacks will be held: {flaw}"
+        results.append(result)
     for wait in waits:
         await wait
     return json_response(results)
@@ -207,9 +220,18 @@ async def postback(
     denied = _refusal(state, conv, request)
     if denied is not None:
         return _reject(state, denied)
+    _flag_conversion(state, conv, "postback")
     result: Result = await state.batcher.put(conv)
     state.latency["postback"].observe(time.perf_counter() - started)
     return json_response(result.body, OUTCOME_STATUS[result.outcome])
+
+
+def _flag_conversion(state: AppState, conv: ConversionInput, endpoint: str) -> None:
+    """Count an upstream tracker's conversion carrying a placeholder of its own."""
+    if conv.click_id is None and conv.data:
+        flagged = conversion_flaw(state.config, conv)
+        if flagged is not None:
+            state.metrics.placeholder_inputs.labels(flagged[0], endpoint).inc()
 
 
 async def _read_object(request: web.BaseRequest) -> dict[str, Any] | Reject:
@@ -237,6 +259,8 @@ async def api_conversions(request: web.Request) -> web.Response:
         if not isinstance(conv, Reject):
             denied = _refusal(state, conv, request)
             conv = denied or conv
+        if not isinstance(conv, Reject):
+            _flag_conversion(state, conv, "api_conversions")
         slots.append(conv if isinstance(conv, Reject) else state.batcher.put(conv))
     results: list[dict[str, Any]] = []
     for slot in slots:

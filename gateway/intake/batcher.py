@@ -193,11 +193,14 @@ class Batcher:
         for conv, result in zip(convs, results, strict=True):
             if not conv.future.done():
                 conv.future.set_result(result)
-        if committed.deliveries:
+        due = committed.deliveries
+        if any(kind.startswith("held:") for kind in counts):  # held ones never go out
+            due = [d for d in due if d.status == "queued"]
+        if due:
             try:
-                self.sink.submit(committed.deliveries)
+                self.sink.submit(due)
             except Exception:  # committed already: the dispatcher finds them after a restart
-                log.exception("delivery sink refused %d deliveries", len(committed.deliveries))
+                log.exception("delivery sink refused %d deliveries", len(due))
 
     def _account(
         self, clicks: list[ClickInput], counts: dict[str, int], deliveries: Any, size: int
@@ -218,8 +221,12 @@ class Batcher:
                 m.duplicates.labels(source).inc(n)
             elif kind == "unattributed":
                 m.unattributed.inc(n)
+            elif kind == "held":
+                m.held.labels(source).inc(n)
         queued: dict[str, int] = {}
         for delivery in deliveries:
+            if delivery.status != "queued":
+                continue
             queued[delivery.traffic_source] = queued.get(delivery.traffic_source, 0) + 1
         for source, n in queued.items():
             m.queued.labels(source).inc(n)

@@ -170,4 +170,25 @@ def build_batch(
         )
         counts[label] = counts.get(label, 0) + 1
     deliveries = render_deliveries(config, fired.values(), now)
+    _note_held(deliveries, results, counts)
     return list(rows.values()), deliveries, results, counts
+
+
+def _note_held(
+    deliveries: Sequence[NewDelivery], results: Sequence[Result], counts: dict[str, int]
+) -> None:
+    """Held deliveries (a network's placeholder, no click id) named in their
+    conversion's answer and counted per source, so the sender hears it at once."""
+    held: dict[str, list[str]] = {}
+    for d in deliveries:
+        if d.held is not None:
+            held.setdefault(d.conversion_id, []).append(d.held)
+            label = f"held:{d.traffic_source}"
+            counts[label] = counts.get(label, 0) + 1
+    if not held:
+        return
+    for result in results:
+        reasons = held.get(result.body.get("conversion_id", ""))
+        if reasons:
+            result.body["held"] = len(reasons)
+            result.body["held_reason"] = reasons[0]

@@ -63,18 +63,22 @@ def render_deliveries(config: Config, fired: Iterable[Fired], now: float) -> lis
             answer_rule=rule.answer_rule,
         )
         age = rule.max_click_age
-        for item, (record, click) in zip(rendered, owners, strict=True):
+        guard = rule.held if rule.hold else None
+        for item, (record, click), context in zip(rendered, owners, contexts, strict=True):
             if item is None:
                 continue
             url, display, body = item
+            reason = guard(context) if guard is not None else None
             if click is None:
                 out.append(
                     _copy(
                         template,
                         conversion_id=record.conversion_id,
+                        campaign_id=context.get("campaign.id", ""),
                         url=url,
                         display_url=display,
                         body=body,
+                        held=reason,
                     )
                 )
                 continue
@@ -89,6 +93,7 @@ def render_deliveries(config: Config, fired: Iterable[Fired], now: float) -> lis
                     body=body,
                     click_time=click_time,
                     expires_at=click_time + age if age else None,
+                    held=reason,
                 )
             )
     return out

@@ -19,19 +19,40 @@ The declarative form (a preset's ``rule`` table; every key optional):
     is the ``json_message`` field when present.
 
 Without a refusal in the body the status decides (``classify_status``).
+
+Which rule judges a postback is decided once, at config load, by
+:func:`choose_answer_rule`, for every rule alike (a preset's, a campaign's,
+one written by hand): named on the rule (``answer = "exoclick"``, ``"status"``
+or an inline table of the keys above), else the traffic source's preset,
+else the catalog network whose host the postback is sent to, else the
+status alone.  The choice travels on each delivery as a short key
+(:func:`rule_for_key` reads it back), so a restart or a replay judges alike.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import msgspec
 
 from gateway.sources import catalog
 from gateway.verdict import AnswerRule, Verdict, classify_status
 
-__all__ = ("BodyRule", "StatusRule", "answer_rule_for", "classify", "compile_answer_rule")
+__all__ = (
+    "AnswerChoice",
+    "BodyRule",
+    "StatusRule",
+    "answer_rule_for",
+    "choose_answer_rule",
+    "classify",
+    "compile_answer_rule",
+    "describe_key",
+    "preset_for_host",
+    "rule_for_key",
+)
 
 # A reason quotes the network, but never a whole page of HTML.
 _REASON_LIMIT = 200
@@ -154,3 +175,89 @@ def answer_rule_for(preset_name: str) -> AnswerRule:
 def classify(preset_name: str, status: int, body: str = "") -> Verdict:
     """Judge one answer from ``preset_name``'s network, as the dispatcher does."""
     return answer_rule_for(preset_name).classify(status, body)
+
+
+#: A delivery's ``answer_rule`` for an inline rule: this prefix and the rule as JSON.
+INLINE_PREFIX = "inline:"
+
+
+class AnswerChoice(NamedTuple):
+    """The rule that judges one postback rule's answers, and why it was chosen."""
+
+    #: what deliveries carry: a preset name, ``inline:{json}``, or None (status only)
+    key: str | None
+    #: in words, for ``check`` and test-postback
+    why: str
+
+
+@functools.cache
+def _hosts() -> dict[str, str]:
+    """Destination host -> the catalog network that answers there."""
+    found: dict[str, str] = {}
+    for name in catalog.names():
+        preset = catalog.get(name)
+        host = urlsplit(catalog.PARAM_RE.sub("x", preset.postback)).hostname
+        for each in (host, *preset.hosts):
+            if each:
+                found.setdefault(each.lower(), preset.name)
+    return found
+
+
+def preset_for_host(host: str) -> str | None:
+    """The catalog network whose postback host is ``host`` (or one of its other hosts)."""
+    return _hosts().get(host.lower().rstrip("."))
+
+
+def _inline_key(rule: Mapping[str, str]) -> str | None:
+    compiled = compile_answer_rule(rule)  # raises ValueError naming a bad key
+    if isinstance(compiled, StatusRule):
+        return None
+    return INLINE_PREFIX + msgspec.json.encode(dict(sorted(rule.items()))).decode()
+
+
+def choose_answer_rule(
+    explicit: str | Mapping[str, str] | None, source_preset: str | None, host: str
+) -> AnswerChoice:
+    """The one place that decides which answer rule judges a postback rule.
+
+    Raises ValueError for an ``explicit`` name that is no preset (nor ``status``)
+    or an inline rule with a bad key."""
+    if isinstance(explicit, Mapping):
+        return AnswerChoice(_inline_key(explicit), "inline rule (answer = {...})")
+    if explicit is not None:
+        if explicit.lower() == "status":
+            return AnswerChoice(None, 'status only (answer = "status")')
+        try:
+            name = catalog.get(explicit).name
+        except catalog.UnknownPreset as exc:
+            raise ValueError(f'{exc} (or "status", or an inline rule)') from None
+        return AnswerChoice(name, f"{name} (answer = {explicit!r})")
+    if source_preset is not None:
+        return AnswerChoice(source_preset, f"{source_preset} (the traffic source's preset)")
+    by_host = preset_for_host(host)
+    if by_host is not None:
+        return AnswerChoice(by_host, f"{by_host} (destination host {host})")
+    return AnswerChoice(None, "status only (no preset, host not in the catalog)")
+
+
+@functools.lru_cache(maxsize=256)
+def rule_for_key(key: str) -> AnswerRule:
+    """The rule a delivery's ``answer_rule`` names: a preset or an inline rule.
+
+    Raises LookupError (no such preset) or ValueError (a bad inline rule)."""
+    if key.startswith(INLINE_PREFIX):
+        raw = msgspec.json.decode(key[len(INLINE_PREFIX) :].encode())
+        if not isinstance(raw, dict):
+            raise ValueError(f"bad inline answer rule {key!r}")
+        return compile_answer_rule({str(k): str(v) for k, v in raw.items()})
+    return answer_rule_for(key)
+
+
+def describe_key(key: str | None) -> str:
+    """A delivery's answer rule in words."""
+    if key is None:
+        return catalog.describe_rule({})
+    if key.startswith(INLINE_PREFIX):
+        raw = msgspec.json.decode(key[len(INLINE_PREFIX) :].encode())
+        return catalog.describe_rule(raw if isinstance(raw, dict) else {})
+    return catalog.get(key).success

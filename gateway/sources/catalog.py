@@ -38,9 +38,11 @@ __all__ = (
     "get",
     "names",
     "placeholders",
+    "secret_query_names",
 )
 
-_PARAM_RE = re.compile(r"<([a-z][a-z0-9_]*)>")
+PARAM_RE = re.compile(r"<([a-z][a-z0-9_]*)>")
+_PARAM_RE = PARAM_RE
 
 
 class Param(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +65,8 @@ class Preset(msgspec.Struct, frozen=True, kw_only=True):
     title: str
     postback: str
     method: Literal["GET", "POST"] = "GET"
+    #: other hosts the same network answers postbacks on (judged by this preset too)
+    hosts: list[str] = []
     params: list[Param] = []
     #: gateway click parameter -> the network's macro, e.g. externalid -> {conversions_tracking}
     click_macros: dict[str, str] = {}
@@ -134,6 +138,19 @@ def campaign_url(preset: Preset, base_url: str, campaign: str) -> str:
     )
     url = f"{base_url.rstrip('/')}/click/{quote(campaign, safe='')}"
     return f"{url}?{query}" if query else url
+
+
+def secret_query_names(preset: Preset) -> list[str]:
+    """Query parameters of the preset's postback that carry a secret ``<param>``
+    (``goal`` for ExoClick): redacted on any rule sent to the network's host."""
+    secret = {p.name for p in preset.params if p.secret}
+    _, _, query = preset.postback.partition("?")
+    found = []
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if any(m in secret for m in PARAM_RE.findall(value)):
+            found.append(name)
+    return found
 
 
 def names() -> list[str]:

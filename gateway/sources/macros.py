@@ -19,7 +19,7 @@ import re
 from _fastrender import TemplateError, compile_template
 from gateway.sources import catalog
 
-__all__ = ("find_leftover_macros",)
+__all__ = ("find_leftover_macros", "placeholder_value")
 
 # Delimited styles, outermost first: an earlier pattern's match hides any
 # later match that overlaps it.
@@ -125,3 +125,44 @@ def find_leftover_macros(url: str) -> list[str]:
         taken.append((start, end))
         kept.append((start, text))
     return [text for _, text in sorted(kept)]
+
+
+#: A whole value that is one placeholder: any delimited style, ``{name}`` (ours
+#: too: in a value it was never rendered), ``%name%``, or a catalog literal.
+_WHOLE = re.compile(
+    "|".join(
+        [p.pattern for p in _DELIMITED]
+        + [r"\{[A-Za-z_][A-Za-z0-9_.:|,=*\-]*\}", r"%[A-Za-z_][A-Za-z0-9_]{2,}%"]
+    )
+)
+#: Characters every delimited placeholder has; a value without any is checked
+#: against the bare words only (a set lookup).
+_MARKS = re.compile(r"[{}\[\]$%#@~]")
+
+
+@functools.cache
+def _exact_words() -> frozenset[str]:
+    return frozenset(_BARE_WORDS) | frozenset(_catalog_literals())
+
+
+def placeholder_value(value: str) -> str | None:
+    """``value`` when it is a network's placeholder left unreplaced (``${SUBID}``,
+    ``{conversions_tracking}``, ``[CLICK_ID]``, ``MFOXCLICKID``...), else None.
+
+    Click and conversion values come here: a real click id never has this shape,
+    and sending one loses the conversion at the network.  Percent-encoded once
+    more (``%7BSUBID%7D``), it is still found."""
+    text = value.strip()
+    if text in _exact_words():
+        return text
+    if _MARKS.search(text) is None:
+        return None
+    if _WHOLE.fullmatch(text) or (text.upper().startswith("%7B") and _unquoted_whole(text)):
+        return text
+    return None
+
+
+def _unquoted_whole(text: str) -> bool:
+    from urllib.parse import unquote  # noqa: PLC0415 - rare path
+
+    return _WHOLE.fullmatch(unquote(text)) is not None

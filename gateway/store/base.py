@@ -17,6 +17,7 @@ from typing import Literal, Protocol, TypeVar, runtime_checkable
 import msgspec
 
 __all__ = (
+    "DELIVERY_STATUSES",
     "NOTHING_WANTED",
     "Attempt",
     "AttemptRecord",
@@ -40,8 +41,18 @@ __all__ = (
 
 T = TypeVar("T")
 
-#: ``dry_run``: shadow mode stored it as rendered and sent nothing (final).
-DeliveryStatus = Literal["queued", "delivered", "failed", "expired", "dry_run"]
+#: ``held``: a placeholder left in it, never sent; ``dry_run``: shadow mode stored
+#: it as rendered and sent nothing.  Both final.
+DeliveryStatus = Literal["queued", "delivered", "failed", "expired", "held", "dry_run"]
+#: Every delivery status, in the order the docs list them.
+DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = (
+    "queued",
+    "delivered",
+    "failed",
+    "expired",
+    "held",
+    "dry_run",
+)
 ConversionStatus = Literal["pending", "approved", "rejected"]
 
 
@@ -89,6 +100,9 @@ class NewDelivery(msgspec.Struct, kw_only=True, gc=False):
     schedule: list[float] | None = None  # retry delays (s); None: the settings' (dispatch.retry)
     expires_at: float | None = None  # click time + destination's max_click_age
     answer_rule: str | None = None  # preset name whose body rule judges the answer
+    #: Why it must not be sent (a network's placeholder, an empty click id): it is
+    #: stored ``held``, never queued.  None: an ordinary delivery.
+    held: str | None = None
 
 
 class Delivery(NewDelivery, kw_only=True):

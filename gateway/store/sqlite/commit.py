@@ -29,6 +29,27 @@ _UPSERT_CONVERSIONS = (
 _LOOKUP_CHUNK = 500
 
 
+_HOLD = (
+    "UPDATE deliveries SET status = 'held', next_at = NULL, last_outcome = 'held',"
+    " last_reason = ? WHERE delivery_id = ?"
+)
+
+
+def _held(d: NewDelivery, delivery_id: int) -> Delivery:
+    """A delivery stored ``held``: it waits for a fix-and-replay, never for the dispatcher."""
+    fields = {f: getattr(d, f) for f in NewDelivery.__struct_fields__}
+    return Delivery(
+        **fields,
+        delivery_id=delivery_id,
+        status="held",
+        attempts=0,
+        next_at=None,
+        last_outcome="held",
+        last_reason=d.held,
+        updated_at=d.created_at,
+    )
+
+
 def find_clicks(db: sqlite3.Connection, ids: list[str]) -> dict[str, Click]:
     """Stored clicks by id."""
     found: dict[str, Click] = {}
@@ -177,9 +198,14 @@ def write_batch(
     if groups:
         insert_deliveries(db, groups)
         execute_rows(db, INSERT_SPANS, SPAN_VALUES, "", spans)
+        held = [(d.held, ids[i]) for i, d in enumerate(deliveries) if d.held is not None]
+        if held:  # rare: written as queued with the rest, then moved aside
+            db.executemany(_HOLD, held)
     stored: list[Delivery] = []
     for i, d in enumerate(deliveries):
-        if isinstance(d, Delivery):  # built as a Delivery already: just number it
+        if d.held is not None:
+            stored.append(_held(d, ids[i]))
+        elif isinstance(d, Delivery):  # built as a Delivery already: just number it
             d.delivery_id = ids[i]
             d.status, d.attempts, d.next_at, d.updated_at = "queued", 0, d.not_before, d.created_at
             stored.append(d)
