@@ -16,7 +16,7 @@ from aiohttp import web
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.dispatch import DeliverySink
-from gateway.http import deliveries_api, intake_routes, postbacks_api, probes
+from gateway.http import deliveries_api, intake_routes, openapi, postbacks_api, probes
 from gateway.http.middleware import guard_middleware
 from gateway.http.state import STATE, AppState
 from gateway.metrics import Metrics
@@ -53,6 +53,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/deliveries/{id}/retry", deliveries_api.retry),
     Route("POST", "/api/postbacks/test", postbacks_api.test_postback),
     Route("GET", "/api/hosts", probes.hosts),
+    Route("GET", "/api/openapi.json", openapi.serve),
 )
 
 

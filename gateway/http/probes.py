@@ -16,6 +16,7 @@ import msgspec
 from aiohttp import web
 
 from gateway import __version__
+from gateway.clock import iso
 from gateway.http.errors import error_response, json_response
 from gateway.http.state import STATE, AppState
 from gateway.intake.guard import api_token_ok
@@ -99,6 +100,9 @@ async def hosts(request: web.Request) -> web.Response:
     """``GET /api/hosts``: destinations with failures on record; paused ones say until when."""
     sink = request.app[STATE].sink
     views = sink.hosts() if hasattr(sink, "hosts") else {}
-    return json_response(
-        {"hosts": [msgspec.to_builtins(v) for v in sorted(views.values(), key=lambda v: v.host)]}
-    )
+    shown = []
+    for view in sorted(views.values(), key=lambda v: v.host):
+        item = msgspec.to_builtins(view)
+        item["paused_until_iso"] = iso(view.paused_until)
+        shown.append(item)
+    return json_response({"hosts": shown})
