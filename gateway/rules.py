@@ -13,11 +13,12 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import msgspec
 
 from _fastrender import Plan, compile_template
+from gateway.dispatch.transport.urls import InvalidURL, split_url
 from gateway.sources.macros import placeholder_value
 
 __all__ = (
@@ -56,6 +57,8 @@ class PayoutTransform(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             value = min(value, Decimal(repr(self.max)))
         if self.decimals is not None:
             value = value.quantize(Decimal(1).scaleb(-self.decimals))
+        elif -value.as_tuple().exponent > 12:  # type: ignore[operator]
+            value = value.quantize(Decimal("1e-12"))  # bounded: never thousands of digits
         return format(value.normalize() if self.decimals is None else value, "f")
 
 
@@ -266,9 +269,14 @@ def compile_rule(
     """Compile a rule; raises TemplateError (with .position) or ValueError."""
     plan = compile_template(url, dialect=spec.dialect)
     body_plan = None if spec.body is None else compile_template(spec.body, dialect=spec.dialect)
-    host = urlsplit(url).hostname
-    if not host or urlsplit(url).scheme not in ("http", "https"):
-        raise ValueError("postback URL must be http(s)://host/...")
+    # The host as every client reads it (a backslash or other ambiguity is refused
+    # here), fixed now: the dispatcher refuses a rendered URL that goes elsewhere.
+    try:
+        host = split_url(url).host
+    except InvalidURL as exc:
+        if str(exc).startswith("unsupported URL"):
+            raise ValueError("postback URL must be http(s)://host/...") from None
+        raise ValueError(f"invalid URL: {exc}") from None
     return CompiledRule(
         name=name,
         plan=plan,

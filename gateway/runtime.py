@@ -61,14 +61,12 @@ async def serve(
     )
     await dispatcher.start()
     app = create_app(config, store, dispatcher, metrics=metrics, clock=clock)
-    limit = max(8190, config.limits.max_query_bytes * 2 + 1024)
+    # the parser's line limits follow the config's limits (GatewayRunner)
     runner = GatewayRunner(
         app,
         access_log=logging.getLogger("aiohttp.access") if access_log else None,
         access_log_format=ACCESS_LOG_FORMAT,
         shutdown_timeout=10.0,
-        max_line_size=limit,
-        max_field_size=limit,
     )
     await runner.setup()
     # Startup's objects (modules, config, compiled plans) go to the permanent

@@ -29,6 +29,7 @@ from gateway.dispatch.attempt import request_headers
 from gateway.dispatch.judge import error_verdict, judge
 from gateway.dispatch.transport import redirects
 from gateway.dispatch.transport.base import Transport, TransportError
+from gateway.dispatch.transport.body import answer_text
 from gateway.dispatch.transport.factory import make_transport
 from gateway.refusal import BadInput
 from gateway.rules import CompiledRule
@@ -191,6 +192,7 @@ async def send(config: Config, plan: Plan, transport: Transport | None = None) -
     final_url: str | None = None
     started = time.perf_counter()
     try:
+        redirects.check_fixed_host(plan.url, rule.host)
         answer = await redirects.send(
             client,
             rule.method,
@@ -199,13 +201,18 @@ async def send(config: Config, plan: Plan, transport: Transport | None = None) -
             request_headers(plan.body),
             config.delivery.timeout,
         )
-    except TransportError as exc:
-        verdict = error_verdict(exc.reason, final=exc.final)
-        error = exc.reason
-        latency = exc.elapsed or time.perf_counter() - started
-        final_url = exc.final_url
+    except Exception as exc:  # every failure is an answer here, as in the dispatcher
+        if isinstance(exc, TransportError):
+            failed = exc
+        else:
+            log.warning("test postback %s raised", plan.display_url, exc_info=exc)
+            failed = TransportError(f"internal error: {type(exc).__name__}: {exc}"[:300])
+        verdict = error_verdict(failed.reason, final=failed.final)
+        error = failed.reason
+        latency = failed.elapsed or time.perf_counter() - started
+        final_url = failed.final_url
     else:
-        body_excerpt = answer.body_prefix.decode("utf-8", "replace")
+        body_excerpt = answer_text(answer.body_prefix, answer.headers)
         verdict = judge(rule.answer_rule, answer.status, body_excerpt)
         status = answer.status
         latency = answer.elapsed

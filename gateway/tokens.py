@@ -116,7 +116,7 @@ def click_tokens(
         tokens["campaign.name"] = campaign.spec.name
     if campaign.spec.key:
         tokens["campaign.key"] = campaign.spec.key
-    referer = visit.referer
+    referer = _text(visit.referer)
     for key, value in (
         ("ip", visit.ip),
         ("user_agent", visit.user_agent),
@@ -124,9 +124,14 @@ def click_tokens(
         ("language", visit.language),
     ):
         if value:
-            tokens[key] = value[:limit]
+            # headers arrive with undecodable bytes as surrogates: stored as U+FFFD,
+            # since a value the store cannot encode would sink the whole group commit
+            tokens[key] = _text(value[:limit])
     if referer:
-        host = urlsplit(referer[:limit]).hostname if "://" in referer else None
+        try:  # a visitor's Referer is theirs to mangle: the click is kept either way
+            host = urlsplit(referer[:limit]).hostname if "://" in referer else None
+        except ValueError:
+            host = None
         if host:
             tokens["referrerdomain"] = host
     for name, value in params.items():
@@ -184,3 +189,14 @@ def test_values(
             values["campaign.key"] = campaign.spec.key
     values.update(given)
     return values
+
+
+def _text(value: str) -> str:
+    """``value`` as valid UTF-8 text (a header's undecodable bytes become U+FFFD)."""
+    if value.isascii():
+        return value
+    try:
+        raw = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        raw = value.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")

@@ -183,7 +183,7 @@ def new_delivery(url: str, *, now: float, **overrides: object) -> NewDelivery:
         url=url,
         display_url=url,
         body=None,
-        host=URL(url).host or "",
+        host=overrides["host"] if "host" in overrides else URL(url).host or "",
         click_time=now,
         not_before=now,
         max_attempts=9,

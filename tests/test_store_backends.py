@@ -46,9 +46,16 @@ async def test_the_store_it_names_opens_on_that_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("url", ["postgresql://gw@db:5432/gateway", "postgres://db/gateway"])
-def test_postgresql_is_refused_until_it_is_built(url: str) -> None:
-    with pytest.raises(ValueError, match="PostgreSQL store is not built yet"):
-        open_store(url)
+def test_a_postgresql_url_is_the_shared_store(url: str) -> None:
+    store = open_store(url, lease=12.5)  # not opened: no server needed
+    assert type(store).__name__ == "PostgresStore"
+    assert store.shared and store.lease == 12.5
+    assert not open_store("g.sqlite").shared
+
+
+def test_a_lease_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        open_store("postgresql://db/gateway", lease=0)
 
 
 @pytest.mark.parametrize(

@@ -143,21 +143,21 @@ async def test_commit_group_hands_back_what_decide_returned(store: Store) -> Non
     assert [d.conversion_id for d in committed.deliveries] == ["v9"]
 
 
-async def test_due_deliveries_page_by_next_at_then_id(store: Store) -> None:
+async def test_claims_page_by_next_at_then_id(store: Store) -> None:
     times = [NOW + 5, NOW, NOW + 5, NOW + 1, NOW, NOW + 5, NOW + 2]
     stored = await write_rows(store, deliveries=[new_delivery(not_before=t) for t in times])
     expected = sorted(stored, key=lambda d: (d.not_before, d.delivery_id))
     pages: list[list[int]] = []
     after = None
     while True:
-        page = await store.due_deliveries(NOW + 10, 3, after)
+        page = await store.claim_due(NOW, 3, 30.0, ahead=10, after=after)
         pages.append([d.delivery_id for d in page])
         if len(page) < 3:
             break
         after = (page[-1].next_at or 0.0, page[-1].delivery_id)
     assert [i for p in pages for i in p] == [d.delivery_id for d in expected]
     assert [len(p) for p in pages] == [3, 3, 1]
-    assert [d.delivery_id for d in await store.due_deliveries(NOW + 1, 10)] == [
+    assert [d.delivery_id for d in await store.claim_due(NOW + 1, 10, 30.0)] == [
         d.delivery_id for d in expected[:3]
     ]
 
@@ -167,11 +167,11 @@ async def test_due_record_attempts_and_log(store: Store) -> None:
         store, deliveries=[new_delivery(), new_delivery(not_before=NOW + 60)]
     )
     assert await store.queued_count() == 2
-    due = await store.due_deliveries(NOW, 10)
+    due = await store.claim_due(NOW, 10, 30.0)
     assert [d.delivery_id for d in due] == [first.delivery_id]
     await record(store, attempt(first.delivery_id), status="queued", next_at=NOW + 10)
-    assert await store.due_deliveries(NOW + 5, 10) == []
-    assert {d.delivery_id for d in await store.due_deliveries(NOW + 60, 10)} == {
+    assert await store.claim_due(NOW + 5, 10, 30.0) == []
+    assert {d.delivery_id for d in await store.claim_due(NOW + 60, 10, 30.0)} == {
         first.delivery_id,
         later.delivery_id,
     }
@@ -231,7 +231,7 @@ async def test_requeue_failed_and_by_id(store: Store) -> None:
     assert [d.delivery_id for d in again] == [b]  # c was still queued
     assert await store.requeue(DeliveryFilter(), ids=[], now=NOW + 700) == []
     assert len(await store.list_attempts(a)) == 1  # history kept
-    assert {d.delivery_id for d in await store.due_deliveries(NOW + 600, 10)} == {a, b, c}
+    assert {d.delivery_id for d in await store.claim_due(NOW + 600, 10, 30.0)} == {a, b, c}
 
 
 async def test_a_held_delivery_is_stored_aside_and_never_due(store: Store) -> None:

@@ -13,7 +13,6 @@ import difflib
 import ipaddress
 from collections.abc import Collection
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from _fastrender import Plan, TemplateError, compile_template
 from _fastrender._catalog import lookup
@@ -35,6 +34,7 @@ from gateway.config.schema import (
     NetworkSpec,
     TrafficSourceSpec,
 )
+from gateway.dispatch.transport.urls import InvalidURL, split_url
 from gateway.rules import CompiledRule, RuleSpec, compile_rule
 from gateway.sources import catalog
 from gateway.sources.answers import choose_answer_rule, preset_for_host
@@ -152,7 +152,7 @@ def _rules(
             continue
         rule_problems(spec, path, problems)
         template_warnings(url, f"{path}.url", source_rule, problems)
-        host = urlsplit(url).hostname or ""
+        host = _fixed_host(url)
         try:
             choice = choose_answer_rule(spec.answer, preset, host)
         except ValueError as exc:
@@ -192,6 +192,15 @@ def _rules(
         compiled.append(rule)
         judged.append((path, rule))
     return compiled
+
+
+def _fixed_host(url: str) -> str:
+    """The host as every client reads it (``urls.split_url``); "" when the URL is
+    refused (``compile_rule`` reports why)."""
+    try:
+        return split_url(url).host
+    except InvalidURL:
+        return ""
 
 
 def _preset_secrets(spec: TrafficSourceSpec) -> list[str]:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from gateway.dispatch.judge import error_verdict, judge
 from gateway.dispatch.transport.base import Answer, TransportError
+from gateway.dispatch.transport.body import answer_text
 from gateway.rules import redact
 from gateway.store.base import Attempt, Delivery
 from gateway.verdict import Verdict
@@ -88,7 +89,7 @@ def shown_url(d: Delivery, final_url: str) -> str:
 
 
 def from_answer(d: Delivery, answer: Answer, started: float) -> tuple[Attempt, Verdict]:
-    prefix = answer.body_prefix.decode("utf-8", "replace")
+    prefix = answer_text(answer.body_prefix, answer.headers)
     verdict = judge(d.answer_rule, answer.status, prefix)
     if "***" in d.display_url:  # an error page may quote the request, credentials and all
         prefix = _hide(d, prefix)

@@ -40,7 +40,7 @@ from gateway.dispatch.tally import Tally, labelled
 from gateway.dispatch.timer import HOST, Timer
 from gateway.dispatch.transport.base import Answer, Transport, TransportError
 from gateway.dispatch.transport.factory import make_transport
-from gateway.dispatch.transport.redirects import REDIRECT_STATUSES, follow
+from gateway.dispatch.transport.redirects import REDIRECT_STATUSES, check_fixed_host, follow
 from gateway.logs import DELIVERY_LOG
 from gateway.metrics import Metrics
 from gateway.store.base import Delivery, Store
@@ -330,6 +330,7 @@ class Dispatcher:
         headers = request_headers(d.body)
         timeout = self.settings.timeout
         try:
+            check_fixed_host(d.url, d.host)
             # redirects.send() inlined: an answer that is no redirect costs no extra frame
             answer = await self._transport.exchange(d.method, d.url, body, headers, timeout)
             if answer.status in REDIRECT_STATUSES:
@@ -338,6 +339,11 @@ class Dispatcher:
                 )
         except TransportError as exc:
             attempt, verdict = from_error(d, exc, started, exc.elapsed or time.perf_counter() - t0)
+        except Exception as exc:  # a client's bug or an input nobody foresaw: still an attempt
+            log.warning("delivery %d: attempt raised", d.delivery_id, exc_info=exc)
+            answer = None
+            error = TransportError(f"internal error: {type(exc).__name__}: {exc}"[:300])
+            attempt, verdict = from_error(d, error, started, time.perf_counter() - t0)
         else:
             attempt, verdict = from_answer(d, answer, started)
         self._tally.observe(("delivery_latency", d.traffic_source), attempt.latency_ms / 1000.0)

@@ -1,7 +1,10 @@
 """Loading due deliveries from the store into memory, and the pace of it.
 
 The store is the source of truth; memory holds only what comes due within
-``REFILL_INTERVAL`` (or is in flight).  A delivery delayed further, by its
+``REFILL_INTERVAL`` (or is in flight).  A refill *claims* its rows
+(``DeliveryQueue.claim_due``): on a store several processes share, what one
+process holds in memory is leased to it, and the rows of a process that died
+come back to a refill once their lease runs out.  A delivery delayed further, by its
 rule or by a retry, waits in the store until a refill loads it, so a long
 delay at a high rate (or a host that fails for a day) cannot fill memory.
 """
@@ -47,8 +50,8 @@ class Refill:
         self.recent_done.clear()
         self.loading = True
         try:
-            rows = await self._store.due_deliveries(
-                now + REFILL_INTERVAL, REFILL_LIMIT, self._after
+            rows = await self._store.claim_due(
+                now, REFILL_LIMIT, self._store.lease, ahead=REFILL_INTERVAL, after=self._after
             )
         except Exception:
             log.exception("could not load queued deliveries from the store")

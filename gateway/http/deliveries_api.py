@@ -11,14 +11,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from gateway.clock import iso
 from gateway.dispatch.breaker import HostView
 from gateway.http.errors import bad_input_response, error_response, json_response
+from gateway.http.reading import decode_json
 from gateway.http.state import STATE, AppState
-from gateway.refusal import BadInput
+from gateway.refusal import BadInput, Reject
 from gateway.store.base import (
     DELIVERY_STATUSES,
     Attempt,
@@ -108,7 +108,13 @@ def _time(field: str, raw: Any) -> float:
     if isinstance(raw, bool):
         raise BadInput("expected Unix seconds or an ISO 8601 time", field)
     if isinstance(raw, int | float):
-        return float(raw)
+        try:
+            value = float(raw)
+        except OverflowError:
+            raise BadInput("expected a finite number", field) from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise BadInput("expected a finite number", field)
+        return value
     text = str(raw).strip()
     try:
         value = float(text)
@@ -223,9 +229,8 @@ async def replay(request: web.Request) -> web.Response:
     if request.can_read_body:
         raw = await request.read()
         if raw.strip():
-            try:
-                body = msgspec.json.decode(raw)
-            except msgspec.DecodeError:
+            body = decode_json(raw)
+            if isinstance(body, Reject):
                 return error_response(400, "malformed JSON", "body")
             if not isinstance(body, dict):
                 return error_response(400, "expected a JSON object of filters", "body")

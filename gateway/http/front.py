@@ -24,15 +24,28 @@ it here too; ``tests/test_front_parity.py`` compares the two paths.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
+from typing import Any, Final
 
-from aiohttp import hdrs, web
+from aiohttp import hdrs, web, web_protocol
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
+from gateway.http.errors import error_response
 from gateway.http.intake_routes import click, postback
 from gateway.http.middleware import failure, over_limits
 from gateway.http.state import STATE, AppState
 
-__all__ = ("GatewayRunner", "front", "plain_query_pairs")
+__all__ = ("HEAD_TIMEOUT", "MAX_HEADER_FIELD", "GatewayRunner", "front", "plain_query_pairs")
+
+log = logging.getLogger(__name__)
+
+#: Seconds a new connection has to send a complete request head (slowloris).
+HEAD_TIMEOUT: Final = 15.0
+#: The longest header line the parser reads (aiohttp's default); the request line's
+#: limit comes from the config and is always longer, so the two errors are told apart.
+MAX_HEADER_FIELD: Final = 8190
 
 RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
@@ -95,16 +108,99 @@ def front(state: AppState, fallback: RequestHandler) -> RequestHandler:
     return handle
 
 
+def parse_error_answer(exc: HttpProcessingError, line_limit: int) -> web.Response:
+    """The JSON answer to a request the parser refused: 414 for a request line over
+    the limit, 431 for a header over it (or too many), else 400; never the
+    request's bytes echoed (aiohttp's own answer quotes them)."""
+    if isinstance(exc, LineTooLong):
+        if str(exc.args[1]) == str(line_limit):
+            return error_response(414, f"request line too long (max {line_limit} bytes)", "query")
+        return error_response(431, f"header too long (max {MAX_HEADER_FIELD} bytes)", "headers")
+    if "too many headers" in str(exc.message).lower():
+        return error_response(431, "too many headers", "headers")
+    return error_response(400, "malformed HTTP request", None)
+
+
+class _Handler(web_protocol.RequestHandler):
+    """aiohttp's connection handler with the gateway's answers to what its parser
+    refuses (``parse_error_answer``, one log line, no traceback) and a deadline
+    for a new connection's first request head (slowloris)."""
+
+    __slots__ = ("_head_timer", "line_limit")
+
+    def __init__(self, manager: web.Server, *, loop: asyncio.AbstractEventLoop, **kw: Any) -> None:
+        super().__init__(manager, loop=loop, **kw)
+        self.line_limit = int(kw.get("max_line_size", 8190))
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        loop = asyncio.get_running_loop()
+        self._head_timer = loop.call_later(HEAD_TIMEOUT, self._head_too_slow)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._head_timer is not None and self._request_count:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if not self._request_count and self.transport is not None:
+            log.info("closed a connection that sent no request head in %g s", HEAD_TIMEOUT)
+            self.transport.close()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        log.info("malformed request from %s: %s", request.remote, type(exc).__name__)
+        if request.writer.output_size > 0:
+            raise ConnectionError("answer already started; cannot send an error")
+        resp = parse_error_answer(exc, self.line_limit)
+        resp.force_close()
+        return resp
+
+
+class _Server(web.Server):
+    """``web.Server`` whose connections are :class:`_Handler`s."""
+
+    __slots__ = ()
+
+    def __call__(self) -> web_protocol.RequestHandler:
+        return _Handler(self, loop=self._loop, **self._kwargs)
+
+
 class GatewayRunner(web.AppRunner):
     """``web.AppRunner`` with :func:`front` ahead of the Application.
 
     ``_make_server`` is aiohttp's hook for building the low-level server; the
-    Application's own handler becomes the fallback.
+    Application's own handler becomes the fallback, and each connection gets
+    :class:`_Handler`.  The request line's limit follows the config's
+    ``max_query_bytes``; a header line's is ``MAX_HEADER_FIELD``.
     """
 
     __slots__ = ()
 
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        limits = app[STATE].config.limits
+        kwargs["max_line_size"] = max(16384, limits.max_query_bytes * 2 + 1024)
+        kwargs["max_field_size"] = MAX_HEADER_FIELD
+        super().__init__(app, **kwargs)
+
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         server.request_handler = front(self.app[STATE], server.request_handler)
+        server.__class__ = _Server  # each connection gets a _Handler
         return server

@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from gateway import clickid
 from gateway.http.answer import Redirect
 from gateway.http.errors import OUTCOME_STATUS, json_response, reject_response
+from gateway.http.reading import decode_json, read_form
 from gateway.http.state import STATE, AppState
 from gateway.intake.decide import Result
 from gateway.intake.guard import conversion_refusal
@@ -25,8 +25,6 @@ from gateway.store.base import Click
 from gateway.tokens import Visit, click_tokens
 
 __all__ = ("api_clicks", "api_conversions", "click", "click_route", "postback", "postback_route")
-
-_decode = msgspec.json.decode
 
 
 def _reject(state: AppState, reject: Reject) -> web.Response:
@@ -111,10 +109,9 @@ async def _read_array(request: web.Request) -> list[Any] | Reject:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return Reject(413, "body too large", "body")
-    try:
-        items = _decode(body)
-    except msgspec.DecodeError as exc:
-        return Reject(400, f"malformed JSON: {exc}", "body")
+    items = decode_json(body)
+    if isinstance(items, Reject):
+        return items
     if not isinstance(items, list):
         return Reject(400, "expected a JSON array", "body")
     if len(items) > request.app[STATE].config.limits.max_items:
@@ -211,8 +208,10 @@ async def postback(
                 return _reject(state, body)
             merged.update(body)
         else:
-            form = await request.post()
-            merged.update({k: v for k, v in form.items() if isinstance(v, str)})
+            form = await read_form(request)
+            if isinstance(form, Reject):
+                return _reject(state, form)
+            merged.update(form)
         params = merged
     conv = parse_conversion(params, state.config)
     if isinstance(conv, Reject):
@@ -235,10 +234,9 @@ def _flag_conversion(state: AppState, conv: ConversionInput, endpoint: str) -> N
 
 
 async def _read_object(request: web.BaseRequest) -> dict[str, Any] | Reject:
-    try:
-        body = _decode(await request.read())
-    except msgspec.DecodeError as exc:
-        return Reject(400, f"malformed JSON: {exc}", "body")
+    body = decode_json(await request.read())
+    if isinstance(body, Reject):
+        return body
     if not isinstance(body, dict):
         return Reject(400, "expected a JSON object", "body")
     return body

@@ -43,6 +43,12 @@ def failure(request: web.BaseRequest, exc: Exception) -> web.Response:
         return error_response(exc.status, exc.reason, "body" if exc.status == 413 else None)
     if isinstance(exc, Closed):
         return error_response(503, "shutting down; retry")
+    transport = request.transport
+    if transport is None or transport.is_closing():  # the client left mid-request
+        log.info(
+            "%s %s: client disconnected (%s)", request.method, request.path, type(exc).__name__
+        )
+        return error_response(400, "client disconnected")
     # a bug or a failed commit: logged, answered
     log.error("%s %s failed", request.method, request.path, exc_info=exc)
     return error_response(503, "internal error; retry")

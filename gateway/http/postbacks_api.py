@@ -18,12 +18,12 @@ Under ``/api``, so the bearer token applies when the config sets one
 
 from __future__ import annotations
 
-import msgspec
 from aiohttp import web
 
 from gateway.http.errors import bad_input_response, json_response
+from gateway.http.reading import decode_json
 from gateway.http.state import STATE
-from gateway.refusal import BadInput
+from gateway.refusal import BadInput, Reject
 from gateway.testpostback import parse_request, plan_and_send
 
 __all__ = ("test_postback",)
@@ -32,10 +32,9 @@ __all__ = ("test_postback",)
 async def test_postback(request: web.Request) -> web.Response:
     config = request.app[STATE].config  # the live config (swapped whole on SIGHUP)
     try:
-        try:
-            raw = msgspec.json.decode(await request.read())
-        except msgspec.DecodeError as exc:
-            raise BadInput(f"malformed JSON: {exc}", "body") from None
+        raw = decode_json(await request.read())
+        if isinstance(raw, Reject):
+            raise BadInput(raw.error, raw.field, raw.code)
         result = await plan_and_send(config, parse_request(raw))
     except BadInput as exc:
         return bad_input_response(exc)

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from msgspec.structs import replace as _copy
 
 from gateway.config import Config
+from gateway.constants import MAX_RENDERED_BYTES
 from gateway.dispatch.retry import rule_retry
 from gateway.rules import CompiledRule
 from gateway.store.base import Click, Conversion, Delivery, NewDelivery
@@ -23,7 +24,8 @@ Fired = tuple[CompiledRule, list[dict[str, str]], list[tuple[Conversion, Click |
 
 def render_deliveries(config: Config, fired: Iterable[Fired], now: float) -> list[NewDelivery]:
     """Each fired rule rendered for all its conversions at once (``render_many``); a
-    value one conversion cannot render drops that delivery only, with a log line."""
+    value one conversion cannot render, or a postback rendered longer than
+    ``MAX_RENDERED_BYTES``, drops that delivery only, with a log line."""
     settings = config.delivery
     out: list[NewDelivery] = []
     for rule, contexts, owners in fired:
@@ -68,6 +70,15 @@ def render_deliveries(config: Config, fired: Iterable[Fired], now: float) -> lis
             if item is None:
                 continue
             url, display, body = item
+            if len(url) > MAX_RENDERED_BYTES or (
+                body is not None and len(body) > MAX_RENDERED_BYTES
+            ):
+                log.warning(
+                    "rule %s: rendered postback over %d bytes: refused, not stored",
+                    rule.name,
+                    MAX_RENDERED_BYTES,
+                )
+                continue
             reason = guard(context) if guard is not None else None
             if click is None:
                 out.append(

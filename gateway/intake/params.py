@@ -6,6 +6,7 @@ field), so the hot path never uses exceptions for control flow.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -70,6 +71,13 @@ STATUS_WORDS: Mapping[str, ConversionStatus] = {
     ),
 }
 _MAX_PAYOUT = Decimal("1e12")
+#: The one payout syntax (docs/security.md): ASCII digits, an optional sign and
+#: fraction, an optional short exponent; no spaces, underscores or other digits.
+_PAYOUT_SYNTAX = re.compile(
+    r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,2})?", re.ASCII
+)
+#: Digits after the point a payout may carry (so it renders in a bounded length).
+PAYOUT_DECIMALS = 12
 
 
 class ConversionInput:
@@ -205,12 +213,17 @@ def parse_conversion(
     item = get("payout")
     if item is not None:
         payout = item[1]
+        if len(payout) > 40 or not _PAYOUT_SYNTAX.fullmatch(payout):
+            return Reject(400, "payout must be a plain decimal number (e.g. 1.25)", "payout")
         try:
             number = Decimal(payout)
         except InvalidOperation:
             return Reject(400, "payout must be a number", "payout")
-        if not number.is_finite() or abs(number) >= _MAX_PAYOUT:
+        if abs(number) >= _MAX_PAYOUT:
             return Reject(400, "payout must be a finite number below 1e12", "payout")
+        exponent = number.normalize().as_tuple().exponent  # an int: the number is finite
+        if number and isinstance(exponent, int) and exponent < -PAYOUT_DECIMALS:
+            return Reject(400, f"payout has more than {PAYOUT_DECIMALS} decimal places", "payout")
         tokens["payout"] = payout
     if conv.txid is not None:
         tokens["transaction.id"] = conv.txid

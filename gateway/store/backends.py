@@ -3,14 +3,16 @@
 A plain path or ``sqlite:///path`` is SQLite, the embedded default (as in
 SQLAlchemy, the path is what follows the third slash: ``sqlite:///g.sqlite``
 is relative, ``sqlite:////var/lib/g.sqlite`` absolute).  ``postgresql://``
-and ``postgres://`` are refused until that backend exists; any other scheme
-is refused by name.
+and ``postgres://`` are PostgreSQL (libpq's URL form, which asyncpg reads;
+its query parameters that are not connection options become server
+settings).  Any other scheme is refused by name.
 """
 
 from __future__ import annotations
 
 import re
 
+from gateway import constants
 from gateway.store.base import Store
 from gateway.store.sqlite import SQLiteStore
 
@@ -21,8 +23,9 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _POSTGRES = frozenset(("postgresql", "postgres"))
 
 
-def open_store(url: str) -> Store:
-    """The store ``url`` names, not yet opened (``await store.open()``).
+def open_store(url: str, *, lease: float = constants.LEASE_SECONDS) -> Store:
+    """The store ``url`` names, not yet opened (``await store.open()``);
+    ``lease`` matters where processes share the store (``Store.lease``).
 
     Raises ``ValueError`` for a URL no backend here can open."""
     match = _SCHEME.match(url)
@@ -35,14 +38,23 @@ def open_store(url: str) -> Store:
             raise ValueError(f"a SQLite store URL is sqlite:///PATH (no host), not {url!r}")
         return _sqlite(rest[1:])
     if scheme in _POSTGRES:
-        raise ValueError(
-            "the PostgreSQL store is not built yet: use a SQLite path or sqlite:///PATH"
-        )
+        return _postgres(url, lease)
     raise ValueError(
-        f"no store backend for the URL scheme {scheme!r}: use a path or sqlite:///PATH"
+        f"no store backend for the URL scheme {scheme!r}:"
+        " use a path, sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
     )
 
 
 def _sqlite(path: str) -> Store:
     store: Store = SQLiteStore(path)  # mypy checks here that SQLiteStore is a whole Store
+    return store
+
+
+def _postgres(url: str, lease: float) -> Store:
+    # imported here: a SQLite gateway never loads asyncpg
+    from gateway.store.postgres import PostgresStore  # noqa: PLC0415
+
+    if not lease > 0:
+        raise ValueError(f"a lease is a positive number of seconds, not {lease!r}")
+    store: Store = PostgresStore(url, lease=lease)
     return store

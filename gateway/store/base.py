@@ -211,13 +211,27 @@ class QueueAge(Protocol):
 
 
 class DeliveryQueue(Protocol):
-    """What the dispatcher needs: due rows, the queue depth, the attempt log, retention."""
+    """What the dispatcher needs: claims on due rows, the queue depth, the attempt log,
+    retention."""
 
-    async def due_deliveries(
-        self, now: float, limit: int, after: tuple[float, int] | None = None
+    async def claim_due(
+        self,
+        now: float,
+        limit: int,
+        lease: float,
+        *,
+        ahead: float = 0.0,
+        after: tuple[float, int] | None = None,
     ) -> list[Delivery]:
-        """Queued deliveries whose ``next_at`` has come, by (next_at, delivery_id);
-        ``after``: only those past that key (paging)."""
+        """Claim queued deliveries due by ``now + ahead`` for this process, by
+        (next_at, delivery_id); ``after``: only those past that key (paging).
+
+        A delivery is claimable while no live lease holds it, or while this
+        store's own does: a backend shared by several processes (PostgreSQL)
+        skips rows another process leased until later than ``now`` and leases
+        what it returns to itself until ``now + lease``; a backend with one
+        process (SQLite) has nobody to share with and returns the due rows.
+        """
         ...
 
     async def queued_count(self) -> int:
@@ -258,7 +272,16 @@ class DeliveryLog(Protocol):
 
 
 class Store(IntakeStore, DeliveryQueue, DeliveryLog, Protocol):
-    """One backend: every seam, opened and closed together."""
+    """One backend: every seam, opened and closed together.
+
+    ``shared``: whether several gateway processes may run on one store at
+    once (``serve --workers N``, or instances on several hosts); ``lease``:
+    the seconds a delivery it commits or claims stays this process's without
+    being renewed (how soon another process takes over after a crash).
+    """
+
+    shared: bool
+    lease: float
 
     async def open(self) -> None: ...
 

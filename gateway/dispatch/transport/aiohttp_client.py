@@ -27,6 +27,7 @@ from gateway.dispatch.transport.ssrf import (
     parse_resolve,
 )
 from gateway.dispatch.transport.tls import client_context
+from gateway.dispatch.transport.urls import URLParts
 
 __all__ = ("AiohttpTransport",)
 
@@ -71,6 +72,21 @@ class _GuardedResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._system.close()
+
+
+def _as_yarl(parts: URLParts) -> URL:
+    path, _, query = parts.target.partition("?")
+    user, _, password = parts.userinfo.partition(":")
+    return URL.build(
+        scheme=parts.scheme,
+        user=user or None,
+        password=password or None,
+        host=f"[{parts.host}]" if ":" in parts.host else parts.host,
+        port=parts.port,
+        path=path,
+        query_string=query,
+        encoded=True,
+    )
 
 
 class AiohttpTransport:
@@ -120,11 +136,9 @@ class AiohttpTransport:
         seen = blocked_dials.set([])
         cap = self._settings.body_prefix_bytes
         try:
-            try:
-                target = URL(url, encoded=True)
-            except (ValueError, TypeError) as exc:
-                raise TransportError(f"invalid URL: {exc}", final=True, final_url=url) from exc
-            check_hop(target.scheme, target.raw_host, url, self.policy)
+            # Read the one way (urls.split_url), then handed to aiohttp built from
+            # those parts, so aiohttp dials the host the guard judged.
+            target = _as_yarl(check_hop(url, self.policy))
             client_timeout = self._timeouts.get(timeout)
             if client_timeout is None:
                 client_timeout = aiohttp.ClientTimeout(total=timeout)

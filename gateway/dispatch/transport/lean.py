@@ -17,10 +17,11 @@ import re
 import ssl
 import time
 from collections.abc import Mapping
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from gateway.dispatch.settings import DeliverySettings
 from gateway.dispatch.transport.base import USER_AGENT, Answer, TransportError
+from gateway.dispatch.transport.body import decompressed
 from gateway.dispatch.transport.pool import Key, Pool
 from gateway.dispatch.transport.redirects import check_hop
 from gateway.dispatch.transport.ssrf import AddressPolicy
@@ -64,7 +65,7 @@ class LeanTransport:
             return Answer(
                 status=status,
                 headers=head,
-                body_prefix=prefix,
+                body_prefix=decompressed(head.get("content-encoding"), prefix, self._cap),
                 elapsed=time.perf_counter() - started,
                 final_url=url,
             )
@@ -192,21 +193,13 @@ class LeanTransport:
     def _origin(self, method: str, origin: str, url: str) -> tuple[Key, str, bytes]:
         """Parse and check one origin once: its key, and the head lines it always sends."""
         try:
-            parts = urlsplit(origin)
-            port = parts.port
-        except ValueError as exc:
-            raise TransportError(f"invalid URL: {exc}", final=True, final_url=url) from exc
-        scheme, host = parts.scheme.lower(), parts.hostname
-        check_hop(scheme, host, url, self.policy)
-        assert host is not None  # check_hop refuses a URL without one
+            parts = check_hop(origin, self.policy)  # the one reading of a URL (urls.py)
+        except TransportError as exc:
+            exc.final_url = url
+            raise
         if not _TOKEN.fullmatch(method):
             raise TransportError(f"invalid method {method!r}", final=True, final_url=url)
-        if not host.isascii():  # IDNA is the URL compiler's job; never guess here
-            raise TransportError(f"non-ASCII host {host!r}", final=True, final_url=url)
-        default = 443 if scheme == "https" else 80
-        port = port or default
-        shown = f"[{host}]" if ":" in host else host
-        host_header = shown if port == default else f"{shown}:{port}"
+        scheme, host, port, host_header = parts.scheme, parts.host, parts.port, parts.host_header
         lines = f"Host: {host_header}\r\nUser-Agent: {USER_AGENT}\r\n\r\n".encode("latin-1")
         entry = ((scheme, host, port), f"{method} ", lines)
         if len(self._prefixes) >= 4096:

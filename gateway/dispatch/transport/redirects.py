@@ -18,20 +18,56 @@ from yarl import URL
 from gateway.constants import MAX_REDIRECTS
 from gateway.dispatch.transport.base import Answer, Transport, TransportError
 from gateway.dispatch.transport.ssrf import AddressPolicy
+from gateway.dispatch.transport.urls import InvalidURL, URLParts, same_host, split_url
 
-__all__ = ("MAX_REDIRECTS", "REDIRECT_STATUSES", "check_hop", "follow", "send")
+__all__ = (
+    "MAX_REDIRECTS",
+    "REDIRECT_STATUSES",
+    "check_fixed_host",
+    "check_hop",
+    "follow",
+    "send",
+)
 
 #: The statuses whose ``Location`` is followed.
 REDIRECT_STATUSES: Final = frozenset((301, 302, 303, 307, 308))
 
 
-def check_hop(scheme: str, host: str | None, url: str, policy: AddressPolicy) -> None:
-    """Refuse a hop's URL before dialling: not http(s), no host, or a blocked literal."""
-    if scheme not in ("http", "https") or not host:
-        raise TransportError(f"unsupported URL (scheme {scheme!r})", final=True, final_url=url)
-    reason = policy.check_host(host)
-    if reason is not None:
-        raise TransportError(f"blocked destination: {host} ({reason})", final=True, final_url=url)
+def check_hop(url: str, policy: AddressPolicy) -> URLParts:
+    """A hop's URL read the one way (``urls.split_url``), refused before dialling
+    when it is not http(s), reads ambiguously, or names a blocked address."""
+    try:
+        parts = split_url(url)
+    except InvalidURL as exc:
+        text = str(exc)
+        if not text.startswith("unsupported URL"):
+            text = f"invalid URL: {text}"
+        raise TransportError(text, final=True, final_url=url) from None
+    why = policy.check_host(parts.host)
+    if why is not None:
+        raise TransportError(
+            f"blocked destination: {parts.host} ({why})", final=True, final_url=url
+        )
+    return parts
+
+
+def check_fixed_host(url: str, host: str) -> None:
+    """Refuse a first hop whose host is not the one its template fixed (``host``).
+
+    Templates cannot put a value in the host (the compiler refuses it), so this
+    only fires on a URL stored before that check, or a reader that went wrong:
+    either way the request must not leave.
+    """
+    try:
+        same = same_host(url, host)
+    except InvalidURL as exc:
+        raise TransportError(f"invalid URL: {exc}", final=True, final_url=url) from None
+    if not same:
+        raise TransportError(
+            f"blocked destination: the URL's host is not {host!r}, the host its template fixed",
+            final=True,
+            final_url=url,
+        )
 
 
 async def send(
@@ -77,8 +113,10 @@ async def follow(
             answer.redirects = hops
             return answer
         try:
+            if not location.isprintable() or "\\" in location or " " in location:
+                raise ValueError("redirect Location with a backslash, space or control character")
             current = str(URL(current, encoded=True).join(URL(location)))
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, UnicodeError) as exc:
             raise TransportError(
                 f"invalid URL: {exc}",
                 final=True,

@@ -16,6 +16,8 @@ import socket
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from gateway.dispatch.transport.registry import EMBEDDED_V4, GLOBAL_UNICAST_V6, V4_ROWS, V6_ROWS
+
 __all__ = (
     "AddressPolicy",
     "BlockedAddress",
@@ -28,50 +30,24 @@ log = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+# Most specific first, so a reason names the narrowest block (Teredo, not 2001::/23).
 _V4_BLOCKED: tuple[tuple[ipaddress.IPv4Network, str], ...] = tuple(
-    (ipaddress.IPv4Network(net), why)
-    for net, why in (
-        ("0.0.0.0/8", "unspecified"),
-        ("10.0.0.0/8", "private"),
-        ("100.64.0.0/10", "cgnat"),
-        ("127.0.0.0/8", "loopback"),
-        ("169.254.0.0/16", "link-local"),
-        ("172.16.0.0/12", "private"),
-        ("192.0.0.0/24", "reserved"),
-        ("192.0.2.0/24", "reserved"),
-        ("192.88.99.0/24", "reserved"),
-        ("192.168.0.0/16", "private"),
-        ("198.18.0.0/15", "reserved"),
-        ("198.51.100.0/24", "reserved"),
-        ("203.0.113.0/24", "reserved"),
-        ("224.0.0.0/4", "multicast"),
-        ("240.0.0.0/4", "reserved"),  # includes 255.255.255.255 (broadcast)
+    sorted(
+        ((ipaddress.IPv4Network(net), why) for net, why, _ in V4_ROWS),
+        key=lambda row: -row[0].prefixlen,
     )
 )
-
 _V6_BLOCKED: tuple[tuple[ipaddress.IPv6Network, str], ...] = tuple(
-    (ipaddress.IPv6Network(net), why)
-    for net, why in (
-        ("::/128", "unspecified"),
-        ("::1/128", "loopback"),
-        ("::/96", "reserved"),  # deprecated IPv4-compatible
-        ("100::/64", "reserved"),  # discard-only
-        ("2001::/23", "reserved"),  # IETF protocol assignments (incl. teredo 2001::/32)
-        ("2001:db8::/32", "reserved"),
-        ("fc00::/7", "private"),  # unique local
-        ("fe80::/10", "link-local"),
-        ("fec0::/10", "reserved"),  # site-local
-        ("ff00::/8", "multicast"),
+    sorted(
+        ((ipaddress.IPv6Network(net), why) for net, why, _ in V6_ROWS),
+        key=lambda row: -row[0].prefixlen,
     )
 )
-
-_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
-_SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
+#: ISATAP interface ids (RFC 5214): ``0000:5efe`` or ``0200:5efe`` then an IPv4 address.
+_ISATAP_IDS = (0x00005EFE, 0x02005EFE)
 
 
 def _v4_reason(ip: ipaddress.IPv4Address) -> str | None:
-    if ip == ipaddress.IPv4Address("255.255.255.255"):
-        return "broadcast"
     for net, why in _V4_BLOCKED:
         if ip in net:
             return why
@@ -79,22 +55,28 @@ def _v4_reason(ip: ipaddress.IPv4Address) -> str | None:
 
 
 def blocked_reason(ip: IPAddress) -> str | None:
-    """Why an address is not a public destination, or None when it is."""
+    """Why an address is not a public destination, or None when it is.
+
+    IPv4: the registry rows.  IPv6: an embedded IPv4 address is judged as
+    itself (mapped, NAT64, 6to4, an ISATAP interface id), then the rows, then
+    anything outside global unicast space (2000::/3) is refused.
+    """
     if isinstance(ip, ipaddress.IPv4Address):
         return _v4_reason(ip)
-    if ip.ipv4_mapped is not None:
-        inner = _v4_reason(ip.ipv4_mapped)
-        return f"ipv4-mapped {inner}" if inner else None
-    for net in _NAT64:
+    value = int(ip)
+    for net, name, shift in EMBEDDED_V4:
         if ip in net:
-            inner = _v4_reason(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-            return f"nat64 {inner}" if inner else None
-    if ip in _SIX_TO_FOUR:
-        inner = _v4_reason(ipaddress.IPv4Address((int(ip) >> 80) & 0xFFFFFFFF))
-        return f"6to4 {inner}" if inner else None
+            inner = _v4_reason(ipaddress.IPv4Address((value >> shift) & 0xFFFFFFFF))
+            return f"{name} {inner}" if inner else None
+    if (value >> 32) & 0xFFFFFFFF in _ISATAP_IDS:
+        inner = _v4_reason(ipaddress.IPv4Address(value & 0xFFFFFFFF))
+        if inner:
+            return f"isatap {inner}"
     for net, why in _V6_BLOCKED:
         if ip in net:
             return why
+    if ip not in GLOBAL_UNICAST_V6:
+        return "not global unicast"
     return None
 
 

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import msgspec
 
+from gateway import constants
 from gateway.store.base import (
     NOTHING_WANTED,
     Attempt,
@@ -50,6 +51,10 @@ INLINE_MAX = 256
 
 class SQLiteStore:
     """The one writer of a SQLite file.  Every method runs as the writer's job."""
+
+    #: One process per file: ``serve --workers`` refuses more than one.
+    shared = False
+    lease = constants.LEASE_SECONDS  # nobody to take over from: never waited on
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -133,10 +138,18 @@ class SQLiteStore:
 
     # -- DeliveryQueue ----------------------------------------------------------
 
-    async def due_deliveries(
-        self, now: float, limit: int, after: tuple[float, int] | None = None
+    async def claim_due(
+        self,
+        now: float,
+        limit: int,
+        lease: float,
+        *,
+        ahead: float = 0.0,
+        after: tuple[float, int] | None = None,
     ) -> list[Delivery]:
-        return await self._call(self._due, now, limit, after)
+        """The due rows: one process writes a SQLite file (``shared`` is False),
+        so every queued row is this process's and a claim needs no lease."""
+        return await self._call(self._due, now + ahead, limit, after)
 
     def _due(self, now: float, limit: int, after: tuple[float, int] | None) -> list[Delivery]:
         if after is None:
