@@ -209,7 +209,14 @@ def _delivery_problems(d: DeliverySettings, problems: list[Problem]) -> None:
     for key, count in at_least_one.items():
         if count < 1:
             problems.append(Problem(f"delivery.{key}", "must be >= 1"))
-    positive = {"timeout": d.timeout, "retention_days": d.retention_days}
+    positive = {
+        "timeout": d.timeout,
+        "connect_timeout": d.connect_timeout,
+        "idle_timeout": d.idle_timeout,
+        "retention_days": d.retention_days,
+    }
+    if d.first_byte_timeout is not None:
+        positive["first_byte_timeout"] = d.first_byte_timeout
     for key, seconds in positive.items():
         if not seconds > 0:
             problems.append(Problem(f"delivery.{key}", "must be > 0"))
