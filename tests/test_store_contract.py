@@ -244,7 +244,8 @@ async def test_a_held_delivery_is_stored_aside_and_never_due(store: Store) -> No
     assert (aside.status, aside.next_at, aside.last_outcome) == ("held", None, "held")
     assert aside.last_reason == "externalid is '${SUBID}'"
     assert await store.queued_count() == 1
-    assert [d.delivery_id for d in await store.due_deliveries(NOW + 10**6, 10)] == [ok.delivery_id]
+    due = await store.claim_due(NOW + 10**6, 10, 30.0)
+    assert [d.delivery_id for d in due] == [ok.delivery_id]
     [listed] = await store.list_deliveries(DeliveryFilter(status="held"), after_id=None, limit=9)
     assert listed.delivery_id == aside.delivery_id and listed.last_reason == aside.last_reason
     assert await store.requeue(DeliveryFilter(), ids=None, now=NOW + 1) == []  # failed only
