@@ -55,10 +55,7 @@ async def serve(
     metrics = Metrics()
     clock = SystemClock()
     dispatcher = Dispatcher(settings=config.delivery, store=store, metrics=metrics, clock=clock)
-    dispatcher.dry_run_sources, dispatcher.dry_run_rules = (
-        config.dry_run_sources,
-        config.dry_run_rules,
-    )
+    dispatcher.dry_run(config.dry_run_sources, config.dry_run_rules)
     await dispatcher.start()
     app = create_app(config, store, dispatcher, metrics=metrics, clock=clock)
     # the parser's line limits follow the config's limits (GatewayRunner)
@@ -97,10 +94,7 @@ async def serve(
         if new.spec.delivery != app[STATE].config.spec.delivery:
             log.warning("reload: [delivery] changes take effect at the next restart")
         app[STATE].config = new
-        dispatcher.dry_run_sources, dispatcher.dry_run_rules = (
-            new.dry_run_sources,
-            new.dry_run_rules,
-        )
+        dispatcher.dry_run(new.dry_run_sources, new.dry_run_rules)
         log.info(
             "reloaded %s: %d traffic source(s), %d campaign(s)",
             path,

@@ -109,8 +109,9 @@ async def test_dry_run_everything_sends_nothing(
 
 async def test_dry_run_one_rule_and_one_source(run: Any, sink: Sink) -> None:
     r = await run()
-    r.dispatcher.dry_run_rules = frozenset({("test-source", "shadowed")})
-    r.dispatcher.dry_run_sources = frozenset({"old-tracker-source"})
+    r.dispatcher.dry_run(
+        frozenset({"old-tracker-source"}), frozenset({("test-source", "shadowed")})
+    )
     shadowed = await r.send(sink.url("/ok?r=1"), rule="shadowed")
     by_source = await r.send(sink.url("/ok?r=2"), traffic_source="old-tracker-source")
     live = await r.send(sink.url("/ok?r=3"))
@@ -148,3 +149,12 @@ async def test_breaker_states_are_visible(run: Any, sink: Sink) -> None:
     (view,) = r.dispatcher.hosts().values()
     assert (view.host, view.circuit, view.failures) == ("127.0.0.1", "open", 1)
     assert view.paused_until == pytest.approx(T0 + 60.0)
+
+
+async def test_dry_run_can_be_switched_off_again(run: Any, sink: Sink) -> None:
+    r = await run()
+    r.dispatcher.dry_run(frozenset({"test-source"}), frozenset())
+    assert (await r.send(sink.url("/ok?r=1"))).status == "dry_run"
+    r.dispatcher.dry_run(frozenset(), frozenset())  # a reload that turned it off
+    assert (await r.send(sink.url("/ok?r=2"))).status == "delivered"
+    assert [h.path_qs for h in sink.hits] == ["/ok?r=2"]

@@ -101,8 +101,9 @@ class Dispatcher:
         #: sources and (source, rule name) pairs; set from the live config
         #: (``runtime``, again on SIGHUP), read when a delivery comes up to be sent.
         self._dry_all = settings.dry_run
-        self.dry_run_sources: frozenset[str] = frozenset()
-        self.dry_run_rules: frozenset[tuple[str, str]] = frozenset()
+        self._dry_sources: frozenset[str] = frozenset()
+        self._dry_rules: frozenset[tuple[str, str]] = frozenset()
+        self._dry_any = self._dry_all  # one attribute read per attempt when off
 
     # -- public API ------------------------------------------------------------
 
@@ -130,6 +131,12 @@ class Dispatcher:
         for host in list(self._hosts.ready):
             self._pump(host)
         self._update_idle()
+
+    def dry_run(self, sources: frozenset[str], rules: frozenset[tuple[str, str]]) -> None:
+        """Shadow these traffic sources and (source, rule name) pairs from now on
+        (the live config's, at start and on SIGHUP); read when a delivery comes up."""
+        self._dry_sources, self._dry_rules = sources, rules
+        self._dry_any = self._dry_all or bool(sources or rules)
 
     def submit(self, deliveries: Sequence[Delivery]) -> None:
         """Take freshly committed (or requeued) deliveries; non-blocking, call on the
@@ -315,12 +322,10 @@ class Dispatcher:
         if d.expires_at is not None and d.expires_at < started:
             self._record(d, expired(expired_attempt(d, started)), count=False)
             return
-        if self._dry_all or (
-            (self.dry_run_sources or self.dry_run_rules)
-            and (
-                d.traffic_source in self.dry_run_sources
-                or (d.traffic_source, d.rule) in self.dry_run_rules
-            )
+        if self._dry_any and (
+            self._dry_all
+            or d.traffic_source in self._dry_sources
+            or (d.traffic_source, d.rule) in self._dry_rules
         ):
             self._record(d, dry_run(dry_run_attempt(d, started)), count=False)
             return
