@@ -15,6 +15,7 @@ import asyncio
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
 
@@ -69,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="skip the bare aiohttp+uvloop ceiling run",
     )
+    run.add_argument(
+        "--rounds", type=int, default=3, help="gateway and ceilings in turn, this many times"
+    )
+    run.add_argument(
+        "--tls", action="store_true", help="postbacks over HTTPS (the sink's throw-away CA)"
+    )
     run.add_argument("--seed", type=int, default=1)
     run.add_argument("--workdir", help="keep the config, database and gateway log here")
     run.add_argument("--json", action="store_true", help="last line: one JSON object")
@@ -92,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
     options = RunOptions(**fields)
     console = Console(stderr=True)
     try:
-        summary, log_tail = asyncio.run(run(options, console))
+        summary, log_tail = _loop_run(run(options, console))
     except (RuntimeError, OSError) as exc:
         console.print(f"[bold red]bench run failed:[/] {exc}")
         return 2
@@ -104,6 +111,15 @@ def _run(args: argparse.Namespace) -> int:
     if not summary.ok:
         return 1
     return 0 if summary.conversions_2xx else 2
+
+
+def _loop_run(coro: Any) -> Any:
+    """The tester on uvloop where installed, like the servers it measures."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional speed-up
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def _config(args: argparse.Namespace) -> int:

@@ -35,6 +35,7 @@ def render_config(
     schedule: Sequence[float] = RETRY_SCHEDULE,
     timeout: float = 5.0,
     max_connections_per_host: int = 64,
+    ca_file: str | None = None,
 ) -> str:
     """The TOML text: delivery settings, then a source and a campaign per ``Source``."""
     lines = [
@@ -51,6 +52,7 @@ def render_config(
         "max_retry_after = 1.0",
         "breaker_failures = 1000",
         "breaker_pause = 0.5",
+        *([f"ca_file = {_s(ca_file)}"] if ca_file else []),
         "",
     ]
     for source in sources:

@@ -236,6 +236,17 @@ class ConversionSource:
         self.waiting = 0  # chains with a step in flight and more to send
         self.expecting = 0  # postbacks the answers so far promise (live progress)
         self.wakeup = asyncio.Event()
+        self.prepared: deque[Chain] = deque()  # built (and rendered) ahead of the timed phase
+
+    def prepare(self, n: int) -> None:
+        """Build and render the next ``n`` chains now, so the timed phase only hands
+        them out (rendering the expected URLs is the tester's work, not the load)."""
+        if self.budget is not None:
+            n = min(n, max(0, self.budget - self.issued) - len(self.prepared))
+        for _ in range(max(0, n)):
+            number = len(self.chains) + len(self.prepared)
+            click = self.clicks[number % len(self.clicks)]
+            self.prepared.append(_chain(click, f"T{number:07d}", self.rng, self.dup, self.update))
 
     async def next_request(self) -> Request | None:
         while True:
@@ -250,9 +261,12 @@ class ConversionSource:
             await self.wakeup.wait()
 
     def _start(self) -> Request:
-        n = len(self.chains)
-        click = self.clicks[n % len(self.clicks)]
-        chain = _chain(click, f"T{n:07d}", self.rng, self.dup, self.update)
+        if self.prepared:
+            chain = self.prepared.popleft()
+        else:
+            n = len(self.chains)
+            click = self.clicks[n % len(self.clicks)]
+            chain = _chain(click, f"T{n:07d}", self.rng, self.dup, self.update)
         if self.budget is not None:
             chain.steps = chain.steps[: max(1, self.budget - self.issued)]
         self.issued += len(chain.steps)
@@ -312,7 +326,7 @@ def compare(expected: dict[str, float], records: list[Record]) -> Verdict:
     """Check every record against every expected URL, byte for byte."""
     arrivals: dict[str, list[float]] = {}
     for rec in records:
-        arrivals.setdefault(f"http://{rec.host}{rec.target}", []).append(rec.t)
+        arrivals.setdefault(f"{rec.scheme}://{rec.host}{rec.target}", []).append(rec.t)
     verdict = Verdict(expected=len(expected), received=len(records))
     for url, answered_at in expected.items():
         times = arrivals.get(url)

@@ -5,7 +5,9 @@ Each sends N GETs with the same concurrency to the same minimal aiohttp sink
 default aiohttp transport, and the dispatcher on the lean transport.  The
 ratios show what the dispatcher's bookkeeping (queues, the durable attempt
 log, metrics) costs over the raw client, and what the client itself costs.
-``python -m bench.fanout [-n 10000] [-c 32] [--rounds 7] [--json]``.
+``python -m bench.fanout [-n 10000] [-c 32] [--rounds 7] [--json] [--tls]``;
+with ``--tls`` every client sends HTTPS to a TLS sink whose throw-away CA it
+trusts (``ca_file``), as real postbacks are HTTPS.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import asyncio
 import json
 import logging
+import ssl
 import statistics
 import subprocess
 import sys
@@ -21,10 +24,12 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from bench.tlsfiles import TlsFiles, client_context, make_tls_files
 from gateway.clock import SystemClock
 from gateway.dispatch.dispatcher import Dispatcher
 from gateway.dispatch.settings import DeliverySettings
@@ -44,12 +49,16 @@ async def _ok(request: web.Request) -> web.Response:
     return web.Response(text="OK")
 
 
-async def _serve_sink() -> None:
+async def _serve_sink(cert: str | None, key: str | None) -> None:
     app = web.Application()
     app.router.add_get("/{tail:.*}", _ok)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+    context = None
+    if cert and key:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024, ssl_context=context)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     print(port, flush=True)
@@ -59,9 +68,10 @@ async def _serve_sink() -> None:
         await runner.cleanup()
 
 
-def _start_sink() -> tuple[subprocess.Popen[str], int]:
+def _start_sink(tls: TlsFiles | None) -> tuple[subprocess.Popen[str], int]:
+    extra = ["--sink-cert", tls.cert, "--sink-key", tls.key] if tls else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.fanout", "--serve-sink"],
+        [sys.executable, "-m", "bench.fanout", "--serve-sink", *extra],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -77,9 +87,12 @@ def _start_sink() -> tuple[subprocess.Popen[str], int]:
 # -- the two clients -----------------------------------------------------------
 
 
-async def run_bare(url: str, n: int, concurrency: int) -> tuple[float, float]:
+async def run_bare(
+    url: str, n: int, concurrency: int, ca_file: str | None = None
+) -> tuple[float, float]:
     """Requests per second of a plain ClientSession loop (the ceiling), and CPU us each."""
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+    context = client_context(ca_file) if ca_file else True
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency, ssl=context)
     async with aiohttp.ClientSession(connector=connector) as session:
         remaining = n
 
@@ -99,7 +112,12 @@ async def run_bare(url: str, n: int, concurrency: int) -> tuple[float, float]:
 
 
 async def run_dispatcher(
-    url: str, n: int, concurrency: int, db: Path, transport: str = "aiohttp"
+    url: str,
+    n: int,
+    concurrency: int,
+    db: Path,
+    transport: str = "aiohttp",
+    ca_file: str | None = None,
 ) -> tuple[float, float]:
     """Deliveries per second from submit() to every attempt recorded as delivered,
     and CPU us each (this process, store thread included)."""
@@ -110,6 +128,7 @@ async def run_dispatcher(
         max_connections=concurrency,
         max_connections_per_host=concurrency,
         transport=transport,  # type: ignore[arg-type]
+        ca_file=ca_file,
     )
     dispatcher = Dispatcher(settings, store, Metrics(), SystemClock())
     try:
@@ -149,11 +168,12 @@ async def run_dispatcher(
         await store.close()
 
 
-async def _measure(n: int, concurrency: int, rounds: int) -> dict[str, float]:
-    proc, port = _start_sink()
-    url = f"http://127.0.0.1:{port}/postback"
+async def _measure(n: int, concurrency: int, rounds: int, tls: TlsFiles | None) -> dict[str, Any]:
+    proc, port = _start_sink(tls)
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/postback"
+    ca_file = tls.ca if tls else None
     try:
-        await run_bare(url, min(n, 500), concurrency)  # warm up both sides
+        await run_bare(url, min(n, 500), concurrency, ca_file)  # warm up both sides
         rps: dict[str, list[float]] = {"bare": [], "aiohttp": [], "lean": []}
         cpu: dict[str, list[float]] = {"bare": [], "aiohttp": [], "lean": []}
         # Interleaved rounds, best of each: on a shared machine a neighbour's
@@ -162,10 +182,10 @@ async def _measure(n: int, concurrency: int, rounds: int) -> dict[str, float]:
             for r in range(rounds):
                 for name in rps:
                     if name == "bare":
-                        rate, us = await run_bare(url, n, concurrency)
+                        rate, us = await run_bare(url, n, concurrency, ca_file)
                     else:
                         db = Path(tmp) / f"{name}{r}.db"
-                        rate, us = await run_dispatcher(url, n, concurrency, db, name)
+                        rate, us = await run_dispatcher(url, n, concurrency, db, name, ca_file)
                     rps[name].append(rate)
                     cpu[name].append(us)
     finally:
@@ -185,6 +205,7 @@ async def _measure(n: int, concurrency: int, rounds: int) -> dict[str, float]:
         for name, v in rps.items()
     }
     return {
+        "scheme": "https" if tls else "http",
         "n": n,
         "concurrency": concurrency,
         "rounds": rounds,
@@ -218,7 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="best of this many rounds")
     parser.add_argument("--json", action="store_true", help="one JSON object")
     parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument("--tls", action="store_true", help="HTTPS to a TLS sink (throw-away CA)")
     parser.add_argument("--serve-sink", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--sink-cert", help=argparse.SUPPRESS)
+    parser.add_argument("--sink-key", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     runner = asyncio.run
     if not args.no_uvloop:
@@ -229,15 +253,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ImportError:
             pass
     if args.serve_sink:
-        runner(_serve_sink())
+        runner(_serve_sink(args.sink_cert, args.sink_key))
         return 0
-    result = runner(_measure(max(1, args.n), max(1, args.concurrency), max(1, args.rounds)))
+    with tempfile.TemporaryDirectory(prefix="fanout-tls-") as tmp:
+        tls = make_tls_files(Path(tmp)) if args.tls else None
+        result = runner(
+            _measure(max(1, args.n), max(1, args.concurrency), max(1, args.rounds), tls)
+        )
     if args.json:
         print(json.dumps(result))
     else:
         r = result
         print(
-            f"n={r['n']}, concurrency={r['concurrency']},"
+            f"{r['scheme'].upper()}, n={r['n']}, concurrency={r['concurrency']},"
             f" {r['rounds']} interleaved rounds: best | median"
         )
         print(f"{'':28} {'per s':>15} {'ratio':>13} {'CPU us/req':>13}")

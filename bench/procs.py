@@ -13,16 +13,26 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import IO
 
 from aiohttp import web
 
-__all__ = ("Child", "free_port", "run_loop", "serve_app", "spawn_gateway", "spawn_server")
+__all__ = (
+    "Child",
+    "cpu_seconds",
+    "free_port",
+    "run_loop",
+    "serve_app",
+    "spawn_gateway",
+    "spawn_server",
+)
 
 
 def run_loop(main: Callable[[], Awaitable[None]]) -> None:
@@ -35,17 +45,33 @@ def run_loop(main: Callable[[], Awaitable[None]]) -> None:
         uvloop.run(main())  # type: ignore[arg-type]
 
 
-async def serve_app(app: web.Application, host: str, port: int) -> None:
-    """Serve until SIGTERM/SIGINT; announce the bound port on stdout."""
+async def serve_app(
+    app: web.Application, host: str, port: int, *, tls: tuple[str, str] | None = None
+) -> None:
+    """Serve until SIGTERM/SIGINT; announce the bound port on stdout.
+
+    With ``tls`` (certificate and key files) the app is served over HTTPS on a
+    second port too, announced first as ``tls PORT``.
+    """
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
+        secure = web.TCPSite(runner, host, 0, backlog=2048, ssl_context=context)
+        await secure.start()
+        server = secure._server
+        assert server is not None
+        print(f"tls {server.sockets[0].getsockname()[1]}", flush=True)  # type: ignore[union-attr]
     site = web.TCPSite(runner, host, port, backlog=2048)
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    print(f"listening {runner.addresses[0][1]}", flush=True)
+    plain = site._server
+    assert plain is not None
+    print(f"listening {plain.sockets[0].getsockname()[1]}", flush=True)  # type: ignore[union-attr]
     try:
         await stop.wait()
     finally:
@@ -63,6 +89,8 @@ class Child:
 
     def __init__(self, name: str, proc: subprocess.Popen[bytes], url: str, log: IO[bytes] | None):
         self.name, self.proc, self.url, self._log = name, proc, url, log
+        #: The HTTPS base URL of a server started with TLS (``tls PORT``), else None.
+        self.tls_url: str | None = None
 
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.proc.poll() is None:
@@ -107,16 +135,32 @@ def spawn_server(
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     line = b""
+    tls_port: int | None = None
     # readline blocks, but the child prints the line within a second or dies (EOF).
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
+        if line.startswith(b"tls "):
+            tls_port = int(line.split()[1])
         if not line or line.startswith(b"listening "):
             break
     if not line.startswith(b"listening "):
         Child(name, proc, "", None).stop()
         raise RuntimeError(f"{name} did not start (exit {proc.returncode})")
     port = int(line.split()[1])
-    return Child(name, proc, f"http://127.0.0.1:{port}", None)
+    child = Child(name, proc, f"http://127.0.0.1:{port}", None)
+    if tls_port is not None:
+        child.tls_url = f"https://127.0.0.1:{tls_port}"
+    return child
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all its threads, from ``/proc`` (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14, 15)
 
 
 def spawn_gateway(

@@ -65,6 +65,16 @@ class Summary(msgspec.Struct, kw_only=True):
     sink_fail_rate: float
     sink_latency_ms: float
     examples: dict[str, list[str]] = {}
+    scheme: str = "http"  # how postbacks went out (--tls: https)
+    rounds: int = 1
+    #: The gateway's CPU (user + system, all threads, /proc) per conversion, round medians.
+    gateway_cpu_us: float | None = None
+    gateway_cpu_us_rounds: list[float] = []
+    #: The relay ceiling (aiohttp in, one aiohttp GET out per conversion, nothing stored).
+    relay_rps: float | None = None
+    relay_ratio: float | None = None  # median of the per-round gateway / relay ratios
+    relay_ratios: list[float] = []
+    bare_ratio: float | None = None  # median of the per-round gateway / bare-ceiling ratios
 
     @property
     def ok(self) -> bool:
@@ -124,7 +134,28 @@ def print_summary(summary: Summary, console: Console) -> None:
             f"p99 {summary.ceiling_p99_ms} ms",
         )
         note = "vs. best" if not summary.rate else "share of the ceiling used at a fixed rate"
-        table.add_row("ingest / ceiling", f"{summary.ingest_ratio:.2f}", note)
+        if summary.bare_ratio is not None:
+            note = f"median of {summary.rounds} per-round ratios"
+        table.add_row(
+            "ingest / ceiling",
+            f"{summary.bare_ratio if summary.bare_ratio is not None else summary.ingest_ratio:.2f}",
+            note,
+        )
+    if summary.relay_rps is not None and summary.relay_ratio is not None:
+        table.add_row(
+            f"relay ({summary.scheme} out)",
+            f"{summary.relay_rps:,.0f}/s",
+            "aiohttp in, one aiohttp GET to the sink out, nothing stored",
+        )
+        rounds = ", ".join(f"{v:.2f}" for v in summary.relay_ratios)
+        table.add_row("ingest / relay", f"{summary.relay_ratio:.2f}", f"rounds: {rounds}")
+    if summary.gateway_cpu_us is not None:
+        rounds = ", ".join(f"{v:.0f}" for v in summary.gateway_cpu_us_rounds)
+        table.add_row(
+            "gateway CPU / conversion",
+            f"{summary.gateway_cpu_us:.0f} us",
+            f"all threads, /proc, intake and delivery; rounds: {rounds}",
+        )
     table.add_row(
         "postbacks",
         f"{summary.postbacks_received}/{summary.postbacks_expected}",

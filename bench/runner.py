@@ -13,8 +13,10 @@ import contextlib
 import os
 import platform
 import random
+import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,9 +28,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench import expect
 from bench.configgen import render_config
 from bench.load import LoadResult, Outcome, Request, run_load
-from bench.procs import Child, spawn_gateway, spawn_server
+from bench.procs import Child, cpu_seconds, spawn_gateway, spawn_server
 from bench.report import Summary, latency_fields, ms, percentile
 from bench.sink import Records
+from bench.tlsfiles import TlsFiles, make_tls_files
 
 __all__ = ("RunOptions", "machine", "run")
 
@@ -52,6 +55,8 @@ class RunOptions(msgspec.Struct, kw_only=True):
     sink_alter_rate: float = 0.0  # test only: the sink lies
     drain_timeout: float = 30.0
     ceiling: bool = True
+    rounds: int = 3  # gateway and ceilings in turn, this many times
+    tls: bool = False  # postbacks over HTTPS to the sink's TLS port (a throw-away CA)
     seed: int = 1
     workdir: str | None = None
 
@@ -83,8 +88,10 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}"
 
 
-def _sink_args(o: RunOptions) -> list[str]:
+def _sink_args(o: RunOptions, tls: TlsFiles | None) -> list[str]:
+    extra = ["--cert", tls.cert, "--key", tls.key] if tls is not None else []
     return [
+        *extra,
         "--latency",
         str(o.sink_latency),
         "--fail-rate",
@@ -117,7 +124,13 @@ async def _get_json(session: aiohttp.ClientSession, url: str) -> bytes:
 
 
 async def _drain(
-    sink: Child, expected: int, timeout: float, progress: Progress, task: object
+    sink: Child,
+    expected: int,
+    timeout: float,
+    progress: Progress,
+    task: object,
+    *,
+    settle: float = 0.5,
 ) -> float:
     """Wait until the sink holds ``expected`` records (or the timeout); return seconds waited."""
     start = time.perf_counter()
@@ -128,9 +141,9 @@ async def _drain(
             waited = time.perf_counter() - start
             if count >= expected or waited >= timeout:
                 break
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.02)
         # a short settle, so a late duplicate is caught too
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(settle)
         return waited
 
 
@@ -203,12 +216,16 @@ async def run(o: RunOptions, console: Console) -> tuple[Summary, str]:
     """The whole run; returns the summary and the gateway's log tail (for failures)."""
     rng = random.Random(o.seed)
     with _workdir(o.workdir) as work, _progress(console) as progress:
-        sink = spawn_server("sink", "bench.sink", _sink_args(o), port=o.sink_port)
+        tls = make_tls_files(work / "tls") if o.tls else None
+        sink = spawn_server("sink", "bench.sink", _sink_args(o, tls), port=o.sink_port)
+        out_base = sink.tls_url if tls is not None and sink.tls_url else sink.url
         gateway: Child | None = None
+        ceilings: dict[str, Child] = {}
         log_path = work / "gateway.log"
         try:
-            sources = expect.make_sources(o.sources, sink.url)
-            (work / "bench.toml").write_text(render_config(sources), "utf-8")
+            sources = expect.make_sources(o.sources, out_base)
+            config = render_config(sources, ca_file=tls.ca if tls else None)
+            (work / "bench.toml").write_text(config, "utf-8")
             if o.url is None:
                 gateway = spawn_gateway(
                     str(work / "bench.toml"), str(work / "gateway.sqlite"), str(log_path)
@@ -216,6 +233,12 @@ async def run(o: RunOptions, console: Console) -> tuple[Summary, str]:
                 base_url = gateway.url
             else:
                 base_url = o.url.rstrip("/")
+            if o.ceiling:  # started now, idle until their rounds: every round sees the same box
+                relay_args = ["--relay", f"{out_base}/_relay"]
+                if tls is not None:
+                    relay_args += ["--ca-file", tls.ca]
+                ceilings["relay"] = spawn_server("relay", "bench.ceiling", relay_args)
+                ceilings["bare"] = spawn_server("ceiling", "bench.ceiling", [])
             n_clicks = min(o.clicks, o.count) if o.count else o.clicks
             clicks = expect.make_clicks(sources, n_clicks, rng)
             click_requests = (
@@ -243,24 +266,11 @@ async def run(o: RunOptions, console: Console) -> tuple[Summary, str]:
                 registered, budget=o.count, dup=o.dup_share, update=o.update_share, seed=o.seed
             )
             watch_task = progress.add_task("postbacks", total=None, note="")
-            stop = asyncio.Event()
-            watcher = asyncio.create_task(_watch(sink, progress, watch_task, stop, conversions))
-            load_started = time.time()
-            try:
-                ingest = await _phase(
-                    progress,
-                    "conversions",
-                    o.count,
-                    base_url,
-                    conversions,
-                    o,
-                    count=o.count,
-                    duration=o.duration,
-                    rate=o.rate,
-                )
-            finally:
-                stop.set()
-                await watcher
+            pid = gateway.proc.pid if gateway is not None else None
+            rounds = await _rounds(
+                o, progress, base_url, conversions, ceilings, sink, watch_task, pid
+            )
+            ingest = rounds.ingest
             expected = conversions.expected()
             drain_s = await _drain(sink, len(expected), o.drain_timeout, progress, watch_task)
             records = await _records(sink)
@@ -268,23 +278,9 @@ async def run(o: RunOptions, console: Console) -> tuple[Summary, str]:
         finally:
             if gateway is not None:
                 gateway.stop()
+            for child in ceilings.values():
+                child.stop()
             sink.stop()
-        ceiling: LoadResult | None = None
-        if o.ceiling:
-            replay = [
-                r for c in conversions.chains for r in (c.request(i) for i in range(len(c.steps)))
-            ][: max(ingest.sent, 1)]
-            with spawn_server("ceiling", "bench.ceiling", []) as server:
-                ceiling = await _phase(
-                    progress,
-                    "ceiling",
-                    len(replay),
-                    server.url,
-                    ListSource(replay),
-                    o,
-                    count=len(replay),
-                    duration=60.0,
-                )
     log_tail = log_path.read_text("utf-8", "replace")[-3000:] if log_path.exists() else ""
     summary = _summarise(
         o,
@@ -292,15 +288,132 @@ async def run(o: RunOptions, console: Console) -> tuple[Summary, str]:
         click_result,
         len(registered),
         ingest,
-        ceiling,
+        rounds.ceiling.get("bare"),
         verdict,
         records,
         drain_s,
-        load_started,
+        rounds.started,
     )
+    summary.scheme = "https" if tls else "http"
+    summary.rounds = len(rounds.gateway_cpu_us)
+    summary.gateway_cpu_us = _median(rounds.gateway_cpu_us)
+    summary.gateway_cpu_us_rounds = [round(v, 1) for v in rounds.gateway_cpu_us]
+    summary.relay_ratio = _median(rounds.ratios.get("relay", []), 3)
+    summary.relay_ratios = [round(v, 3) for v in rounds.ratios.get("relay", [])]
+    summary.bare_ratio = _median(rounds.ratios.get("bare", []), 3)
+    relay = rounds.ceiling.get("relay")
+    summary.relay_rps = round(relay.rps, 1) if relay else None
     kinds = conversions.kinds()
     summary.duplicates_sent, summary.updates_sent = kinds["duplicate"], kinds["update"]
     return summary, log_tail
+
+
+def _median(values: list[float], digits: int = 1) -> float | None:
+    return round(statistics.median(values), digits) if values else None
+
+
+class _Rounds(msgspec.Struct):
+    ingest: LoadResult
+    ceiling: dict[str, LoadResult]
+    ratios: dict[str, list[float]]  # per round: gateway rps / that ceiling's rps
+    gateway_cpu_us: list[float]  # per round: gateway CPU (all threads) per conversion
+    started: float
+
+
+def _merge(results: list[LoadResult]) -> LoadResult:
+    statuses: Counter[int] = Counter()
+    errors: Counter[str] = Counter()
+    for r in results:
+        statuses.update(r.statuses)
+        errors.update(r.errors)
+    return LoadResult(
+        sent=sum(r.sent for r in results),
+        elapsed=sum(r.elapsed for r in results) or 1e-9,
+        latencies=[v for r in results for v in r.latencies],
+        lags=[v for r in results for v in r.lags],
+        statuses=dict(statuses),
+        errors=dict(errors),
+    )
+
+
+#: Conversions per second assumed when preparing a timed round's chains ahead.
+_PREPARE_RATE = 12_000
+
+
+async def _rounds(
+    o: RunOptions,
+    progress: Progress,
+    base_url: str,
+    conversions: expect.ConversionSource,
+    ceilings: dict[str, Child],
+    sink: Child,
+    watch_task: object,
+    pid: int | None,
+) -> _Rounds:
+    """Gateway and ceilings in turn, ``o.rounds`` times: each round's gateway phase
+    (its postbacks drained, its CPU read from /proc) then each ceiling on the same
+    requests.  A neighbour's burst then lands on one round, not on one side."""
+    n_rounds = max(1, o.rounds if ceilings else 1)
+    per_count = None if o.count is None else max(1, o.count // n_rounds)
+    per_duration = None if o.duration is None else o.duration / n_rounds
+    mine: list[LoadResult] = []
+    theirs: dict[str, list[LoadResult]] = {name: [] for name in ceilings}
+    ratios: dict[str, list[float]] = {name: [] for name in ceilings}
+    cpu_us: list[float] = []
+    started = time.time()
+    for r in range(n_rounds):
+        count = per_count
+        if count is not None and r == n_rounds - 1 and o.count is not None:
+            count = o.count - per_count * (n_rounds - 1)  # type: ignore[operator]
+        if count is not None:
+            conversions.prepare(count)
+        else:
+            wanted = (o.rate or _PREPARE_RATE) * (per_duration or 0.0) * 1.2
+            conversions.prepare(int(wanted) - len(conversions.prepared))
+        first_chain = len(conversions.chains)
+        cpu_before = cpu_seconds(pid) if pid else float("nan")
+        result = await _phase(
+            progress,
+            f"round {r + 1}",
+            count,
+            base_url,
+            conversions,
+            o,
+            count=count,
+            duration=per_duration,
+            rate=o.rate,
+        )
+        await _drain(
+            sink, len(conversions.expected()), o.drain_timeout, progress, watch_task, settle=0.0
+        )
+        if pid and result.sent:
+            cpu_us.append((cpu_seconds(pid) - cpu_before) / result.sent * 1e6)
+        mine.append(result)
+        if not ceilings or not result.sent:
+            continue
+        sent = [c.request(i) for c in conversions.chains[first_chain:] for i in range(len(c.steps))]
+        replay = (sent * (result.sent // max(1, len(sent)) + 1))[: result.sent]
+        for name, child in ceilings.items():
+            ceiling = await _phase(
+                progress,
+                f"  {name}",
+                len(replay),
+                child.url,
+                ListSource(replay),
+                o,
+                count=len(replay),
+                duration=60.0,
+            )
+            theirs[name].append(ceiling)
+            if ceiling.rps:
+                ratios[name].append(result.rps / ceiling.rps)
+    return _Rounds(
+        ingest=_merge(mine),
+        ceiling={name: _merge(v) for name, v in theirs.items() if v},
+        ratios=ratios,
+        gateway_cpu_us=cpu_us,
+        started=started,
+    )
 
 
 def _summarise(

@@ -20,7 +20,12 @@ retry schedule has more attempts than that can always get through: the run
 measures the gateway, not dice.
 
 Control endpoints (not recorded): ``GET /_count``, ``GET /_records``,
-``GET /_health``.
+``GET /_health``, and ``/_relay``, which answers ``OK`` like a delivery does
+(the relay ceiling's requests, never recorded).
+
+With ``--cert`` and ``--key`` it also serves HTTPS on a second port, printed
+as ``tls PORT`` before the ``listening PORT`` line (that one stays HTTP, for
+the control endpoints).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class Record(msgspec.Struct, array_like=True):
     host: str
     target: str  # raw path + query, byte for byte as requested
     body: str
+    scheme: str = "http"  # https: it came in on the TLS port
 
 
 class Records(msgspec.Struct):
@@ -131,7 +137,9 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     if verdict == "alter":
         recorder.lied += 1
         target += "x"
-    recorder.records.append(Record(arrived, request.method, request.host, target, body))
+    recorder.records.append(
+        Record(arrived, request.method, request.host, target, body, request.scheme)
+    )
     return web.Response(text="OK")
 
 
@@ -151,17 +159,24 @@ async def _health(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+async def _relay(request: web.Request) -> web.Response:
+    return web.Response(text="OK")
+
+
 def build_app(options: SinkOptions) -> web.Application:
     app = web.Application(client_max_size=1 << 20)
     app[_KEY] = _Recorder(options)
     app.router.add_get("/_count", _count)
     app.router.add_get("/_records", _records)
     app.router.add_get("/_health", _health)
+    app.router.add_route("*", "/_relay", _relay)
     app.router.add_route("*", "/{tail:.*}", _handle)
     return app
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[SinkOptions, str, int]:
+def parse_args(
+    argv: Sequence[str] | None = None,
+) -> tuple[SinkOptions, str, int, tuple[str, str] | None]:
     parser = argparse.ArgumentParser(
         prog="python -m bench.sink", description=__doc__.splitlines()[0]
     )
@@ -174,6 +189,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[SinkOptions, str, int
     parser.add_argument("--alter-rate", type=float, default=0.0)
     parser.add_argument("--max-fails", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cert", help="PEM certificate: serve HTTPS too (printed: tls PORT)")
+    parser.add_argument("--key", help="PEM key for --cert")
     args = parser.parse_args(argv)
     options = SinkOptions(
         latency=args.latency,
@@ -184,12 +201,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[SinkOptions, str, int
         max_fails=args.max_fails,
         seed=args.seed,
     )
-    return options, args.host, args.port
+    tls = (args.cert, args.key) if args.cert and args.key else None
+    return options, args.host, args.port, tls
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options, host, port = parse_args(argv)
-    run_loop(lambda: serve_app(build_app(options), host, port))
+    options, host, port, tls = parse_args(argv)
+    run_loop(lambda: serve_app(build_app(options), host, port, tls=tls))
     return 0
 
 

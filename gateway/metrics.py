@@ -6,12 +6,14 @@ account secret can reach a label.
 
 from __future__ import annotations
 
+import os
 import platform
 from bisect import bisect_left
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 import _fastrender
 from gateway import __version__
@@ -128,29 +130,38 @@ class Metrics:
             registry=r,
         )
         self.queue_depth = Gauge(
-            "gateway_delivery_queue_depth", "Deliveries queued or in flight", registry=r
+            "gateway_delivery_queue_depth",
+            "Deliveries queued or in flight",
+            registry=r,
+            # across workers: the largest live worker's count (each counts the
+            # shared store's queue at its start, so a sum would count it twice)
+            multiprocess_mode="livemax",
         )
         self.oldest_queued = Gauge(
             "gateway_delivery_oldest_queued_seconds",
             "Age of the oldest queued delivery (0 when none waits), read at scrape time",
             registry=r,
+            multiprocess_mode="livemostrecent",  # the store is shared: the latest reading
         )
         self.breaker_hosts = Gauge(
             "gateway_breaker_hosts",
             "Destination hosts by circuit-breaker state (open: paused; half-open: probing)",
             ["circuit"],
             registry=r,
+            multiprocess_mode="livemax",  # each worker keeps its own breaker
         )
         for circuit in ("open", "half-open"):
             self.breaker_hosts.labels(circuit).set(0)
-        self.build = Info("gateway_build", "Version and build of this gateway", registry=r)
-        self.build.info(
-            {
-                "version": __version__,
-                "python": platform.python_version(),
-                "renderer": "c" if _fastrender.USE_EXTENSIONS else "python",
-            }
+        # a gauge, not an Info: Info metrics are not collected across workers
+        self.build = Gauge(
+            "gateway_build_info",
+            "Version and build of this gateway (always 1)",
+            ["version", "python", "renderer"],
+            registry=r,
+            multiprocess_mode="max",
         )
+        renderer = "c" if _fastrender.USE_EXTENSIONS else "python"
+        self.build.labels(__version__, platform.python_version(), renderer).set(1)
         self.ingest_latency = Histogram(
             "gateway_ingest_seconds",
             "Request received to answer (after commit)",
@@ -190,7 +201,14 @@ class Metrics:
             observer.flush()
 
     def exposition(self) -> bytes:
+        """This process's metrics, or, under ``serve --workers`` (a
+        ``PROMETHEUS_MULTIPROC_DIR``), every worker's, read from their files."""
         self.flush()
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory:
+            fleet = CollectorRegistry()
+            MultiProcessCollector(fleet, path=directory)  # type: ignore[no-untyped-call]
+            return generate_latest(fleet)
         return generate_latest(self.registry)
 
 

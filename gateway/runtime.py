@@ -15,6 +15,7 @@ import logging
 import signal
 from pathlib import Path
 
+import msgspec
 from aiohttp import web
 
 from gateway import __version__
@@ -22,14 +23,16 @@ from gateway.banner import banner
 from gateway.clock import SystemClock
 from gateway.config import Config, read
 from gateway.dispatch.dispatcher import Dispatcher
+from gateway.dispatch.settings import DeliverySettings
 from gateway.http.app import create_app
 from gateway.http.front import GatewayRunner
 from gateway.http.state import STATE
 from gateway.logs import ACCESS_LOG_FORMAT
 from gateway.metrics import Metrics
 from gateway.store import open_store
+from gateway.store.backends import redacted
 
-__all__ = ("GC_THRESHOLDS", "CannotListen", "serve")
+__all__ = ("GC_THRESHOLDS", "CannotListen", "serve", "share_of")
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +45,47 @@ log = logging.getLogger(__name__)
 GC_THRESHOLDS = (10_000, 10, 10)
 
 
+def share_of(settings: DeliverySettings, share: int) -> DeliverySettings:
+    """One process's part of the per-host limits when ``share`` processes send
+    for one host: the connection cap rounded down (at least one each) and the
+    rate divided, so together they stay within the configured limits."""
+    if share <= 1:
+        return settings
+    rate = settings.rate_per_host
+    return msgspec.structs.replace(
+        settings,
+        max_connections_per_host=max(1, settings.max_connections_per_host // share),
+        rate_per_host=None if rate is None else rate / share,
+    )
+
+
 class CannotListen(OSError):
     """The address is taken or not ours: reported, exit 1."""
 
 
 async def serve(
-    config: Config, path: Path, host: str, port: int, db: str, *, access_log: bool = False
+    config: Config,
+    path: Path,
+    host: str,
+    port: int,
+    db: str,
+    *,
+    reuse_port: bool = False,
+    share: int = 1,
+    access_log: bool = False,
 ) -> None:
+    """Serve until SIGTERM/SIGINT; ``reuse_port``: one of several worker
+    processes on this port (``gateway.workers``), the kernel spreading
+    connections; ``share``: how many processes split the per-host limits;
+    ``access_log``: one log line per request."""
     loop = asyncio.get_running_loop()
-    store = open_store(db)
+    store = open_store(db, lease=config.store.lease)
     await store.open()
     metrics = Metrics()
     clock = SystemClock()
-    dispatcher = Dispatcher(settings=config.delivery, store=store, metrics=metrics, clock=clock)
+    dispatcher = Dispatcher(
+        settings=share_of(config.delivery, share), store=store, metrics=metrics, clock=clock
+    )
     dispatcher.dry_run(config.dry_run_sources, config.dry_run_rules)
     await dispatcher.start()
     app = create_app(config, store, dispatcher, metrics=metrics, clock=clock)
@@ -71,7 +102,9 @@ async def serve(
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-    site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)
+    site = web.TCPSite(
+        runner, host, port, backlog=2048, reuse_address=True, reuse_port=reuse_port or None
+    )
     try:
         await site.start()
     except OSError as exc:
@@ -112,10 +145,11 @@ async def serve(
         shown,
         port,
         path,
-        db,
+        redacted(db),
     )
-    for line in banner(app[STATE].config, f"http://{shown}:{port}"):
-        log.info("%s", line)
+    if not reuse_port:  # one process: the mode and what to try (workers: the supervisor's)
+        for line in banner(app[STATE].config, f"http://{shown}:{port}"):
+            log.info("%s", line)
     try:
         await stop.wait()
         log.info("draining: no new connections; committing what was accepted")

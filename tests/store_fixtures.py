@@ -22,7 +22,15 @@ import pytest
 from gateway.store import open_store
 from gateway.store.base import Store
 
-__all__ = ("BACKENDS", "PG_DSN_ENV", "StoreBackend", "fresh_pg_url", "store", "store_backend")
+__all__ = (
+    "BACKENDS",
+    "PG_DSN_ENV",
+    "StoreBackend",
+    "fresh_pg_url",
+    "pg_skip_reason",
+    "store",
+    "store_backend",
+)
 
 #: The PostgreSQL server the store tests use: a libpq URL naming a database
 #: the tests may create schemas in, e.g. postgresql://postgres@127.0.0.1:55433/postgres.
@@ -33,6 +41,13 @@ _PG_SKIP = (
     " cluster: initdb + pg_ctl, as .ci/run does) to run the PostgreSQL store tests"
 )
 _schemas = itertools.count()
+
+
+def pg_skip_reason() -> str:
+    """Why a PostgreSQL test is skipped here, and how to run it."""
+    return _PG_SKIP
+
+
 #: One prefix per test run, so schemas left by an earlier run never collide.
 _RUN = secrets.token_hex(3)
 

@@ -70,6 +70,16 @@ def test_healthy_sink_gets_every_postback_exactly_once() -> None:
     assert "ingest / ceiling" in output  # the human table came first
 
 
+def test_https_postbacks_with_relay_rounds_and_gateway_cpu() -> None:
+    rc, result, output = _bench("--count", "300", "--tls", "--rounds", "2")
+    assert rc == 0 and (result["lost"], result["duplicated"], result["wrong"]) == (0, 0, 0), output
+    assert result["scheme"] == "https" and result["rounds"] == 2
+    assert result["postbacks_expected"] == result["postbacks_received"] > 0
+    assert len(result["relay_ratios"]) == 2 and result["relay_ratio"] > 0  # type: ignore[arg-type]
+    assert len(result["gateway_cpu_us_rounds"]) == 2 and result["gateway_cpu_us"] > 0  # type: ignore[arg-type, operator]
+    assert "ingest / relay" in output and "gateway CPU / conversion" in output
+
+
 def test_failing_sink_loses_nothing_thanks_to_retries() -> None:
     rc, result, output = _bench(
         "--count",

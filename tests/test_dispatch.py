@@ -14,6 +14,7 @@ from sinks import Blackhole, Sink, new_delivery
 from gateway.clock import VirtualClock
 from gateway.dispatch import refill as refill_module
 from gateway.dispatch.dispatcher import Dispatcher
+from gateway.dispatch.hostqueue import UNPROVEN_PER_HOST
 from gateway.dispatch.settings import DeliverySettings
 from gateway.metrics import Metrics
 from gateway.store.base import Delivery, DeliveryFilter, NewDelivery
@@ -314,9 +315,10 @@ async def test_blackholed_host_does_not_delay_a_healthy_one(store: SQLiteStore, 
             await asyncio.sleep(0.01)
         assert sink.count() == 50
         assert time.monotonic() - started < 1.0
-        while h.dispatcher.in_flight > 8 and time.monotonic() - started < 5:
+        while h.dispatcher.in_flight > UNPROVEN_PER_HOST and time.monotonic() - started < 5:
             await asyncio.sleep(0.01)  # the healthy attempts are being recorded
-        assert h.dispatcher.in_flight == 8  # the blackhole holds only its own share
+        # the blackhole never answered: it holds only its probation slots
+        assert h.dispatcher.in_flight == UNPROVEN_PER_HOST
         # a slot moves on before its attempt's log group is committed (a checkpoint
         # may hold the write lock a few ms): wait for the log, within a bound
         statuses: set[str] = set()
@@ -531,3 +533,12 @@ async def test_many_delayed_deliveries_come_back_at_the_refill_pace(
         assert sink.count() == 35
     finally:
         await h.dispatcher.stop()
+
+
+async def test_a_url_whose_host_is_not_its_templates_never_leaves(make: Any, sink: Sink) -> None:
+    h = await make()
+    url = sink.url("/ok?x=1")
+    assert (await h.send(url)).status == "delivered"  # the same origin, its host agreeing
+    d = await h.send(url, host="elsewhere.example", conversion_id="conv-2")
+    assert d.status == "failed" and "the host its template fixed" in (d.last_reason or "")
+    assert sink.count("/ok") == 1

@@ -278,3 +278,21 @@ async def test_a_postback_rendered_over_the_limit_is_never_stored(tmp_path: Path
         assert len(urls) == 1 and "short" in urls[0]  # the 60 KB one was refused
     finally:
         await stop_gateway(g)
+
+
+async def test_a_slowloris_connection_is_closed(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.http import front  # noqa: PLC0415
+
+    monkeypatch.setattr(front, "HEAD_TIMEOUT", 0.3)
+    port = gw.client.server.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /postback?cid=x HTTP/1.1\r\nHost: x\r\nX-A: ")  # and never the rest
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 5.0) == b""  # closed, no answer
+    finally:
+        writer.close()
+    status, _ = await gw.postback(cid="abc")  # the server is fine
+    assert status in (200, 202)

@@ -240,3 +240,14 @@ async def test_non_http_schemes_are_refused(kind: str) -> None:
     with pytest.raises(TransportError) as info:
         await _send(DeliverySettings(allow_private_targets=True), "file:///etc/passwd", kind)
     assert info.value.final
+
+
+def test_docs_print_the_registry_table() -> None:
+    """docs/security.md shows every row of the one table, so the two never drift."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from gateway.dispatch.transport.registry import V4_ROWS, V6_ROWS  # noqa: PLC0415
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "security.md").read_text()
+    for block, reason, rfc in (*V4_ROWS, *V6_ROWS):
+        assert f"| `{block}` | {reason} | {rfc} |" in text, block

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 import gateway.store
-from gateway.store import open_store
+from gateway.store import open_store, store_url
+from gateway.store.backends import redacted
 from gateway.store.sqlite import SQLiteStore
 from tests.store_helpers import click, lookup, write_rows
 
@@ -74,7 +75,36 @@ def test_a_sqlite_url_needs_a_path_and_no_host(url: str) -> None:
 
 
 def test_the_package_exports_open_store() -> None:
-    assert gateway.store.__all__ == tuple(sorted(gateway.store.__all__)) == ("open_store",)
+    assert (
+        gateway.store.__all__
+        == tuple(sorted(gateway.store.__all__))
+        == (
+            "open_store",
+            "store_url",
+        )
+    )
     assert gateway.store.sqlite.__all__ == ("INLINE_MAX", "SCHEMA", "SQLiteStore")
     for name in gateway.store.sqlite.__all__:
         assert hasattr(gateway.store.sqlite, name)
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "configured", "expected"),
+    [
+        ("a.sqlite", "postgresql://e/db", "postgresql://c/db", "a.sqlite"),  # the flag first
+        (None, "postgresql://e/db", "postgresql://c/db", "postgresql://e/db"),  # then the env
+        (None, "", "postgresql://c/db", "postgresql://c/db"),  # then [store] url
+        (None, None, None, "gateway.sqlite"),  # then the default
+    ],
+)
+def test_which_store_serve_opens(
+    flag: str | None, env: str | None, configured: str | None, expected: str
+) -> None:
+    environ = {} if env is None else {"GATEWAY_DB": env}
+    assert store_url(flag, environ, configured) == expected
+
+
+def test_a_password_never_reaches_the_log() -> None:
+    assert redacted("postgresql://gw:s3cret@db:5432/g") == "postgresql://gw:***@db:5432/g"
+    assert redacted("postgresql://gw@db/g") == "postgresql://gw@db/g"
+    assert redacted("./gateway.sqlite") == "./gateway.sqlite"

@@ -76,10 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--db",
-        metavar="PATH",
-        help=f"SQLite file for clicks, conversions and the delivery log "
-        f"(default: ./{constants.DEFAULT_DB})",
+        metavar="URL",
+        help="the store: a SQLite path, sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+        f" (default: ${constants.DB_ENV}, else [store] url, else ./{constants.DEFAULT_DB})",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving one port, supervised; more than 1 needs PostgreSQL "
+        "(default: %(default)s)",
+    )
+    # a worker of ``--workers N``: SO_REUSEPORT, its share of the per-host limits
+    serve.add_argument("--worker-process", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument(
         "--log-level",
         choices=LEVELS,

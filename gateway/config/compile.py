@@ -109,6 +109,7 @@ class Config:
         self.api_token = spec.api_token
         self.batch = spec.batch
         self.limits = spec.limits
+        self.store = spec.store
         self.attribution_window = spec.attribution_window
         #: Shadow mode (dispatcher): sources, and (source, rule name) pairs, whose
         #: deliveries are stored as ``dry_run`` instead of sent.

@@ -27,6 +27,7 @@ from gateway.config.schema import (
     ConfigSpec,
     LimitSettings,
     NetworkSpec,
+    StoreSettings,
     TrafficSourceSpec,
 )
 from gateway.dispatch.settings import DeliverySettings
@@ -48,6 +49,7 @@ _TABLES: Mapping[str, Any] = {
     "batch": BatchSettings,
     "limits": LimitSettings,
     "delivery": DeliverySettings,
+    "store": StoreSettings,
 }
 _RULE_TABLES: Mapping[str, Any] = {"payout": PayoutTransform}
 

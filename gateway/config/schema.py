@@ -11,6 +11,7 @@ from typing import Literal
 
 import msgspec
 
+from gateway import constants
 from gateway.dispatch.settings import DeliverySettings
 from gateway.rules import RuleSpec, Status
 
@@ -84,6 +85,15 @@ class LimitSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_items: int = 1000
 
 
+class StoreSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: where durable state lives: a SQLite path, ``sqlite:///PATH`` or
+    #: ``postgresql://USER@HOST:PORT/DB``; ``serve --db`` and GATEWAY_DB come first
+    url: str | None = None
+    #: seconds a delivery stays leased to the process holding it without a
+    #: renewal (a shared store): after a crash, how soon another process takes over
+    lease: float = constants.LEASE_SECONDS
+
+
 class ConfigSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     api_token: str | None = None
     #: a conversion counts for clicks at most this old (seconds); default 30 days
@@ -100,6 +110,7 @@ class ConfigSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     batch: BatchSettings = msgspec.field(default_factory=BatchSettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
 
 
 #: Stands in for a postback rule that failed to decode, so the rules after it

@@ -254,6 +254,8 @@ class Dispatcher:
                 # the slot goes round (hostqueue): checked here, not in a call, per attempt
                 if not self._running or hosts.starved or host in hosts.held:
                     break
+                if hosts.waiting_unproven or not hosts.may_continue(host):
+                    break  # a host waits for probation room, or this one is back on it
                 d = hosts.take(host) if hosts.ready.get(host) else None
         finally:
             hosts.release(host)
@@ -353,6 +355,9 @@ class Dispatcher:
             attempt, verdict = from_answer(d, answer, started)
         self._tally.observe(("delivery_latency", d.traffic_source), attempt.latency_ms / 1000.0)
         code = attempt.status_code
+        if code is not None or verdict.outcome == "retry":  # a refused URL proves nothing
+            if self._hosts.answered(d.host, code is not None):
+                self._pump(d.host)  # off probation: its other deliveries may start now
         if host_trouble(code) or self._breaker.active:
             self._breaker_note(d.host, code, verdict)
         decision = after_attempt(d, attempt, verdict, answer, self.settings, self._now, self._rng)

@@ -4,9 +4,15 @@ A worker keeps its slot while its host has deliveries ready, is not held and
 no other host waits for a slot (``starved``); then the slot goes round.
 
 Each host gets at most ``max_connections_per_host`` concurrent attempts out
-of the global ``max_connections``, so a host that hangs holds only its own
-share and never slows the others.  A host is *held* while its breaker is
-open or its rate limit is spent; a host that finds every global slot taken
+of the global ``max_connections`` once it has *proven* itself (its last
+attempt got an HTTP answer).  A host not proven yet, or whose last attempt
+timed out or failed to connect, gets ``UNPROVEN_PER_HOST`` slots, and all
+such hosts together at most half the pool: so any number of hung hosts holds
+at most half the connections and a healthy host always finds a slot (the
+other half is its reserve).  A healthy newcomer is proven by its first answer.
+
+A host is *held* while its breaker is open or its rate limit is spent; a host
+that finds every global slot taken
 waits in the *starved* list and gets the next free slot, in arrival order.
 """
 
@@ -14,12 +20,18 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable
+from typing import Final
 
 from gateway.dispatch.breaker import Breaker
 from gateway.dispatch.ratelimit import HostRateLimiter
 from gateway.store.base import Delivery
 
-__all__ = ("HostQueues",)
+__all__ = ("UNPROVEN_PER_HOST", "HostQueues")
+
+#: Concurrent attempts a host gets until its last attempt was answered.
+UNPROVEN_PER_HOST: Final = 2
+#: Hosts remembered as proven; past this the set starts again (all on probation).
+_MAX_PROVEN: Final = 100_000
 
 
 class HostQueues:
@@ -32,11 +44,16 @@ class HostQueues:
         "_now",
         "_on_hold",
         "_per_host",
+        "_unproven_host",
+        "_unproven_max",
         "held",
         "inflight",
         "max_connections",
+        "proven",
         "ready",
         "starved",
+        "unproven_inflight",
+        "waiting_unproven",
     )
 
     def __init__(
@@ -60,6 +77,11 @@ class HostQueues:
         self.starved: dict[str, None] = {}  # hosts waiting for a global slot, FIFO
         self._inflight_host: Counter[str] = Counter()
         self.inflight = 0
+        self.proven: set[str] = set()
+        self._unproven_host: Counter[str] = Counter()  # slots taken while not proven
+        self.unproven_inflight = 0
+        self._unproven_max = max(1, max_connections // 2)
+        self.waiting_unproven: dict[str, None] = {}  # hosts waiting for probation room
 
     def push(self, d: Delivery) -> None:
         """``d`` is due: it waits in its host's ready queue."""
@@ -73,16 +95,44 @@ class HostQueues:
         caps, a hold or an empty queue say no (a full pool marks the host starved)."""
         if not self.ready.get(host):
             return None
-        if self._inflight_host[host] >= self._per_host or host in self.held:
+        proven = host in self.proven
+        cap = self._per_host if proven else min(self._per_host, UNPROVEN_PER_HOST)
+        if self._inflight_host[host] >= cap or host in self.held:
             return None
         if self.inflight >= self.max_connections:
             self.starved[host] = None
+            return None
+        if not proven and self.unproven_inflight >= self._unproven_max:
+            self.waiting_unproven[host] = None
             return None
         d = self.take(host)
         if d is not None:
             self.inflight += 1
             self._inflight_host[host] += 1
+            if not proven:
+                self.unproven_inflight += 1
+                self._unproven_host[host] += 1
         return d
+
+    def answered(self, host: str, answered: bool) -> bool:
+        """An attempt to ``host`` ended: with an HTTP answer (proven), or without
+        one (a timeout, a connection error: back on probation).  True when the
+        host has just been proven: it may take more slots now."""
+        if answered:
+            if host not in self.proven:
+                if len(self.proven) >= _MAX_PROVEN:
+                    self.proven.clear()
+                self.proven.add(host)
+                return True
+        else:
+            self.proven.discard(host)
+        return False
+
+    def may_continue(self, host: str) -> bool:
+        """Whether a worker of ``host`` may take its next delivery on the slot it has."""
+        if host in self.proven:
+            return True
+        return self._inflight_host[host] <= UNPROVEN_PER_HOST
 
     def release(self, host: str) -> None:
         """One of ``host``'s slots is free."""
@@ -90,14 +140,26 @@ class HostQueues:
         self._inflight_host[host] -= 1
         if not self._inflight_host[host]:
             del self._inflight_host[host]
+        if self._unproven_host.get(host):
+            self.unproven_inflight -= 1
+            self._unproven_host[host] -= 1
+            if not self._unproven_host[host]:
+                del self._unproven_host[host]
 
     def next_starved(self) -> str | None:
-        """The host that waited longest for a global slot, if one is free now."""
-        if not self.starved or self.inflight >= self.max_connections:
+        """The host that waited longest for a global slot (or for probation room),
+        if one is free now."""
+        if self.inflight >= self.max_connections:
             return None
-        host = next(iter(self.starved))
-        del self.starved[host]
-        return host
+        if self.starved:
+            host = next(iter(self.starved))
+            del self.starved[host]
+            return host
+        if self.waiting_unproven and self.unproven_inflight < self._unproven_max:
+            host = next(iter(self.waiting_unproven))
+            del self.waiting_unproven[host]
+            return host
+        return None
 
     def hold(self, host: str, until: float) -> None:
         """Keep a host's ready queue waiting until ``until`` (breaker, rate limit)."""

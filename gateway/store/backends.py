@@ -11,16 +11,27 @@ settings).  Any other scheme is refused by name.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from gateway import constants
 from gateway.store.base import Store
 from gateway.store.sqlite import SQLiteStore
 
-__all__ = ("open_store",)
+__all__ = ("open_store", "redacted", "store_url")
 
 #: ``scheme://`` at the start (RFC 3986's scheme characters): a URL, not a path.
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _POSTGRES = frozenset(("postgresql", "postgres"))
+
+
+def store_url(flag: str | None, environ: Mapping[str, str], configured: str | None) -> str:
+    """Which store ``serve`` opens: ``--db``, else the GATEWAY_DB environment
+    variable, else ``[store] url``, else ``./gateway.sqlite`` (as most tools
+    rank a flag over the environment over a file over the default)."""
+    for url in (flag, environ.get(constants.DB_ENV), configured):
+        if url:
+            return url
+    return constants.DEFAULT_DB
 
 
 def open_store(url: str, *, lease: float = constants.LEASE_SECONDS) -> Store:
@@ -58,3 +69,12 @@ def _postgres(url: str, lease: float) -> Store:
         raise ValueError(f"a lease is a positive number of seconds, not {lease!r}")
     store: Store = PostgresStore(url, lease=lease)
     return store
+
+
+#: ``user:password@`` in a URL: the password is never logged.
+_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*):[^/@]*@")
+
+
+def redacted(url: str) -> str:
+    """``url`` fit for a log line: a password in it replaced by ``***``."""
+    return _PASSWORD.sub(r"\1:***@", url)

@@ -127,8 +127,8 @@ class LeanTransport:
             except BaseException:
                 pool.discard(conn)
                 raise
-            if key[0] == "https":
-                pool.keep_session(conn)
+            if not conn.session_kept and key[0] == "https":
+                pool.keep_session(conn)  # after an answer: TLS 1.3 tickets come late
             if keep:
                 pool.release(conn)
             else:

@@ -256,6 +256,7 @@ class Pool:
 
     def keep_session(self, conn: Conn) -> None:
         """Remember the TLS session ``conn`` holds, so the next connection resumes it."""
+        conn.session_kept = True
         if self._ssl is None or conn.transport is None:
             return
         sslobj = conn.transport.get_extra_info("ssl_object")

@@ -29,6 +29,10 @@ __all__ = (
     "send",
 )
 
+#: (scheme and authority, fixed host) pairs found to agree: the check runs per
+#: attempt, and a postback's origin is one of a few per network.
+_FIXED_OK: dict[tuple[str, str], None] = {}
+
 #: The statuses whose ``Location`` is followed.
 REDIRECT_STATUSES: Final = frozenset((301, 302, 303, 307, 308))
 
@@ -58,6 +62,15 @@ def check_fixed_host(url: str, host: str) -> None:
     only fires on a URL stored before that check, or a reader that went wrong:
     either way the request must not leave.
     """
+    sep = url.find("://")
+    end = len(url)
+    for stop in "/?#":  # where split_url's authority ends: the host depends on nothing after
+        found = url.find(stop, sep + 3, end)
+        if found >= 0:
+            end = found
+    key = (url[:end], host)
+    if key in _FIXED_OK:
+        return
     try:
         same = same_host(url, host)
     except InvalidURL as exc:
@@ -68,6 +81,9 @@ def check_fixed_host(url: str, host: str) -> None:
             final=True,
             final_url=url,
         )
+    if len(_FIXED_OK) >= 4096:
+        _FIXED_OK.clear()
+    _FIXED_OK[key] = None
 
 
 async def send(

@@ -35,6 +35,8 @@ _USERINFO_OK: Final = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:-]*\Z")
 _HOST_OK: Final = re.compile(r"[a-z0-9._-]+\Z")
 _NUMERIC_LABEL: Final = re.compile(r"(?:0[xX][0-9a-fA-F]*|[0-9]+)\Z")
 _DEFAULT_PORT: Final = {"http": 80, "https": 443}
+#: scheme, authority (to the first "/", "?" or "#"), request target (to "#").
+_SPLIT: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([^#]*)")
 
 
 class InvalidURL(ValueError):
@@ -57,17 +59,20 @@ class URLParts(NamedTuple):
 
 def split_url(url: str) -> URLParts:
     """An http(s) URL's parts as every client must read them; raise InvalidURL."""
-    sep = url.find("://")
-    scheme = url[:sep].lower() if sep > 0 else ""
-    if scheme not in _DEFAULT_PORT:
+    found = _SPLIT.match(url)
+    scheme = found.group(1).lower() if found is not None else ""
+    if scheme not in _DEFAULT_PORT or found is None:
         raise InvalidURL(f"unsupported URL (scheme {scheme!r})")
-    start = sep + 3
-    end = len(url)
-    for stop in "/?#":
-        found = url.find(stop, start, end)
-        if found >= 0:
-            end = found
-    authority = url[start:end]
+    authority, target = found.group(2, 3)
+    host, port, userinfo = _authority(scheme, authority)
+    if not target.startswith("/"):
+        target = "/" + target
+    return URLParts(scheme, host, port, target, userinfo)
+
+
+@functools.lru_cache(maxsize=4096)
+def _authority(scheme: str, authority: str) -> tuple[str, int, str]:
+    """(host, port, user info) of an authority; kept per text (a few per destination)."""
     if "\\" in authority:
         raise InvalidURL("backslash in the URL's authority (readers disagree where the host ends)")
     userinfo, at, hostport = authority.rpartition("@")
@@ -85,15 +90,10 @@ def split_url(url: str) -> URLParts:
     if rest:
         if not rest.startswith(":") or not (rest[1:].isdigit() and rest[1:].isascii()):
             raise InvalidURL("the URL's port is not a number")
-        if rest[1:]:
-            port = int(rest[1:])
-            if not 0 < port < 65536:
-                raise InvalidURL("the URL's port is out of range")
-    host = normalise_host(host_text)
-    target = url[end:].partition("#")[0] or "/"
-    if target.startswith("?"):
-        target = "/" + target
-    return URLParts(scheme, host, port, target, userinfo)
+        port = int(rest[1:])
+        if not 0 < port < 65536:
+            raise InvalidURL("the URL's port is out of range")
+    return normalise_host(host_text), port, userinfo
 
 
 @functools.lru_cache(maxsize=4096)

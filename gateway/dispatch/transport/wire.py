@@ -49,6 +49,7 @@ class Conn(asyncio.Protocol):
         "idle_since",
         "key",
         "on_lost",
+        "session_kept",
         "transport",
         "used",
     )
@@ -61,6 +62,7 @@ class Conn(asyncio.Protocol):
         self.error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self.used = False  # has carried a request
+        self.session_kept = False  # its TLS session was handed to the pool (once: it costs)
         self.got = 0  # bytes received since the current request was written
         self.idle_since = -1.0  # loop time it went back to the pool; -1 while in use
         #: The pool's hook: a pooled connection the peer closes leaves the pool at once.

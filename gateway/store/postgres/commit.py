@@ -48,17 +48,22 @@ _UPSERT_CONVERSIONS = (
     " updated_at = excluded.updated_at, tokens = excluded.tokens"
 )
 _NEW_IDS = "SELECT nextval($1::regclass) FROM generate_series(1, $2::int)"
+#: A delivery with ``held`` set is stored ``held`` (never due) with its reason.
 _INSERT_DELIVERIES = (
     "INSERT INTO deliveries (delivery_id, conversion_id, traffic_source, campaign_id, rule,"
     " method, url, display_url, body, host, click_time, not_before, max_attempts, created_at,"
-    " schedule, expires_at, answer_rule, status, attempts, next_at, updated_at,"
-    " lease_owner, lease_until)"
-    " SELECT d.*, 'queued', 0, d.nb, d.ca, $18::text, $19::float8 FROM unnest("
+    " schedule, expires_at, answer_rule, status, attempts, next_at, last_outcome, last_reason,"
+    " updated_at, lease_owner, lease_until)"
+    " SELECT d.id, d.conv, d.ts, d.camp, d.rule, d.method, d.url, d.durl, d.body, d.host,"
+    " d.ct, d.nb, d.ma, d.ca, d.sched, d.exp, d.ar,"
+    " CASE WHEN d.held IS NULL THEN 'queued' ELSE 'held' END, 0,"
+    " CASE WHEN d.held IS NULL THEN d.nb END, CASE WHEN d.held IS NULL THEN NULL ELSE 'held' END,"
+    " d.held, d.ca, $19::text, $20::float8 FROM unnest("
     "$1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
     " $8::text[], $9::text[], $10::text[], $11::float8[], $12::float8[], $13::int[],"
-    " $14::float8[], $15::text[], $16::float8[], $17::text[])"
+    " $14::float8[], $15::text[], $16::float8[], $17::text[], $18::text[])"
     " AS d(id, conv, ts, camp, rule, method, url, durl, body, host, ct, nb, ma, ca, sched,"
-    " exp, ar)"
+    " exp, ar, held)"
 )
 
 
@@ -155,12 +160,24 @@ def _delivery_columns(ids: list[int], news: Sequence[NewDelivery]) -> list[list[
         [None if d.schedule is None else encode(d.schedule) for d in news],
         [d.expires_at for d in news],
         [d.answer_rule for d in news],
+        [d.held for d in news],
     ]
 
 
 def _numbered(d: NewDelivery, delivery_id: int) -> Delivery:
     """The stored delivery, as ``SQLiteStore`` hands it back (a ``Delivery`` given
     is numbered in place)."""
+    if d.held is not None:
+        return Delivery(
+            **{f: getattr(d, f) for f in NewDelivery.__struct_fields__},
+            delivery_id=delivery_id,
+            status="held",
+            attempts=0,
+            next_at=None,
+            last_outcome="held",
+            last_reason=d.held,
+            updated_at=d.created_at,
+        )
     if isinstance(d, Delivery):
         d.delivery_id = delivery_id
         d.status, d.attempts, d.next_at, d.updated_at = "queued", 0, d.not_before, d.created_at
