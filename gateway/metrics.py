@@ -1,7 +1,7 @@
 """Prometheus metrics, one registry per gateway (tests run several in a process).
 
-Labels carry traffic-source names and status classes only, never URLs, so no
-account secret can reach a label.
+Labels carry traffic-source names, status classes and destination host names
+only, never URLs, so no account secret can reach a label.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import platform
 from bisect import bisect_left
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -17,6 +18,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 import _fastrender
 from gateway import __version__
+
+if TYPE_CHECKING:
+    from gateway.dispatch.breaker import HostView
 
 __all__ = ("CONTENT_TYPE_LATEST", "BatchedObserver", "Metrics", "status_class")
 
@@ -162,6 +166,22 @@ class Metrics:
         )
         renderer = "c" if _fastrender.USE_EXTENSIONS else "python"
         self.build.labels(__version__, platform.python_version(), renderer).set(1)
+        self.host_paused = Gauge(
+            "gateway_host_paused",
+            "1 while the circuit breaker holds a destination host's deliveries",
+            ["host"],
+            registry=r,
+            # each worker has its own breaker: paused in any live worker reads 1
+            multiprocess_mode="livemax",
+        )
+        self.host_failures = Gauge(
+            "gateway_host_failures",
+            "Consecutive failures the circuit breaker counts for a host",
+            ["host"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self._hosts_shown: set[str] = set()
         self.ingest_latency = Histogram(
             "gateway_ingest_seconds",
             "Request received to answer (after commit)",
@@ -189,6 +209,20 @@ class Metrics:
             buckets=_E2E_BUCKETS,
             registry=r,
         )
+
+    def set_hosts(self, views: Mapping[str, HostView]) -> None:
+        """The breaker's snapshot, the one source of every host gauge: hosts by circuit,
+        and each host's paused flag and failures (a host that recovered reads 0)."""
+        for circuit in ("open", "half-open"):
+            count = sum(1 for v in views.values() if v.circuit == circuit)
+            self.breaker_hosts.labels(circuit).set(count)
+        for host in self._hosts_shown - views.keys():
+            self.host_paused.labels(host).set(0)
+            self.host_failures.labels(host).set(0)
+        for host, v in views.items():
+            self.host_paused.labels(host).set(0 if v.paused_until is None else 1)
+            self.host_failures.labels(host).set(v.failures)
+        self._hosts_shown |= views.keys()
 
     def batched(self, child: Any) -> BatchedObserver:
         """A BatchedObserver for ``child`` that is flushed before every exposition."""

@@ -30,6 +30,7 @@ __all__ = (
     "VAR_KEYS",
     "Visit",
     "bad_text",
+    "campaign_tokens",
     "click_tokens",
     "conversion_context",
     "test_values",
@@ -152,6 +153,22 @@ def click_tokens(
     cost = params.get("cost")
     if cost:
         tokens["click.cost"] = cost
+    return tokens
+
+
+def campaign_tokens(campaign: Campaign) -> dict[str, str]:
+    """The campaign's and its source's tokens, for a conversion with no click of
+    ours (an upstream tracker's, naming ``campaign=``)."""
+    source = campaign.source
+    tokens = {
+        "campaign.id": campaign.id,
+        "trafficsource.id": source.id,
+        "trafficsource.name": source.name,
+    }
+    if campaign.spec.name:
+        tokens["campaign.name"] = campaign.spec.name
+    if campaign.spec.key:
+        tokens["campaign.key"] = campaign.spec.key
     return tokens
 
 

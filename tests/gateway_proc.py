@@ -25,12 +25,14 @@ class GatewayProcess:
     def __init__(
         self,
         config: Path | None,
-        db: Path | None,
+        db: Path | str | None,
         log: Path,
         *,
         host: str = "127.0.0.1",
         cwd: Path = ROOT,
         extra: Sequence[str] = (),
+        workers: int = 1,
+        port: int | None = None,
     ) -> None:
         self.config = config
         self.db = db
@@ -38,7 +40,8 @@ class GatewayProcess:
         self.host = host
         self.cwd = cwd
         self.extra = list(extra)  # more ``serve`` options, e.g. --log-format json
-        self.port = free_port()
+        self.workers = workers
+        self.port = free_port() if port is None else port
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,6 +65,8 @@ class GatewayProcess:
         if self.db is not None:
             argv += ["--db", str(self.db)]
         argv += self.extra
+        if self.workers != 1:
+            argv += ["--workers", str(self.workers)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 argv, cwd=self.cwd, env=env, stdout=log, stderr=subprocess.STDOUT

@@ -149,6 +149,7 @@ async def test_breaker_states_are_visible(run: Any, sink: Sink) -> None:
     (view,) = r.dispatcher.hosts().values()
     assert (view.host, view.circuit, view.failures) == ("127.0.0.1", "open", 1)
     assert view.paused_until == pytest.approx(T0 + 60.0)
+    assert view.reason == "HTTP 503"  # the last failure, in words
 
 
 async def test_dry_run_can_be_switched_off_again(run: Any, sink: Sink) -> None:

@@ -147,7 +147,9 @@ async def test_one_payout_syntax(gw: Gateway, payout: str) -> None:
     assert (status, body["field"]) == (400, "payout"), body
 
 
-@pytest.mark.parametrize("payout", ["1.5", "-2", "0.000001", "1e-05", "1E+2", ".5", "+3"])
+# A negative payout is a correction only a network marked `corrections = true` may
+# send (issue 19; tests/test_no_silent_loss.py), so "-0" stands for the sign here.
+@pytest.mark.parametrize("payout", ["1.5", "-0", "0.000001", "1e-05", "1E+2", ".5", "+3"])
 async def test_plain_payouts_are_accepted(gw: Gateway, payout: str) -> None:
     status, body = await gw.postback(cid="abc", payout=payout, txid=payout)
     assert status in (200, 202), body
@@ -202,7 +204,20 @@ HEADERS = [
     b"Host: \x00",
     b"Cookie: " + b"a=" * 3000,
 ]
-PATHS = ["/postback", "/click/c-hand", "/api/conversions", "/api/clicks", "/api/postbacks/test"]
+PATHS = [
+    "/postback",
+    "/click/c-hand",
+    "/click/%00",
+    "/api/conversions",
+    "/api/clicks",
+    "/api/postbacks/test",
+    "/api/deliveries",
+    "/api/deliveries/replay",
+    "/api/deliveries/99999999999999999999999",
+    "/api/deliveries/1/retry",
+    "/health",
+    "/metrics",
+]
 
 
 def _fuzz_case(rng: random.Random) -> bytes:
@@ -210,7 +225,23 @@ def _fuzz_case(rng: random.Random) -> bytes:
 
     path = rng.choice(PATHS)
     method = rng.choice(["GET", "POST", "POST", "PUT", "G\x01T"])
-    names = ["cid", "payout", "status", "txid", "network", "secret", "externalid", "var1", "since"]
+    names = [
+        "cid",
+        "payout",
+        "status",
+        "txid",
+        "network",
+        "secret",
+        "externalid",
+        "var1",
+        "since",
+        "cursor",
+        "limit",
+        "ids",
+        "source",
+        "values",
+        "campaign_id",
+    ]
     pairs = "&".join(
         f"{rng.choice(names)}="
         f"{quote(rng.choice(NAUGHTY), safe=rng.choice(['', '%&=']), errors='surrogatepass')}"
@@ -237,7 +268,7 @@ def _fuzz_case(rng: random.Random) -> bytes:
 
 async def test_fuzzed_intake_never_answers_5xx(gw: Gateway) -> None:
     rng = random.Random(22)
-    for _ in range(300):
+    for _ in range(600):
         data = _fuzz_case(rng)
         port = gw.client.server.port
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -296,3 +327,47 @@ async def test_a_slowloris_connection_is_closed(
         writer.close()
     status, _ = await gw.postback(cid="abc")  # the server is fine
     assert status in (200, 202)
+
+
+async def test_a_slow_second_head_on_a_kept_alive_connection_is_closed(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.http import front  # noqa: PLC0415
+
+    monkeypatch.setattr(front, "HEAD_TIMEOUT", 0.5)
+    port = gw.client.server.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        first = await asyncio.wait_for(reader.readuntil(b'"ok"}'), 5.0)
+        assert first.startswith(b"HTTP/1.1 200")
+        await asyncio.sleep(0.8)  # an idle keep-alive connection is not a slow head
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 5.0) == b""
+    finally:
+        writer.close()
+
+
+async def test_a_slow_body_is_not_a_slow_head(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.http import front  # noqa: PLC0415
+
+    monkeypatch.setattr(front, "HEAD_TIMEOUT", 0.3)
+    port = gw.client.server.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        body = b"cid=abc&txid=slow"
+        writer.write(
+            b"POST /postback HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body[:5]
+        )
+        await writer.drain()
+        await asyncio.sleep(0.6)
+        writer.write(body[5:])
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.readuntil(b"}"), 5.0)
+        assert answer.split(b" ", 2)[1] in (b"200", b"202"), answer
+    finally:
+        writer.close()

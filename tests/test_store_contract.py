@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -16,10 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.store.base import (
+    Click,
+    Conversion,
+    ConversionFilter,
     DeliveryFilter,
     DeliveryStatus,
     Found,
     NewDelivery,
+    Rewrite,
     Store,
     Wanted,
     Writes,
@@ -251,6 +256,125 @@ async def test_a_held_delivery_is_stored_aside_and_never_due(store: Store) -> No
     assert await store.requeue(DeliveryFilter(), ids=None, now=NOW + 1) == []  # failed only
     [back] = await store.requeue(DeliveryFilter(), ids=[aside.delivery_id], now=NOW + 2)
     assert back.status == "queued" and back.next_at == NOW + 2
+
+
+async def test_lookups_by_every_key(store: Store) -> None:
+    """A click, a conversion and their deliveries, found by any key a person quotes."""
+    ours = Click(
+        click_id="ck1",
+        campaign_id="camp",
+        traffic_source="ts",
+        created_at=NOW,
+        tokens={"externalid": "net-77"},
+    )
+    by_click = Conversion(
+        conversion_id="cv1",
+        click_id="ck1",
+        dedup_key="ck1|t:A",
+        status="approved",
+        created_at=NOW,
+        tokens={"transaction.id": "TX-A"},
+    )
+    upstream = Conversion(
+        conversion_id="cv2",
+        click_id=None,
+        dedup_key="ext:up-9|t:B",
+        status="approved",
+        created_at=NOW + 5,
+        tokens={"externalid": "up-9", "transaction.id": "TX-B"},
+    )
+    news = [
+        msgspec.structs.replace(new_delivery("cv1"), rule="r1", host="a.example"),
+        msgspec.structs.replace(new_delivery("cv1"), rule="r2", host="b.example"),
+        msgspec.structs.replace(new_delivery("cv2", created=NOW + 5), rule="r1"),
+        new_delivery("other"),
+    ]
+    stored = await write_rows(store, [ours], [by_click, upstream], news)
+    ids = {d.conversion_id + d.rule: d.delivery_id for d in stored}
+    assert await store.get_click("ck1") == ours and await store.get_click("nope") is None
+    assert await store.get_conversion("cv2") == upstream
+    assert await store.get_conversion("nope") is None
+
+    async def convs(**keys: str) -> list[str]:
+        wanted = msgspec.convert(keys, ConversionFilter)
+        return [c.conversion_id for c in await store.find_conversions_by(wanted, limit=10)]
+
+    assert await convs(click_id="ck1") == ["cv1"]
+    assert await convs(externalid="net-77") == ["cv1"]  # through its click
+    assert await convs(externalid="up-9") == ["cv2"]  # its own
+    assert await convs(transaction_id="TX-B") == ["cv2"]
+    assert await convs(transaction_id="TX-") == []  # exact, not a prefix
+    assert await convs(externalid="net-7") == []
+
+    async def listed(**keys: Any) -> list[int]:
+        rows = await store.list_deliveries(DeliveryFilter(**keys), after_id=None, limit=50)
+        return [d.delivery_id for d in rows]
+
+    assert await listed(conversion_id="cv1") == [ids["cv1r1"], ids["cv1r2"]]
+    assert await listed(click_id="ck1") == [ids["cv1r1"], ids["cv1r2"]]
+    assert await listed(externalid="net-77", rule="r2") == [ids["cv1r2"]]
+    assert await listed(externalid="up-9") == [ids["cv2r1"]]
+    assert await listed(transaction_id="TX-A") == [ids["cv1r1"], ids["cv1r2"]]
+    assert await listed(transaction_id="nope") == []
+    assert await listed(host="b.example") == [ids["cv1r2"]]
+    assert await listed(rule="r1", until=NOW + 1) == [ids["cv1r1"]]
+    assert await listed(rule="r1", since=NOW + 1) == [ids["cv2r1"]]
+
+
+async def test_rewrite_replaces_the_url_and_queues_afresh(store: Store) -> None:
+    """Fix-and-replay: a finished delivery gets the new URL and a fresh budget (or is
+    held); a queued one is left alone; the attempt log keeps the old attempts."""
+    a, b, c = (d.delivery_id for d in await write_rows(store, deliveries=[new_delivery()] * 3))
+    await record(store, attempt(a, "rejected"), status="failed", next_at=None)
+    await record(store, attempt(b, "rejected"), status="failed", next_at=None)
+
+    def fixed(delivery_id: int, held: str | None = None) -> Rewrite:
+        return Rewrite(
+            delivery_id=delivery_id,
+            url="https://new.example/pb?c=1&k=SECRET",
+            display_url="https://new.example/pb?c=1&k=***",
+            body="x=1",
+            host="new.example",
+            method="POST",
+            answer_rule="inline:{}",
+            held=held,
+        )
+
+    out = await store.rewrite([fixed(a), fixed(b, "still a macro"), fixed(c)], now=NOW + 50)
+    assert [d.delivery_id for d in out] == [a, b]  # c was queued: untouched
+    first, second = out
+    assert (first.status, first.attempts, first.next_at) == ("queued", 0, NOW + 50)
+    assert (first.url, first.display_url, first.body) == (
+        "https://new.example/pb?c=1&k=SECRET",
+        "https://new.example/pb?c=1&k=***",
+        "x=1",
+    )
+    assert (first.host, first.method, first.answer_rule) == ("new.example", "POST", "inline:{}")
+    assert (second.status, second.next_at, second.last_reason) == ("held", None, "still a macro")
+    untouched = await store.get_delivery(c)
+    assert untouched is not None and untouched.url == new_delivery().url
+    assert len(await store.list_attempts(a)) == 1
+    assert a in {d.delivery_id for d in await store.claim_due(NOW + 60, 10, 30.0)}
+
+
+async def test_add_missing_writes_each_rule_once_per_conversion(store: Store) -> None:
+    """Backfill: a (conversion, rule) that has a delivery is skipped, so twice sends once."""
+    await write_rows(store, deliveries=[new_delivery("v1")])  # rule "global" for v1
+    late = [
+        msgspec.structs.replace(new_delivery(conv), rule=rule)
+        for conv, rule in (("v1", "global"), ("v1", "late"), ("v2", "late"), ("v2", "late"))
+    ]
+    written = await store.add_missing(late)
+    assert [(d.conversion_id, d.rule, d.status) for d in written] == [
+        ("v1", "late", "queued"),
+        ("v2", "late", "queued"),
+    ]
+    assert await store.add_missing(late) == []
+    listed = await store.list_deliveries(DeliveryFilter(rule="late"), after_id=None, limit=10)
+    assert [d.delivery_id for d in listed] == [d.delivery_id for d in written]
+    held = msgspec.structs.replace(new_delivery("v3"), rule="late", held="macro")
+    [aside] = await store.add_missing([held])
+    assert aside.status == "held" and await store.queued_count() == 3
 
 
 async def test_purge_removes_finished_only(store: Store) -> None:

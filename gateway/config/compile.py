@@ -35,21 +35,30 @@ from gateway.config.schema import (
     TrafficSourceSpec,
 )
 from gateway.dispatch.transport.urls import InvalidURL, split_url
+from gateway.intake.names import ROLES, is_target
 from gateway.rules import CompiledRule, RuleSpec, compile_rule
 from gateway.sources import catalog
+from gateway.sources import networks as network_presets
 from gateway.sources.answers import choose_answer_rule, preset_for_host
 
 __all__ = ("Campaign", "Config", "Network", "Source", "compile_config")
 
 
 class Network:
-    __slots__ = ("name", "nets", "secret", "statuses")
+    __slots__ = ("corrections", "name", "nets", "roles", "secret", "statuses")
 
-    def __init__(self, spec: NetworkSpec, nets: list[Any]) -> None:
+    def __init__(
+        self, spec: NetworkSpec, nets: list[Any], aliases: dict[str, str] | None = None
+    ) -> None:
         self.name = spec.name
         self.secret = spec.secret
         self.nets = nets
         self.statuses = {k.lower(): v for k, v in spec.statuses.items()}
+        self.corrections = spec.corrections
+        #: parameter name -> (role, rank), the network's own names added (intake.params)
+        self.roles: dict[str, tuple[str, int]] = dict(ROLES)
+        for name, target in (aliases or {}).items():
+            self.roles[name] = ROLES.get(target, (target, -1))
 
     def allows(self, address: str) -> bool:
         if not self.nets:
@@ -361,7 +370,27 @@ def _network(spec: NetworkSpec, path: str, problems: list[Problem]) -> Network:
             nets.append(ipaddress.ip_network(cidr, strict=False))
         except ValueError as exc:
             problems.append(Problem(f"{path}.allowed_cidrs[{j}]", str(exc)))
-    return Network(spec, nets)
+    aliases: dict[str, str] = {}
+    if spec.preset is not None:
+        try:
+            aliases.update(network_presets.get(spec.preset).params)
+        except network_presets.UnknownNetworkPreset as exc:
+            problems.append(Problem(f"{path}.preset", str(exc)))
+    for name, target in spec.params.items():
+        if not is_target(target):
+            problems.append(
+                Problem(
+                    f"{path}.params.{name}",
+                    f"{target!r} is no conversion parameter (cid, payout, txid, status,"
+                    " event, currency, externalid, campaign, var1..var20, var:NAME)",
+                )
+            )
+            continue
+        if name in ("network", "secret"):
+            problems.append(Problem(f"{path}.params.{name}", "cannot be renamed"))
+            continue
+        aliases[name] = target
+    return Network(spec, nets, aliases)
 
 
 def compile_config(spec: ConfigSpec, path: str | None, problems: list[Problem]) -> Config | None:

@@ -69,6 +69,12 @@ class NetworkSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     allowed_cidrs: list[str] = msgspec.field(default_factory=list)
     #: extra status words/numbers, e.g. {"1" = "approved", "paid" = "approved"}
     statuses: dict[str, Status] = msgspec.field(default_factory=dict)
+    #: a network preset (``gateway/sources/networks.toml``): its parameter names
+    preset: str | None = None
+    #: the network's own parameter names -> the gateway's, e.g. {aff_sub = "cid"}
+    params: dict[str, str] = msgspec.field(default_factory=dict)
+    #: the network sends negative payouts as corrections (refused from any other)
+    corrections: bool = False
 
 
 class BatchSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

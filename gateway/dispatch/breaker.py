@@ -23,6 +23,8 @@ class HostState(msgspec.Struct):
     open_until: float = 0.0
     pause: float = 0.0
     probing: bool = False
+    #: the last failure, in words (``HTTP 503``, ``timeout``)
+    reason: str = ""
 
 
 Circuit = Literal["closed", "open", "half-open"]
@@ -35,6 +37,8 @@ class HostView(msgspec.Struct, frozen=True):
     circuit: Circuit
     failures: int  # consecutive, since the last success
     paused_until: float | None  # Unix seconds; None while closed
+    #: the last failure, in words (``HTTP 503``, ``timeout``)
+    reason: str = ""
 
 
 class Breaker:
@@ -76,11 +80,12 @@ class Breaker:
         """Whether any host has failures on record (else nothing is ever blocked)."""
         return bool(self._hosts)
 
-    def failure(self, host: str, now: float) -> None:
+    def failure(self, host: str, now: float, reason: str = "") -> None:
         state = self._hosts.get(host)
         if state is None:
             state = self._hosts[host] = HostState()
         state.failures += 1
+        state.reason = reason
         if state.probing:
             state.probing = False
             state.pause = min(self.max_pause, state.pause * 2)
@@ -97,7 +102,8 @@ class Breaker:
             )
 
     def snapshot(self, now: float) -> dict[str, HostView]:
-        """Every host with failures on record, and where its circuit stands."""
+        """Every host with failures on record, where its circuit stands and why: the one
+        view that ``GET /api/hosts``, the delivery API and ``/metrics`` all read."""
         out: dict[str, HostView] = {}
         for host, state in self._hosts.items():
             if state.open_until == 0.0:
@@ -111,6 +117,7 @@ class Breaker:
                 circuit=circuit,
                 failures=state.failures,
                 paused_until=state.open_until or None,
+                reason=state.reason,
             )
         return out
 

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 import msgspec
 
 from gateway.clock import Clock, SystemClock
-from gateway.dispatch import refill
 from gateway.dispatch.attempt import (
     dry_run_attempt,
     expired_attempt,
@@ -188,7 +187,7 @@ class Dispatcher:
         return self._running and all(not t.done() for t in self._background)
 
     def hosts(self) -> dict[str, HostView]:
-        """Hosts with failures on record: their circuit, failures and pause."""
+        """Hosts with failures on record: their circuit, failures, pause and last reason."""
         return self._breaker.snapshot(self._now())
 
     # -- scheduling ------------------------------------------------------------
@@ -287,7 +286,7 @@ class Dispatcher:
             self._idle.set()
 
     async def _scheduler(self) -> None:
-        self._next_refill = self._now() + REFILL_INTERVAL
+        self._next_refill = self._now() + self._refill.every
         while self._running:
             try:
                 await self._tick()
@@ -302,7 +301,7 @@ class Dispatcher:
         now = self._now()
         if now >= self._next_refill:
             more = await self._load(now)
-            self._next_refill = self._now() + refill.pause(more, len(self._known))
+            self._next_refill = self._now() + self._refill.pause(more, len(self._known))
         self._fire_due(self._now())
         self._update_idle()
         await self._timer.sleep(self._next_refill)
@@ -367,7 +366,7 @@ class Dispatcher:
         """Host trouble counts (a refused address does not); any other answer closes."""
         if host_trouble(code):
             if code is not None or verdict.outcome == "retry":
-                self._breaker.failure(host, self._now())
+                self._breaker.failure(host, self._now(), verdict.reason)
         elif self._breaker.success(host):  # a probe came back: the host's queue goes
             self._hosts.unhold(host)
             self._pump(host)

@@ -33,10 +33,16 @@ REFILL_SOON = 0.1
 class Refill:
     """Pages of due rows from the store, each past the last full one."""
 
-    __slots__ = ("_after", "_store", "loading", "recent_done")
+    __slots__ = ("_after", "_store", "every", "loading", "recent_done")
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        #: Seconds between refills with nothing more to load.  On a shared
+        #: store a refill is also how a dead process's deliveries are taken
+        #: over once their leases lapse, so it comes twice per lease.
+        self.every = (
+            min(REFILL_INTERVAL, max(1.0, store.lease / 2)) if store.shared else REFILL_INTERVAL
+        )
         #: Where the next page goes on: the key of the last row of a full page.
         self._after: tuple[float, int] | None = None
         self.loading = False
@@ -72,11 +78,15 @@ class Refill:
         # usual interval.
         return fresh, full and bool(fresh)
 
+    def pause(self, more: bool, held: int) -> float:
+        """Seconds until the next refill: soon while there is more and memory has room."""
+        return pause(more, held, self.every)
 
-def pause(more: bool, held: int) -> float:
+
+def pause(more: bool, held: int, every: float = REFILL_INTERVAL) -> float:
     """Seconds until the next refill: soon while there is more and memory has room."""
     if not more:
-        return REFILL_INTERVAL
+        return every
     if held < 2 * REFILL_LIMIT:
         return REFILL_SOON
     return 1.0

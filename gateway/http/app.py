@@ -16,7 +16,15 @@ from aiohttp import web
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.dispatch import DeliverySink
-from gateway.http import deliveries_api, intake_routes, openapi, postbacks_api, probes
+from gateway.http import (
+    deliveries_api,
+    intake_routes,
+    lookups_api,
+    openapi,
+    postbacks_api,
+    probes,
+    replay_api,
+)
 from gateway.http.middleware import guard_middleware
 from gateway.http.state import STATE, AppState
 from gateway.metrics import Metrics
@@ -49,10 +57,15 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/conversions", intake_routes.api_conversions),
     Route("GET", "/api/deliveries", deliveries_api.list_deliveries),
     Route("POST", "/api/deliveries/replay", deliveries_api.replay),
+    Route("POST", "/api/deliveries/rerender", replay_api.rerender),
+    Route("POST", "/api/backfill", replay_api.backfill),
     Route("GET", "/api/deliveries/{id}", deliveries_api.show),
     Route("POST", "/api/deliveries/{id}/retry", deliveries_api.retry),
     Route("POST", "/api/postbacks/test", postbacks_api.test_postback),
-    Route("GET", "/api/hosts", probes.hosts),
+    Route("GET", "/api/conversions", lookups_api.find_conversions),
+    Route("GET", "/api/conversions/{id}", lookups_api.show_conversion),
+    Route("GET", "/api/clicks/{id}", lookups_api.show_click),
+    Route("GET", "/api/hosts", lookups_api.hosts),
     Route("GET", "/api/openapi.json", openapi.serve),
 )
 

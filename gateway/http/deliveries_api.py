@@ -27,7 +27,19 @@ from gateway.store.base import (
     DeliveryLog,
 )
 
-__all__ = ("attempt_json", "delivery_json", "list_deliveries", "replay", "retry", "show")
+__all__ = (
+    "FILTERS",
+    "attempt_json",
+    "delivery_json",
+    "filters_from",
+    "paused_hosts",
+    "ids_from",
+    "list_deliveries",
+    "replay",
+    "retry",
+    "show",
+    "time_from",
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +108,14 @@ def attempt_json(a: Attempt) -> dict[str, Any]:
     }
 
 
-def _paused(state: AppState) -> Mapping[str, HostView]:
+def paused_hosts(state: AppState) -> Mapping[str, HostView]:
     """Hosts whose circuit is open or probing (their queued deliveries wait)."""
     hosts = getattr(state.sink, "hosts", None)
     views: Mapping[str, HostView] = hosts() if hosts is not None else {}
     return {h: v for h, v in views.items() if v.circuit != "closed"}
 
 
-def _time(field: str, raw: Any) -> float:
+def time_from(field: str, raw: Any) -> float:
     """Unix seconds, or an ISO 8601 time with a zone."""
     if isinstance(raw, bool):
         raise BadInput("expected Unix seconds or an ISO 8601 time", field)
@@ -131,22 +143,40 @@ def _time(field: str, raw: Any) -> float:
     return value
 
 
-def _filters(params: dict[str, Any]) -> DeliveryFilter:
+#: The delivery log's text filters (``GET /api/deliveries?NAME=``), each an exact match.
+TEXT_FILTERS = (
+    "traffic_source",
+    "campaign_id",
+    "conversion_id",
+    "click_id",
+    "externalid",
+    "transaction_id",
+    "rule",
+    "host",
+)
+#: Every filter name, as the list and the replay accept them.
+FILTERS = ("status", *TEXT_FILTERS, "since", "until")
+
+
+def filters_from(params: dict[str, Any]) -> DeliveryFilter:
+    """The delivery filters from query or JSON parameters; raises BadInput."""
     status = params.get("status")
     if status is not None and status not in _STATUSES:
         raise BadInput(f"expected one of {', '.join(_STATUSES)}", "status")
-    text: dict[str, str | None] = {}
-    for name in ("traffic_source", "campaign_id"):
+    text: dict[str, str] = {}
+    for name in TEXT_FILTERS:
         value = params.get(name)
-        if value is not None and not isinstance(value, str):
+        if value is None:
+            continue
+        if not isinstance(value, str):
             raise BadInput("expected a string", name)
         text[name] = value
-    since = params.get("since")
+    since, until = params.get("since"), params.get("until")
     return DeliveryFilter(
         status=status,
-        traffic_source=text["traffic_source"],
-        campaign_id=text["campaign_id"],
-        since=None if since is None else _time("since", since),
+        since=None if since is None else time_from("since", since),
+        until=None if until is None else time_from("until", until),
+        **text,
     )
 
 
@@ -172,16 +202,14 @@ async def list_deliveries(request: web.Request) -> web.Response:
     store = request.app[STATE].store
     q = request.rel_url.query
     try:
-        filters = _filters(
-            {k: q[k] for k in ("status", "traffic_source", "campaign_id", "since") if k in q}
-        )
+        filters = filters_from({k: q[k] for k in FILTERS if k in q})
         cursor = _int("cursor", q["cursor"], 0, 2**63 - 1) if q.get("cursor") else None
         limit = _int("limit", q["limit"], 1, MAX_LIMIT) if "limit" in q else DEFAULT_LIMIT
     except BadInput as exc:
         return bad_input_response(exc)
     rows = await store.list_deliveries(filters, after_id=cursor, limit=limit)
     next_cursor = rows[-1].delivery_id if len(rows) == limit else None
-    paused = _paused(request.app[STATE])
+    paused = paused_hosts(request.app[STATE])
     return json_response(
         {"deliveries": [delivery_json(d, paused) for d in rows], "next_cursor": next_cursor}
     )
@@ -196,7 +224,7 @@ async def show(request: web.Request) -> web.Response:
     d = await _find(store, delivery_id)
     if d is None:
         return error_response(404, f"no delivery {delivery_id}", "id")
-    body = delivery_json(d, _paused(request.app[STATE]))
+    body = delivery_json(d, paused_hosts(request.app[STATE]))
     body["attempt_log"] = [attempt_json(a) for a in await store.list_attempts(delivery_id)]
     return json_response(body)
 
@@ -235,12 +263,12 @@ async def replay(request: web.Request) -> web.Response:
             if not isinstance(body, dict):
                 return error_response(400, "expected a JSON object of filters", "body")
             params.update(body)
-    unknown = set(params) - {"status", "traffic_source", "campaign_id", "since", "ids"}
+    unknown = set(params) - {*FILTERS, "ids"}
     if unknown:
         return error_response(400, "unknown filter", sorted(unknown)[0])
     try:
-        filters = _filters(params)
-        ids = _ids(params.get("ids"))
+        filters = filters_from(params)
+        ids = ids_from(params.get("ids"))
     except BadInput as exc:
         return bad_input_response(exc)
     if filters.status == "queued":
@@ -251,7 +279,7 @@ async def replay(request: web.Request) -> web.Response:
     return json_response({"requeued": len(rows), "delivery_ids": [d.delivery_id for d in rows]})
 
 
-def _ids(raw: Any) -> list[int] | None:
+def ids_from(raw: Any) -> list[int] | None:
     if raw is None:
         return None
     if isinstance(raw, str):

@@ -124,7 +124,8 @@ def parse_error_answer(exc: HttpProcessingError, line_limit: int) -> web.Respons
 class _Handler(web_protocol.RequestHandler):
     """aiohttp's connection handler with the gateway's answers to what its parser
     refuses (``parse_error_answer``, one log line, no traceback) and a deadline
-    for a new connection's first request head (slowloris)."""
+    for each request head, counted from its first byte (from the connection's
+    start for the first one): a slowloris client is closed, not waited for."""
 
     __slots__ = ("_head_timer", "line_limit")
 
@@ -135,25 +136,36 @@ class _Handler(web_protocol.RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        loop = asyncio.get_running_loop()
-        self._head_timer = loop.call_later(HEAD_TIMEOUT, self._head_too_slow)
+        self._arm_head_timer()
 
     def data_received(self, data: bytes) -> None:
+        count = self._request_count
         super().data_received(data)
-        if self._head_timer is not None and self._request_count:
-            self._head_timer.cancel()
-            self._head_timer = None
+        if self._request_count != count:  # a head is complete: its deadline is met
+            self._stop_head_timer()
+        elif (
+            self._head_timer is None and not self._request_in_progress and not self._messages
+        ):  # the first bytes of a head between requests (keep-alive): its clock starts
+            self._arm_head_timer()
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._head_timer = loop.call_later(HEAD_TIMEOUT, self._head_too_slow, self._request_count)
+
+    def _stop_head_timer(self) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
-        super().connection_lost(exc)
 
-    def _head_too_slow(self) -> None:
+    def _head_too_slow(self, count: int) -> None:
         self._head_timer = None
-        if not self._request_count and self.transport is not None:
-            log.info("closed a connection that sent no request head in %g s", HEAD_TIMEOUT)
+        waiting = self._request_count == count and not self._request_in_progress
+        if waiting and not self._messages and self.transport is not None:
+            log.info("closed a connection whose request head took over %g s", HEAD_TIMEOUT)
             self.transport.close()
 
     def handle_error(

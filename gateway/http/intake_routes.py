@@ -202,7 +202,9 @@ async def postback(
     params: Any = request.query if query is None else query
     if request.method == "POST":
         merged = dict(request.query)
-        if request.content_type == "application/json":
+        if request.content_type == "application/json" or await _looks_like_json(request):
+            # a JSON object sent as a form (a common misconfiguration) is read as JSON:
+            # as a form it would be one meaningless key and "no click id"
             body = await _read_object(request)
             if isinstance(body, Reject):
                 return _reject(state, body)
@@ -231,6 +233,17 @@ def _flag_conversion(state: AppState, conv: ConversionInput, endpoint: str) -> N
         flagged = conversion_flaw(state.config, conv)
         if flagged is not None:
             state.metrics.placeholder_inputs.labels(flagged[0], endpoint).inc()
+
+
+async def _looks_like_json(request: web.BaseRequest) -> bool:
+    """A form-typed body that is a JSON object (``{...}``), which no form can be."""
+    if request.content_type not in ("application/x-www-form-urlencoded", "text/plain", ""):
+        return False
+    try:
+        raw = await request.read()  # aiohttp keeps it: post() reads the same bytes
+    except web.HTTPRequestEntityTooLarge:
+        return False  # post() answers it as before
+    return raw.lstrip()[:1] == b"{"
 
 
 async def _read_object(request: web.BaseRequest) -> dict[str, Any] | Reject:

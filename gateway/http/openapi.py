@@ -13,7 +13,9 @@ from typing import Any
 from aiohttp import web
 
 from gateway import __version__
+from gateway.http.deliveries_api import TEXT_FILTERS
 from gateway.http.errors import json_response
+from gateway.http.lookups_api import LOOKUP_KEYS
 from gateway.store.base import DELIVERY_STATUSES
 
 __all__ = ("OPERATIONS", "document", "serve")
@@ -36,6 +38,8 @@ def _refused(*codes: int) -> dict[str, Any]:
 _OBJECT = {"type": "object"}
 _ARRAY = {"type": "array", "items": _OBJECT}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+_TEXT_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_DELIVERIES = {"type": "array", "items": {"$ref": "#/components/schemas/Delivery"}}
 _CONVERSION_QUERY = [
     {"name": n, "in": "query", "schema": {"type": "string"}}
     for n in ("cid", "payout", "txid", "status", "event", "currency", "network", "secret")
@@ -99,9 +103,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "The delivery log, filtered, paged by cursor",
         "parameters": [
             {"name": "status", "in": "query", "schema": {"enum": list(DELIVERY_STATUSES)}},
-            {"name": "traffic_source", "in": "query", "schema": {"type": "string"}},
-            {"name": "campaign_id", "in": "query", "schema": {"type": "string"}},
+            *({"name": n, "in": "query", "schema": {"type": "string"}} for n in TEXT_FILTERS),
             {"name": "since", "in": "query", "schema": {"type": "string"}},
+            {"name": "until", "in": "query", "schema": {"type": "string"}},
             {"name": "cursor", "in": "query", "schema": {"type": "integer"}},
             {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000}},
         ],
@@ -126,6 +130,19 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Requeue by filter (default: the dead letter, status=failed)",
         "responses": {"200": _answer("requeued ids", _OBJECT), **_refused(400, 401)},
     },
+    ("POST", "/api/deliveries/rerender"): {
+        "summary": "Render deliveries again from the config in force (dry run unless told)",
+        "requestBody": {"content": {_JSON: {"schema": _OBJECT}}},
+        "responses": {"200": _answer("old and new URL of each", _OBJECT), **_refused(400, 401)},
+    },
+    ("POST", "/api/backfill"): {
+        "summary": "Fire a rule for past conversions that never had it (dry run unless told)",
+        "requestBody": {"content": {_JSON: {"schema": _OBJECT}}},
+        "responses": {
+            "200": _answer("what was (or would be) created", _OBJECT),
+            **_refused(400, 401, 404),
+        },
+    },
     ("GET", "/api/deliveries/{id}"): {
         "summary": "One delivery, the same shape as in the list, with attempt_log",
         "parameters": [_ID],
@@ -144,9 +161,58 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "requestBody": {"content": {_JSON: {"schema": _OBJECT}}},
         "responses": {"200": _answer("the answer and its verdict", _OBJECT), **_refused(400, 401)},
     },
+    ("GET", "/api/conversions"): {
+        "summary": "Conversions by externalid, click_id or transaction_id, with their deliveries",
+        "parameters": [
+            *({"name": n, "in": "query", "schema": {"type": "string"}} for n in LOOKUP_KEYS),
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000}},
+        ],
+        "responses": {
+            "200": _answer(
+                "conversions",
+                {
+                    "type": "object",
+                    "properties": {
+                        "conversions": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Conversion"},
+                        }
+                    },
+                },
+            ),
+            **_refused(400, 401),
+        },
+    },
+    ("GET", "/api/conversions/{id}"): {
+        "summary": "One conversion, its click and every delivery it produced",
+        "parameters": [_TEXT_ID],
+        "responses": {
+            "200": _answer("the conversion", {"$ref": "#/components/schemas/Conversion"}),
+            **_refused(401, 404),
+        },
+    },
+    ("GET", "/api/clicks/{id}"): {
+        "summary": "One click, its conversions and every delivery they produced",
+        "parameters": [_TEXT_ID],
+        "responses": {
+            "200": _answer("the click", {"$ref": "#/components/schemas/Click"}),
+            **_refused(401, 404),
+        },
+    },
     ("GET", "/api/hosts"): {
-        "summary": "Destination hosts with failures on record; paused ones say until when",
-        "responses": {"200": _answer("hosts", _OBJECT), **_refused(401)},
+        "summary": "Destination hosts with failures on record: circuit, until when, why",
+        "responses": {
+            "200": _answer(
+                "hosts",
+                {
+                    "type": "object",
+                    "properties": {
+                        "hosts": {"type": "array", "items": {"$ref": "#/components/schemas/Host"}}
+                    },
+                },
+            ),
+            **_refused(401),
+        },
     },
     ("GET", "/api/openapi.json"): {
         "summary": "This document",
@@ -188,6 +254,45 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "detail only",
                 "items": {"type": "object"},
             },
+        },
+    },
+    "Conversion": {
+        "type": "object",
+        "properties": {
+            "conversion_id": {"type": "string"},
+            "click_id": {"type": ["string", "null"]},
+            "status": {"type": ["string", "null"]},
+            "created_at": _TIME,
+            "created_at_iso": _ISO,
+            "tokens": _OBJECT,
+            "click": {"description": "detail only", "type": ["object", "null"]},
+            "deliveries": _DELIVERIES,
+        },
+    },
+    "Click": {
+        "type": "object",
+        "properties": {
+            "click_id": {"type": "string"},
+            "campaign_id": {"type": "string"},
+            "traffic_source": {"type": ["string", "null"]},
+            "created_at": _TIME,
+            "created_at_iso": _ISO,
+            "tokens": _OBJECT,
+            "conversions": _ARRAY,
+            "deliveries": _DELIVERIES,
+        },
+    },
+    "Host": {
+        "type": "object",
+        "properties": {
+            "host": {"type": "string"},
+            "circuit": {"enum": ["closed", "open", "half-open"]},
+            "paused": {"type": "boolean"},
+            "paused_until": _TIME,
+            "paused_until_iso": _ISO,
+            "seconds_left": {"type": ["number", "null"]},
+            "failures": {"type": "integer", "description": "consecutive, since the last success"},
+            "reason": {"type": "string", "description": "the last failure, in words"},
         },
     },
 }

@@ -1,5 +1,6 @@
 """Probes and identity: ``/health`` (alive; the version in a header), ``/ready`` (able to do
-its job), ``/metrics`` (optionally behind the API token) and ``/api/hosts``.
+its job) and ``/metrics`` (optionally behind the API token; ``GET /api/hosts`` is
+``lookups_api``'s, from the same breaker snapshot).
 
 ``/health`` never touches the store, so a slow disk does not get a healthy
 process restarted; ``/ready`` does, so a load balancer stops sending traffic
@@ -12,18 +13,17 @@ import asyncio
 import logging
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from gateway import __version__
-from gateway.clock import iso
 from gateway.http.errors import error_response, json_response
+from gateway.http.lookups_api import host_views
 from gateway.http.state import STATE, AppState
 from gateway.intake.guard import api_token_ok
 from gateway.metrics import CONTENT_TYPE_LATEST
 from gateway.store.base import QueueAge
 
-__all__ = ("health", "hosts", "metrics", "ready")
+__all__ = ("health", "metrics", "ready")
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +68,9 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def _refresh(state: AppState) -> None:
-    """The gauges read at scrape time: breaker states, the oldest queued delivery."""
+    """The gauges read at scrape time: the breaker's hosts, the oldest queued delivery."""
     m = state.metrics
-    views = state.sink.hosts() if hasattr(state.sink, "hosts") else {}
-    for circuit in ("open", "half-open"):
-        m.breaker_hosts.labels(circuit).set(sum(1 for v in views.values() if v.circuit == circuit))
+    m.set_hosts(host_views(state.sink))
     if isinstance(state.store, QueueAge):
         try:
             oldest = await asyncio.wait_for(state.store.oldest_queued_at(), STORE_PROBE_TIMEOUT)
@@ -94,15 +92,3 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(
         body=state.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )
-
-
-async def hosts(request: web.Request) -> web.Response:
-    """``GET /api/hosts``: destinations with failures on record; paused ones say until when."""
-    sink = request.app[STATE].sink
-    views = sink.hosts() if hasattr(sink, "hosts") else {}
-    shown = []
-    for view in sorted(views.values(), key=lambda v: v.host):
-        item = msgspec.to_builtins(view)
-        item["paused_until_iso"] = iso(view.paused_until)
-        shown.append(item)
-    return json_response({"hosts": shown})

@@ -19,7 +19,7 @@ from gateway.intake.params import ClickInput, ConversionInput
 from gateway.refusal import error_body
 from gateway.rules import CompiledRule
 from gateway.store.base import Click, Conversion, NewDelivery
-from gateway.tokens import conversion_context
+from gateway.tokens import campaign_tokens, conversion_context
 
 __all__ = ("ALLOWED", "Outcome", "Result", "build_batch", "dedup_key", "transition")
 
@@ -136,6 +136,7 @@ def build_batch(
         state[key] = record
         rows[key] = record
         rules: list[CompiledRule] = []
+        upstream: dict[str, str] | None = None  # an upstream tracker's campaign, no click
         if click is not None:
             campaign = config.campaigns.get(click.campaign_id)
             rules = campaign.rules if campaign is not None else []
@@ -143,12 +144,17 @@ def build_batch(
             campaign = config.campaigns.get(conv.campaign) if conv.campaign else None
             if campaign is not None:
                 rules = campaign.rules
+                upstream = campaign_tokens(campaign)
             elif conv.traffic_source and conv.traffic_source in config.sources:
-                rules = config.sources[conv.traffic_source].rules
+                source = config.sources[conv.traffic_source]
+                rules = source.rules
+                upstream = {"trafficsource.id": source.id, "trafficsource.name": source.name}
+            if upstream is not None:  # kept with it: a replay or backfill finds its rules
+                record.tokens = {**upstream, **record.tokens}
         fired_here = 0
         if rules:
             context = conversion_context(
-                record.tokens, click.tokens if click is not None else None, conv.tokens
+                record.tokens, click.tokens if click is not None else upstream, conv.tokens
             )
             for rule in rules:
                 if rule.matches(conv.status, conv.event, context, record.conversion_id):
@@ -158,12 +164,14 @@ def build_batch(
                     slot[1].append(context)
                     slot[2].append((record, click))
                     fired_here += 1
-        results.append(
-            Result(
-                outcome,
-                {"status": outcome, "conversion_id": record.conversion_id, "postbacks": fired_here},
-            )
-        )
+        body: dict[str, Any] = {
+            "status": outcome,
+            "conversion_id": record.conversion_id,
+            "postbacks": fired_here,
+        }
+        if conv.ignored:  # said, not silently dropped: a network's name may need mapping
+            body["ignored"] = conv.ignored
+        results.append(Result(outcome, body))
         label = (
             f"{outcome}:"
             f"{click.traffic_source if click is not None else (conv.traffic_source or 'none')}"

@@ -12,9 +12,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from gateway.config import Config, Network
+from gateway.intake.names import ROLES
 from gateway.refusal import Reject
 from gateway.store.base import Click, ConversionStatus
-from gateway.tokens import VAR_KEYS, bad_text
+from gateway.tokens import bad_text
 
 __all__ = (
     "STATUS_WORDS",
@@ -24,10 +25,6 @@ __all__ = (
     "parse_conversion",
 )
 
-CLICK_ID_NAMES = ("cid", "clickid", "click_id", "subid")
-PAYOUT_NAMES = ("payout", "sum", "amount")
-TXID_NAMES = ("txid", "transaction_id", "tid")
-EVENT_NAMES = ("event", "et")
 
 STATUS_WORDS: Mapping[str, ConversionStatus] = {
     **dict.fromkeys(
@@ -87,6 +84,7 @@ class ConversionInput:
         "data",
         "event",
         "future",
+        "ignored",
         "network",
         "secret",
         "status",
@@ -98,6 +96,8 @@ class ConversionInput:
     click_id: str | None
     data: dict[str, str]
     event: str | None
+    #: parameters sent that the gateway does not read (named in the answer)
+    ignored: list[str]
     network: Network | None
     secret: Any  # as sent: only a str can match
     status: ConversionStatus
@@ -126,27 +126,6 @@ def normalise_status(word: str, network: Network | None) -> ConversionStatus | N
     return STATUS_WORDS.get(key)
 
 
-#: query/form/JSON name -> what it carries; the first non-empty value per role wins,
-#: aliases in the order the contract lists them.
-_ROLES: dict[str, tuple[str, int]] = {
-    **{n: ("click_id", i) for i, n in enumerate(CLICK_ID_NAMES)},
-    **{n: ("payout", i) for i, n in enumerate(PAYOUT_NAMES)},
-    **{n: ("txid", i) for i, n in enumerate(TXID_NAMES)},
-    **{n: ("event", i) for i, n in enumerate(EVENT_NAMES)},
-    "status": ("status", 0),
-    "currency": ("currency", 0),
-    "network": ("network", 0),
-    "secret": ("secret", 0),
-    "externalid": ("externalid", 0),
-    "external_id": ("externalid", 1),
-    "campaign": ("campaign", 0),
-    "campaign_id": ("campaign", 1),
-    "trafficsource": ("traffic_source", 0),
-    "traffic_source": ("traffic_source", 1),
-    **{k: (k, -1) for k in VAR_KEYS},
-}
-
-
 def parse_conversion(
     params: Mapping[str, Any] | Sequence[tuple[str, Any]], config: Config
 ) -> ConversionInput | Reject:
@@ -157,9 +136,21 @@ def parse_conversion(
     limit = config.limits.max_value_length
     found: dict[str, tuple[int, Any]] = {}
     data: dict[str, str] = {}
-    roles = _ROLES
+    ignored: list[str] = []
     items = getattr(params, "items", None)
     pairs: Iterable[tuple[str, Any]] = params if items is None else items()  # type: ignore[assignment]
+    # The network first: its own parameter names (``[[networks]] params``) apply.
+    named = _network_name(params, items is None)
+    network = (
+        config.networks.get(named if isinstance(named, str) else str(named))
+        if isinstance(named, str | int | float)
+        else None
+    )
+    if named is not None and network is None:
+        return Reject(400, "unknown network", "network")
+    if network is None and config.spec.require_network:
+        return Reject(400, "network is required", "network")
+    roles = network.roles if network is not None else ROLES
     for name, value in pairs:
         if value.__class__ is not str:
             if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -176,6 +167,8 @@ def parse_conversion(
         if role is None:
             if value and name.startswith("var:") and len(name) <= 68:
                 data[name] = value
+            elif len(ignored) < _MAX_IGNORED:
+                ignored.append(str(name)[:64])
             continue
         kind, rank = role
         if value == "" and kind != "network":
@@ -188,15 +181,8 @@ def parse_conversion(
             found[kind] = (rank, value)
     get = found.get
     conv = ConversionInput()
-    network = None
-    item = get("network")
-    if item is not None:
-        network = config.networks.get(item[1])
-        if network is None:
-            return Reject(400, "unknown network", "network")
-    elif config.spec.require_network:
-        return Reject(400, "network is required", "network")
     conv.network = network
+    conv.ignored = ignored
     conv.secret = item[1] if (item := get("secret")) is not None else None
     conv.click_id = item[1] if (item := get("click_id")) is not None else None
     conv.txid = item[1] if (item := get("txid")) is not None else None
@@ -224,6 +210,12 @@ def parse_conversion(
         exponent = number.normalize().as_tuple().exponent  # an int: the number is finite
         if number and isinstance(exponent, int) and exponent < -PAYOUT_DECIMALS:
             return Reject(400, f"payout has more than {PAYOUT_DECIMALS} decimal places", "payout")
+        if number < 0 and (network is None or not network.corrections):
+            return Reject(
+                400,
+                "negative payout: only a network marked corrections = true may send one",
+                "payout",
+            )
         tokens["payout"] = payout
     if conv.txid is not None:
         tokens["transaction.id"] = conv.txid
@@ -237,6 +229,30 @@ def parse_conversion(
     conv.tokens = tokens
     conv.campaign = item[1] if (item := get("campaign")) is not None else None
     conv.traffic_source = item[1] if (item := get("traffic_source")) is not None else None
+    if conv.campaign is not None and conv.campaign not in config.campaigns:
+        return Reject(400, f"unknown campaign {conv.campaign[:64]!r}", "campaign")
+    if conv.traffic_source is not None and conv.traffic_source not in config.sources:
+        return Reject(400, f"unknown traffic source {conv.traffic_source[:64]!r}", "traffic_source")
     if conv.click_id is None and not data:
-        return Reject(400, "a click id (cid, clickid, click_id or subid) is required", "cid")
+        error = "a click id (cid, clickid, click_id or subid) is required"
+        if ignored:  # say what was sent instead: a network's own names need mapping
+            error += (
+                f"; ignored {', '.join(ignored)} (map a network's own names in"
+                " [[networks]] params, or name its preset)"
+            )
+        return Reject(400, error, "cid")
     return conv
+
+
+#: Ignored parameter names an answer lists at most.
+_MAX_IGNORED = 20
+
+
+def _network_name(params: Any, is_pairs: bool) -> Any:
+    """The ``network`` parameter's value (None: not given), before the main pass."""
+    if not is_pairs:
+        return params.get("network")
+    for name, value in params:
+        if name == "network":
+            return value
+    return None

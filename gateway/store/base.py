@@ -24,6 +24,7 @@ __all__ = (
     "Click",
     "CommitResult",
     "Conversion",
+    "ConversionFilter",
     "ConversionStatus",
     "Delivery",
     "DeliveryFilter",
@@ -34,9 +35,11 @@ __all__ = (
     "IntakeStore",
     "NewDelivery",
     "QueueAge",
+    "Rewrite",
     "Store",
     "Wanted",
     "Writes",
+    "held_record",
 )
 
 T = TypeVar("T")
@@ -117,6 +120,22 @@ class Delivery(NewDelivery, kw_only=True):
     updated_at: float = 0.0
 
 
+def held_record(d: NewDelivery, delivery_id: int) -> Delivery:
+    """A delivery as stored ``held`` (``NewDelivery.held``): every backend hands it back
+    so, and it waits for a fix-and-replay, never for the dispatcher."""
+    fields = {f: getattr(d, f) for f in NewDelivery.__struct_fields__}
+    return Delivery(
+        **fields,
+        delivery_id=delivery_id,
+        status="held",
+        attempts=0,
+        next_at=None,
+        last_outcome="held",
+        last_reason=d.held,
+        updated_at=d.created_at,
+    )
+
+
 class Attempt(msgspec.Struct, kw_only=True, gc=False):
     """One try at sending a delivery, for the delivery log."""
 
@@ -137,10 +156,57 @@ AttemptRecord = tuple[Attempt, DeliveryStatus, float | None, bool]
 
 
 class DeliveryFilter(msgspec.Struct, kw_only=True):
+    """Which deliveries: every field set must hold (None: any)."""
+
     status: DeliveryStatus | None = None
     traffic_source: str | None = None
     campaign_id: str | None = None
     since: float | None = None
+    #: created before this time
+    until: float | None = None
+    conversion_id: str | None = None
+    rule: str | None = None
+    #: destination host
+    host: str | None = None
+    #: the conversion's click (our click id)
+    click_id: str | None = None
+    #: the network's click id, on the click or on an upstream tracker's conversion
+    externalid: str | None = None
+    #: the affiliate network's transaction id
+    transaction_id: str | None = None
+
+    def by_conversion(self) -> bool:
+        """Whether the filter names conversions (then only theirs are read)."""
+        return not (
+            self.conversion_id is None
+            and self.click_id is None
+            and self.externalid is None
+            and self.transaction_id is None
+        )
+
+
+class ConversionFilter(msgspec.Struct, kw_only=True):
+    """Which conversions a lookup finds: every field set must hold."""
+
+    click_id: str | None = None
+    externalid: str | None = None
+    transaction_id: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+
+class Rewrite(msgspec.Struct, kw_only=True):
+    """A delivery rendered again from the current config (fix-and-replay)."""
+
+    delivery_id: int
+    url: str
+    display_url: str
+    body: str | None
+    host: str
+    method: Literal["GET", "POST"]
+    answer_rule: str | None
+    #: still not sendable (a placeholder): stored ``held`` with this reason
+    held: str | None = None
 
 
 class CommitResult(msgspec.Struct, kw_only=True):
@@ -250,6 +316,18 @@ class DeliveryQueue(Protocol):
 class DeliveryLog(Protocol):
     """What the delivery API reads, and its replay."""
 
+    async def get_click(self, click_id: str) -> Click | None: ...
+
+    async def get_conversion(self, conversion_id: str) -> Conversion | None: ...
+
+    async def find_conversions_by(
+        self, filters: ConversionFilter, *, limit: int
+    ) -> list[Conversion]:
+        """Conversions matching ``filters`` (at least one key set), oldest first, at
+        most ``limit``.  ``externalid`` matches the conversion's own (an upstream
+        tracker's) or its click's."""
+        ...
+
     async def list_deliveries(
         self, filters: DeliveryFilter, *, after_id: int | None, limit: int
     ) -> list[Delivery]:
@@ -268,6 +346,18 @@ class DeliveryLog(Protocol):
         """Put failed deliveries matching ``filters`` (or the given ids, any
         finished status) back in the queue with a fresh attempt budget, due at
         ``now``; return them, by id, for the caller to dispatch."""
+        ...
+
+    async def rewrite(self, items: Sequence[Rewrite], *, now: float) -> list[Delivery]:
+        """Replace the given deliveries' URL, body, host, method and answer rule and
+        queue them afresh (due at ``now``, a fresh attempt budget), or store them
+        ``held``; queued ones are left alone.  Returns those changed, by id; the
+        attempt log keeps their history."""
+        ...
+
+    async def add_missing(self, deliveries: Sequence[NewDelivery]) -> list[Delivery]:
+        """Write the deliveries whose (conversion_id, rule) has none yet, in one
+        transaction (a backfill run twice sends once); returns those written."""
         ...
 
 

@@ -106,7 +106,8 @@ class LeanTransport:
         first_byte = s.first_byte_timeout
         pool = self.pool
         for _ in range(2):  # a pooled connection the peer just closed: once more, on a new one
-            conn = await pool.acquire(key, connect_timeout)
+            # an idle connection without a coroutine; dialling or waiting for a slot with one
+            conn = pool.take_idle(key) or await pool.acquire(key, connect_timeout)
             reused = conn.used
             if conn.buf:  # it spoke before we did: not an answer to this request
                 pool.discard(conn)

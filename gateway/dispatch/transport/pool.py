@@ -53,7 +53,7 @@ class Pool:
 
     async def acquire(self, key: Key, connect_timeout: float) -> Conn:
         """An idle connection for ``key``, or a new one once the cap allows."""
-        conn = self._take_idle(key)
+        conn = self.take_idle(key)
         if conn is not None:
             return conn
         while self._open.get(key, 0) >= self._per_host:
@@ -67,7 +67,7 @@ class Pool:
                     waiters.remove(waiter)
                 if not waiters:
                     self._waiters.pop(key, None)
-            conn = self._take_idle(key)
+            conn = self.take_idle(key)
             if conn is not None:
                 return conn
         self._open[key] = self._open.get(key, 0) + 1
@@ -96,7 +96,8 @@ class Pool:
         conn.abort() if conn.buf else conn.close()
         self._drop(conn)
 
-    def _take_idle(self, key: Key) -> Conn | None:
+    def take_idle(self, key: Key) -> Conn | None:
+        """The newest idle connection fit for a request, or None."""
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()

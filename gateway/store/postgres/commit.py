@@ -15,14 +15,23 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from gateway.store.base import Click, Conversion, Delivery, Found, NewDelivery, Wanted, Writes
+from gateway.store.base import (
+    Click,
+    Conversion,
+    Delivery,
+    Found,
+    NewDelivery,
+    Wanted,
+    Writes,
+    held_record,
+)
 from gateway.store.postgres.rows import Conn, click, conversion, encode
 
-__all__ = ("run_group",)
+__all__ = ("LOCK_KEYS", "insert_deliveries", "run_group")
 
 T = TypeVar("T")
 
-_LOCK_KEYS = (
+LOCK_KEYS = (
     "SELECT pg_advisory_xact_lock(h) FROM"
     " (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS s"
 )
@@ -80,7 +89,7 @@ async def run_group(
     async with conn.transaction():
         keys = wanted.dedup_keys
         if keys:
-            await conn.execute(_LOCK_KEYS, keys)
+            await conn.execute(LOCK_KEYS, keys)
         clicks = (
             {r["click_id"]: click(r) for r in await conn.fetch(_FIND_CLICKS, wanted.click_ids)}
             if wanted.click_ids
@@ -98,14 +107,19 @@ async def run_group(
             await conn.execute(_UPSERT_CONVERSIONS, *_conversion_columns(writes.conversions))
         stored: list[Delivery] = []
         if writes.deliveries:
-            news = writes.deliveries
-            ids = [r[0] for r in await conn.fetch(_NEW_IDS, sequence, len(news))]
-            ids.sort()
-            await conn.execute(
-                _INSERT_DELIVERIES, *_delivery_columns(ids, news), owner, lease_until
-            )
-            stored = [_numbered(d, i) for d, i in zip(news, ids, strict=True)]
+            stored = await insert_deliveries(conn, sequence, owner, lease_until, writes.deliveries)
     return stored, extra
+
+
+async def insert_deliveries(
+    conn: Conn, sequence: str, owner: str, lease_until: float, news: Sequence[NewDelivery]
+) -> list[Delivery]:
+    """Number and write ``news`` in the open transaction, leased to ``owner``
+    (held ones are stored ``held``: never due, whatever their lease)."""
+    ids = [r[0] for r in await conn.fetch(_NEW_IDS, sequence, len(news))]
+    ids.sort()
+    await conn.execute(_INSERT_DELIVERIES, *_delivery_columns(ids, news), owner, lease_until)
+    return [_numbered(d, i) for d, i in zip(news, ids, strict=True)]
 
 
 def _click_columns(clicks: Sequence[Click]) -> list[list[Any]]:
@@ -168,16 +182,7 @@ def _numbered(d: NewDelivery, delivery_id: int) -> Delivery:
     """The stored delivery, as ``SQLiteStore`` hands it back (a ``Delivery`` given
     is numbered in place)."""
     if d.held is not None:
-        return Delivery(
-            **{f: getattr(d, f) for f in NewDelivery.__struct_fields__},
-            delivery_id=delivery_id,
-            status="held",
-            attempts=0,
-            next_at=None,
-            last_outcome="held",
-            last_reason=d.held,
-            updated_at=d.created_at,
-        )
+        return held_record(d, delivery_id)
     if isinstance(d, Delivery):
         d.delivery_id = delivery_id
         d.status, d.attempts, d.next_at, d.updated_at = "queued", 0, d.not_before, d.created_at

@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from gateway.store.base import Attempt, Delivery, DeliveryFilter
+from gateway.store.postgres.lookups import conversion_ids
 from gateway.store.postgres.rows import Conn, attempt, delivery
 from gateway.store.postgres.schema import ATTEMPT_COLUMNS, DELIVERY_COLUMNS
 
@@ -37,6 +40,27 @@ def where(filters: DeliveryFilter, args: list[Any]) -> list[str]:
     if filters.since is not None:
         args.append(filters.since)
         clauses.append(f"created_at >= ${len(args)}")
+    if filters.until is not None:
+        args.append(filters.until)
+        clauses.append(f"created_at < ${len(args)}")
+    for column, value in (("rule", filters.rule), ("host", filters.host)):
+        if value is not None:
+            args.append(value)
+            clauses.append(f"{column} = ${len(args)}")
+    return clauses
+
+
+async def where_named(conn: Conn, filters: DeliveryFilter, args: list[Any]) -> list[str] | None:
+    """``where`` with the conversions the filters name (a click id, an externalid, a
+    transaction id) resolved; None when they name none that exist."""
+    clauses = where(filters, args)
+    named = await conversion_ids(conn, filters)
+    if named is None:
+        return clauses
+    if not named:
+        return None
+    args.append(named)
+    clauses.append(f"conversion_id = ANY(${len(args)}::text[])")
     return clauses
 
 
@@ -46,7 +70,10 @@ async def listing(
     if limit <= 0:
         return []
     args: list[Any] = []
-    clauses = where(filters, args)
+    named = await where_named(conn, filters, args)
+    if named is None:
+        return []
+    clauses = named
     if after_id is not None:
         args.append(after_id)
         clauses.append(f"delivery_id > ${len(args)}")
@@ -85,14 +112,12 @@ async def requeue(
     if ids is not None and not ids:
         return []
     if ids is None and filters.status is None:
-        filters = DeliveryFilter(
-            status="failed",
-            traffic_source=filters.traffic_source,
-            campaign_id=filters.campaign_id,
-            since=filters.since,
-        )
+        filters = msgspec.structs.replace(filters, status="failed")
     args: list[Any] = [now, owner, now + lease]
-    clauses = where(filters, args)
+    named = await where_named(conn, filters, args)
+    if named is None:
+        return []
+    clauses = named
     if ids is not None:
         args.append(list(ids))
         clauses.append(f"delivery_id = ANY(${len(args)}::bigint[])")

@@ -90,6 +90,15 @@ CREATE TABLE attempts (
 CREATE INDEX attempts_delivery ON attempts (delivery_id, attempt_id);
 """,
     ),
+    (
+        2,
+        # "What happened to conversion X / click Y", and a backfill's one-per-rule check.
+        """
+CREATE INDEX conversions_id ON conversions (conversion_id);
+CREATE INDEX conversions_click ON conversions (click_id);
+CREATE INDEX deliveries_conversion ON deliveries (conversion_id, rule);
+""",
+    ),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -23,16 +23,21 @@ from gateway import constants
 from gateway.store.base import (
     Attempt,
     AttemptRecord,
+    Click,
     CommitResult,
+    Conversion,
+    ConversionFilter,
     Delivery,
     DeliveryFilter,
     Found,
+    NewDelivery,
+    Rewrite,
     Wanted,
     Writes,
 )
-from gateway.store.postgres import claims
+from gateway.store.postgres import claims, lookups
 from gateway.store.postgres import log as delivery_log
-from gateway.store.postgres.commit import run_group
+from gateway.store.postgres.commit import LOCK_KEYS, insert_deliveries, run_group
 from gateway.store.postgres.schema import migrate
 
 __all__ = ("PostgresStore",)
@@ -176,6 +181,41 @@ class PostgresStore:
     ) -> list[Delivery]:
         async with self.pool.acquire() as conn:
             return await delivery_log.requeue(conn, filters, ids, now, self.owner, self.lease)
+
+    async def get_click(self, click_id: str) -> Click | None:
+        async with self.pool.acquire() as conn:
+            return await lookups.get_click(conn, click_id)
+
+    async def get_conversion(self, conversion_id: str) -> Conversion | None:
+        async with self.pool.acquire() as conn:
+            return await lookups.get_conversion(conn, conversion_id)
+
+    async def find_conversions_by(
+        self, filters: ConversionFilter, *, limit: int
+    ) -> list[Conversion]:
+        async with self.pool.acquire() as conn:
+            return await lookups.find_conversions_by(conn, filters, limit)
+
+    async def rewrite(self, items: Sequence[Rewrite], *, now: float) -> list[Delivery]:
+        if not items:
+            return []
+        async with self.pool.acquire() as conn:
+            return await lookups.rewrite(conn, items, now, self.owner, self.lease)
+
+    async def add_missing(self, deliveries: Sequence[NewDelivery]) -> list[Delivery]:
+        """One transaction holding an advisory lock per (conversion, rule), so two
+        backfills running at once still write each pair once."""
+        if not deliveries:
+            return []
+        keys = [f"{d.conversion_id}\x1f{d.rule}" for d in deliveries]
+        async with self._commit_lock, self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(LOCK_KEYS, keys)
+            kept = await lookups.missing(conn, deliveries)
+            if not kept:
+                return []
+            return await insert_deliveries(
+                conn, self._sequence, self.owner, time.time() + self.lease, kept
+            )
 
     # -- for tests and benchmarks (not part of ``Store``) ------------------------
 

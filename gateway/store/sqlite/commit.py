@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
-from gateway.store.base import Click, Conversion, Delivery, NewDelivery
+from gateway.store.base import Click, Conversion, Delivery, NewDelivery, held_record
 from gateway.store.sqlite.rows import decode_tokens, encode
 from gateway.store.sqlite.spans import INSERT_SPANS, SPAN_VALUES
 from gateway.store.sqlite.statements import execute_rows, insert_deliveries
@@ -33,21 +33,6 @@ _HOLD = (
     "UPDATE deliveries SET status = 'held', next_at = NULL, last_outcome = 'held',"
     " last_reason = ? WHERE delivery_id = ?"
 )
-
-
-def _held(d: NewDelivery, delivery_id: int) -> Delivery:
-    """A delivery stored ``held``: it waits for a fix-and-replay, never for the dispatcher."""
-    fields = {f: getattr(d, f) for f in NewDelivery.__struct_fields__}
-    return Delivery(
-        **fields,
-        delivery_id=delivery_id,
-        status="held",
-        attempts=0,
-        next_at=None,
-        last_outcome="held",
-        last_reason=d.held,
-        updated_at=d.created_at,
-    )
 
 
 def find_clicks(db: sqlite3.Connection, ids: list[str]) -> dict[str, Click]:
@@ -204,7 +189,7 @@ def write_batch(
     stored: list[Delivery] = []
     for i, d in enumerate(deliveries):
         if d.held is not None:
-            stored.append(_held(d, ids[i]))
+            stored.append(held_record(d, ids[i]))
         elif isinstance(d, Delivery):  # built as a Delivery already: just number it
             d.delivery_id = ids[i]
             d.status, d.attempts, d.next_at, d.updated_at = "queued", 0, d.not_before, d.created_at

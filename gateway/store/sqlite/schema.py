@@ -8,6 +8,7 @@ import sqlite3
 __all__ = (
     "ATTEMPT_COLUMNS",
     "DELIVERY_COLUMNS",
+    "LOOKUP_INDEXES",
     "SCHEMA",
     "SPANS_DDL",
     "add_spans",
@@ -86,6 +87,14 @@ SPANS_DDL = (
     "CREATE INDEX IF NOT EXISTS delivery_spans_campaign ON delivery_spans (campaign_id)",
 )
 SCHEMA += "".join(f"{ddl};\n" for ddl in SPANS_DDL)
+#: "What happened to conversion X / click Y": one index entry per conversion and
+#: per delivery.  Older files get them at open (IF NOT EXISTS), once.
+LOOKUP_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS conversions_id ON conversions (conversion_id)",
+    "CREATE INDEX IF NOT EXISTS conversions_click ON conversions (click_id)",
+    "CREATE INDEX IF NOT EXISTS deliveries_conversion ON deliveries (conversion_id)",
+)
+SCHEMA += "".join(f"{ddl};\n" for ddl in LOOKUP_INDEXES)
 #: Files from before the spans: one span per existing delivery, then the
 #: per-delivery indexes go (one transaction, at open).
 _BACKFILL_SPANS = (

@@ -56,6 +56,16 @@ def where(filters: DeliveryFilter, *, spans: bool = False) -> tuple[list[str], l
     if filters.since is not None:
         clauses.append("max_created >= ?" if spans else "created_at >= ?")
         args.append(filters.since)
+    if spans:  # the rest are not span columns: checked row by row
+        return clauses, args
+    if filters.until is not None:
+        clauses.append("created_at < ?")
+        args.append(filters.until)
+    for column in ("rule", "host"):
+        value = getattr(filters, column)
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            args.append(value)
     return clauses, args
 
 
@@ -79,6 +89,7 @@ def matching(
     tail = " ORDER BY delivery_id" + (" LIMIT ?" if limit is not None else "")
     if (
         not spans
+        or filters.by_conversion()  # named conversions: through deliveries_conversion
         or (
             filters.traffic_source is None and filters.campaign_id is None and filters.since is None
         )

@@ -12,7 +12,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -24,15 +24,17 @@ from gateway.store.base import (
     Click,
     CommitResult,
     Conversion,
+    ConversionFilter,
     Delivery,
     DeliveryFilter,
     DeliveryStatus,
     Found,
     NewDelivery,
+    Rewrite,
     Wanted,
     Writes,
 )
-from gateway.store.sqlite import attempts, commit
+from gateway.store.sqlite import attempts, commit, lookups, replays
 from gateway.store.sqlite.rows import delivery
 from gateway.store.sqlite.schema import ATTEMPT_COLUMNS, DELIVERY_COLUMNS, SCHEMA, add_spans
 from gateway.store.sqlite.spans import TRIM_SPANS, matching, where
@@ -47,6 +49,20 @@ T = TypeVar("T")
 #: thread is idle (``Writer.call_inline``), which blocks the loop while they
 #: commit; bigger ones go to the thread so the loop keeps serving meanwhile.
 INLINE_MAX = 256
+
+
+def _where(db: sqlite3.Connection, filters: DeliveryFilter) -> tuple[list[str], list[Any]] | None:
+    """The filters as SQL on ``deliveries``; None when they name conversions that
+    do not exist (nothing can match)."""
+    clauses, args = where(filters)
+    named = lookups.conversion_ids(db, filters)
+    if named is None:
+        return clauses, args
+    if not named:
+        return None
+    clauses.append(f"conversion_id IN ({','.join('?' * len(named))})")
+    args.extend(named)
+    return clauses, args
 
 
 class SQLiteStore:
@@ -217,7 +233,10 @@ class SQLiteStore:
         return await self._call(self._list, filters, after_id, limit)
 
     def _list(self, filters: DeliveryFilter, after_id: int | None, limit: int) -> list[Delivery]:
-        clauses, args = where(filters)
+        found = _where(self._conn, filters)
+        if found is None:
+            return []
+        clauses, args = found
         rows = matching(
             self._conn,
             DELIVERY_COLUMNS,
@@ -273,7 +292,10 @@ class SQLiteStore:
     ) -> list[Delivery]:
         if ids is None and filters.status is None:
             filters = msgspec.structs.replace(filters, status="failed")  # the default
-        clauses, args = where(filters)
+        found = _where(self._conn, filters)
+        if found is None:
+            return []
+        clauses, args = found
         if ids is not None:
             if not ids:
                 return []
@@ -302,6 +324,36 @@ class SQLiteStore:
             return [delivery(row) for row in cursor]
 
         return self._transaction(work)
+
+    async def get_click(self, click_id: str) -> Click | None:
+        return await self._call(lambda: lookups.get_click(self._conn, click_id))
+
+    async def get_conversion(self, conversion_id: str) -> Conversion | None:
+        return await self._call(lambda: lookups.get_conversion(self._conn, conversion_id))
+
+    async def find_conversions_by(
+        self, filters: ConversionFilter, *, limit: int
+    ) -> list[Conversion]:
+        return await self._call(
+            lambda: lookups.find_conversions_by(self._conn, filters, max(0, limit))
+        )
+
+    async def rewrite(self, items: Sequence[Rewrite], *, now: float) -> list[Delivery]:
+        rows = list(items)
+        return await self._call(lambda: self._transaction(replays.rewrite_work(rows, now)))
+
+    async def add_missing(self, deliveries: Sequence[NewDelivery]) -> list[Delivery]:
+        news = list(deliveries)
+        if not news:
+            return []
+
+        def work(db: sqlite3.Connection) -> list[Delivery]:
+            kept = replays.missing(db, news)
+            return commit.write_batch(db, self._next_delivery_id, (), (), kept) if kept else []
+
+        stored = await self._call(lambda: self._transaction(work))
+        self._next_delivery_id += len(stored)  # once committed
+        return stored
 
     # -- conveniences for tests and benchmarks (not part of ``Store``) ---------
 
