@@ -19,11 +19,16 @@ from typing import Any
 
 from rich.console import Console
 
+from gateway import __version__
+
 __all__ = ("build_parser", "main")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--version", action="version", version=f"postback-gateway bench {__version__}"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="load-test a gateway and check every postback")

@@ -10,9 +10,18 @@ import asyncio
 import heapq
 import itertools
 import time
+from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ("Clock", "SystemClock", "VirtualClock")
+__all__ = ("Clock", "SystemClock", "VirtualClock", "iso")
+
+
+def iso(seconds: float | None) -> str | None:
+    """Unix seconds as ISO 8601 in UTC with milliseconds (``...T09:30:00.123Z``)."""
+    if seconds is None:
+        return None
+    when = datetime.fromtimestamp(seconds, tz=UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Clock(Protocol):

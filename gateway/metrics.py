@@ -7,12 +7,20 @@ only, never URLs, so no account secret can reach a label.
 from __future__ import annotations
 
 import os
+import platform
 from bisect import bisect_left
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
+
+import _fastrender
+from gateway import __version__
+
+if TYPE_CHECKING:
+    from gateway.dispatch.breaker import HostView
 
 __all__ = ("CONTENT_TYPE_LATEST", "BatchedObserver", "Metrics", "status_class")
 
@@ -101,6 +109,12 @@ class Metrics:
             ["traffic_source"],
             registry=r,
         )
+        self.dry_run = Counter(
+            "gateway_deliveries_dry_run",
+            "Deliveries stored as rendered and not sent (dry run)",
+            ["traffic_source"],
+            registry=r,
+        )
         self.held = Counter(
             "gateway_deliveries_held",
             "Deliveries held, not sent: a network macro left unreplaced or an empty click id",
@@ -127,6 +141,31 @@ class Metrics:
             # shared store's queue at its start, so a sum would count it twice)
             multiprocess_mode="livemax",
         )
+        self.oldest_queued = Gauge(
+            "gateway_delivery_oldest_queued_seconds",
+            "Age of the oldest queued delivery (0 when none waits), read at scrape time",
+            registry=r,
+            multiprocess_mode="livemostrecent",  # the store is shared: the latest reading
+        )
+        self.breaker_hosts = Gauge(
+            "gateway_breaker_hosts",
+            "Destination hosts by circuit-breaker state (open: paused; half-open: probing)",
+            ["circuit"],
+            registry=r,
+            multiprocess_mode="livemax",  # each worker keeps its own breaker
+        )
+        for circuit in ("open", "half-open"):
+            self.breaker_hosts.labels(circuit).set(0)
+        # a gauge, not an Info: Info metrics are not collected across workers
+        self.build = Gauge(
+            "gateway_build_info",
+            "Version and build of this gateway (always 1)",
+            ["version", "python", "renderer"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        renderer = "c" if _fastrender.USE_EXTENSIONS else "python"
+        self.build.labels(__version__, platform.python_version(), renderer).set(1)
         self.host_paused = Gauge(
             "gateway_host_paused",
             "1 while the circuit breaker holds a destination host's deliveries",
@@ -171,16 +210,19 @@ class Metrics:
             registry=r,
         )
 
-    def set_hosts(self, rows: list[dict[str, Any]]) -> None:
-        """The breaker's hosts (``lookups_api.host_rows``); a host that recovered reads 0."""
-        seen = {row["host"] for row in rows}
-        for host in self._hosts_shown - seen:
+    def set_hosts(self, views: Mapping[str, HostView]) -> None:
+        """The breaker's snapshot, the one source of every host gauge: hosts by circuit,
+        and each host's paused flag and failures (a host that recovered reads 0)."""
+        for circuit in ("open", "half-open"):
+            count = sum(1 for v in views.values() if v.circuit == circuit)
+            self.breaker_hosts.labels(circuit).set(count)
+        for host in self._hosts_shown - views.keys():
             self.host_paused.labels(host).set(0)
             self.host_failures.labels(host).set(0)
-        for row in rows:
-            self.host_paused.labels(row["host"]).set(1 if row["paused"] else 0)
-            self.host_failures.labels(row["host"]).set(row["failures"])
-        self._hosts_shown |= seen
+        for host, v in views.items():
+            self.host_paused.labels(host).set(0 if v.paused_until is None else 1)
+            self.host_failures.labels(host).set(v.failures)
+        self._hosts_shown |= views.keys()
 
     def batched(self, child: Any) -> BatchedObserver:
         """A BatchedObserver for ``child`` that is flushed before every exposition."""

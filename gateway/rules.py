@@ -90,6 +90,9 @@ class RuleSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     answer: str | dict[str, str] | None = None
     #: Query parameters whose values are credentials: shown as ``***`` everywhere.
     secret_params: list[str] = msgspec.field(default_factory=list)
+    #: Shadow mode: render, store and log the delivery, send nothing (e.g. while
+    #: an old tracker still sends the real postback).
+    dry_run: bool = False
 
 
 def redact_params(url: str, names: Iterable[str]) -> str:
@@ -125,6 +128,7 @@ class CompiledRule:
         "answer_why",
         "body_plan",
         "delay",
+        "dry_run",
         "events",
         "guarded",
         "hold",
@@ -147,6 +151,7 @@ class CompiledRule:
     answer_why: str
     body_plan: Plan | None
     delay: float
+    dry_run: bool
     events: frozenset[str] | None
     guarded: tuple[str, ...]
     hold: bool
@@ -282,6 +287,7 @@ def compile_rule(
         require=tuple(spec.require),
         sample=spec.sample,
         delay=spec.delay,
+        dry_run=spec.dry_run,
         payout=spec.payout,
         max_attempts=spec.max_attempts,
         schedule=spec.schedule,

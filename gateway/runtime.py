@@ -18,6 +18,8 @@ from pathlib import Path
 import msgspec
 from aiohttp import web
 
+from gateway import __version__
+from gateway.banner import banner
 from gateway.clock import SystemClock
 from gateway.config import Config, read
 from gateway.dispatch.dispatcher import Dispatcher
@@ -26,6 +28,7 @@ from gateway.enrich.factory import make_enrichers
 from gateway.http.app import create_app
 from gateway.http.front import GatewayRunner
 from gateway.http.state import STATE
+from gateway.logs import ACCESS_LOG_FORMAT
 from gateway.metrics import Metrics
 from gateway.store import open_store
 from gateway.store.backends import redacted
@@ -70,10 +73,12 @@ async def serve(
     *,
     reuse_port: bool = False,
     share: int = 1,
+    access_log: bool = False,
 ) -> None:
     """Serve until SIGTERM/SIGINT; ``reuse_port``: one of several worker
     processes on this port (``gateway.workers``), the kernel spreading
-    connections; ``share``: how many processes split the per-host limits."""
+    connections; ``share``: how many processes split the per-host limits;
+    ``access_log``: one log line per request."""
     loop = asyncio.get_running_loop()
     store = open_store(db, lease=config.store.lease)
     await store.open()
@@ -82,13 +87,19 @@ async def serve(
     dispatcher = Dispatcher(
         settings=share_of(config.delivery, share), store=store, metrics=metrics, clock=clock
     )
+    dispatcher.dry_run(config.dry_run_sources, config.dry_run_rules)
     await dispatcher.start()
     enricher, notes = make_enrichers(config.spec.enrich)
     for note in notes:
         log.info("%s", note)
     app = create_app(config, store, dispatcher, metrics=metrics, clock=clock, enricher=enricher)
     # the parser's line limits follow the config's limits (GatewayRunner)
-    runner = GatewayRunner(app, access_log=None, shutdown_timeout=10.0)
+    runner = GatewayRunner(
+        app,
+        access_log=logging.getLogger("aiohttp.access") if access_log else None,
+        access_log_format=ACCESS_LOG_FORMAT,
+        shutdown_timeout=10.0,
+    )
     await runner.setup()
     # Startup's objects (modules, config, compiled plans) go to the permanent
     # generation, so full collections stop walking them; then the thresholds.
@@ -113,13 +124,17 @@ async def serve(
         app[STATE].last_reload = (clock.now(), new is not None, [str(p) for p in problems])
         if new is None:
             for problem in problems:
-                log.error("reload refused, old config stays: %s", problem)
+                if problem.level == "error":
+                    log.error("reload refused, old config stays: %s", problem)
             return
+        for problem in problems:  # the new config runs; these deserve a look
+            log.warning("reload: %s", problem)
         if new.spec.delivery != app[STATE].config.spec.delivery:
             log.warning("reload: [delivery] changes take effect at the next restart")
         if new.spec.enrich != app[STATE].config.spec.enrich:
             log.warning("reload: [enrich] changes take effect at the next restart")
         app[STATE].config = new
+        dispatcher.dry_run(new.dry_run_sources, new.dry_run_rules)
         log.info(
             "reloaded %s: %d traffic source(s), %d campaign(s)",
             path,
@@ -132,8 +147,16 @@ async def serve(
     loop.add_signal_handler(signal.SIGHUP, reload)
     shown = f"[{host}]" if ":" in host else host
     log.info(
-        "gateway listening on http://%s:%d/ (config %s, db %s)", shown, port, path, redacted(db)
+        "gateway %s listening on http://%s:%d/ (config %s, db %s)",
+        __version__,
+        shown,
+        port,
+        path,
+        redacted(db),
     )
+    if not reuse_port:  # one process: the mode and what to try (workers: the supervisor's)
+        for line in banner(app[STATE].config, f"http://{shown}:{port}"):
+            log.info("%s", line)
     try:
         await stop.wait()
         log.info("draining: no new connections; committing what was accepted")

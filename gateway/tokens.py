@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from msgspec.structs import replace
 
 from gateway import clickid
-from gateway.config import Campaign, Source
 from gateway.enrich.base import EMPTY, Enricher, Visit
 from gateway.enrich.passed import merge_passed
 from gateway.htime import seal_htime
 from gateway.refusal import Reject
 
+if TYPE_CHECKING:  # annotations only: config's checks read FILLED_BY from here
+    from gateway.config import Campaign, Source
+
 __all__ = (
+    "FILLED_BY",
     "TEST_CURRENCY",
     "TEST_PAYOUT",
     "TEST_STATUS",
@@ -43,6 +47,101 @@ TEST_STATUS = "approved"
 TEST_CURRENCY = "USD"
 #: The numbered variables a click or conversion may carry as they are.
 VAR_KEYS = tuple(f"var{i}" for i in range(1, 21))
+
+_VISIT = "the visitor's request to /click"
+#: What fills each token at delivery (the builders below); ``{var:NAME}`` is
+#: filled by the click URL's NAME when NAME is one of the source's
+#: ``variables``.  A template token missing here renders empty for every
+#: conversion: ``gateway check`` warns, docs/templates.md lists the table.
+FILLED_BY: Mapping[str, str] = {
+    "click.id": "the click (a new id per click)",
+    "click.time": "the click",
+    "click.cost": "the click URL's cost=",
+    "campaign.id": "the campaign",
+    "campaign.name": "the campaign's name",
+    "campaign.key": "the campaign's key",
+    "trafficsource.id": "the traffic source",
+    "trafficsource.name": "the traffic source",
+    "externalid": "the click URL's click_id_param, or a conversion's externalid=",
+    **dict.fromkeys(VAR_KEYS, "the click URL: the source's variables, in order, or varN="),
+    "ip": _VISIT,
+    "user_agent": _VISIT,
+    "referer": _VISIT,
+    "referrerdomain": _VISIT,
+    "language": _VISIT,
+    "payout": "the conversion's payout= (sum=, amount=)",
+    "conversion.status": "the conversion's status= (approved when absent)",
+    "transaction.id": "the conversion's txid= (transaction_id=, tid=)",
+    "conversion.type": "the conversion's event= (et=)",
+    "currency": "the conversion's currency=",
+    "random": "drawn afresh for each render",
+    **dict.fromkeys(
+        (
+            "lander.id",
+            "offer.id",
+        ),
+        "the campaign's lander/offer, or the click's lander=/offer=",
+    ),
+    **dict.fromkeys(
+        (
+            "path.name",
+            "rule.name",
+            "user.id",
+        ),
+        "an upstream tracker's path_name=/rule_name=/user_id= on the click",
+    ),
+    **dict.fromkeys(("conversion.cost",), "the conversion's cost="),
+    **dict.fromkeys(("conversion.time",), "the conversion (when the gateway received it)"),
+    **dict.fromkeys(
+        (
+            "event1",
+            "event2",
+            "event3",
+            "event4",
+            "event5",
+            "event6",
+            "event7",
+            "event8",
+            "event9",
+            "event10",
+        ),
+        "the conversion's event1= … event10=",
+    ),
+    **dict.fromkeys(("click.htime",), "the click time, sealed with [server] secret"),
+    **dict.fromkeys(("domain",), "the Host of the visitor's request to /click"),
+    **dict.fromkeys(
+        (
+            "country",
+            "countryname",
+            "region",
+            "city",
+            "isp",
+            "asn",
+        ),
+        "the IP data (geo install) for the client address, or a value passed on the click",
+    ),
+    **dict.fromkeys(
+        (
+            "os",
+            "osversion",
+            "browser",
+            "browserversion",
+            "device",
+            "brand",
+            "model",
+            "device_name",
+        ),
+        "the visitor's User-Agent (ua-parser), or a value passed on the click",
+    ),
+    **dict.fromkeys(
+        (
+            "resolution",
+            "carrier",
+            "connection.type",
+        ),
+        "a value passed on the click only (docs/visit.md says why)",
+    ),
+}
 
 
 def bad_text(value: str, limit: int) -> bool:

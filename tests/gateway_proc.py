@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +30,7 @@ class GatewayProcess:
         *,
         host: str = "127.0.0.1",
         cwd: Path = ROOT,
+        extra: Sequence[str] = (),
         workers: int = 1,
         port: int | None = None,
     ) -> None:
@@ -37,6 +39,7 @@ class GatewayProcess:
         self.log_path = log
         self.host = host
         self.cwd = cwd
+        self.extra = list(extra)  # more ``serve`` options, e.g. --log-format json
         self.workers = workers
         self.port = free_port() if port is None else port
         self.proc: subprocess.Popen[bytes] | None = None
@@ -61,6 +64,7 @@ class GatewayProcess:
             argv += ["--config", str(self.config)]
         if self.db is not None:
             argv += ["--db", str(self.db)]
+        argv += self.extra
         if self.workers != 1:
             argv += ["--workers", str(self.workers)]
         with open(self.log_path, "ab") as log:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -121,10 +122,10 @@ async def test_detail_has_the_attempt_log(api: Api) -> None:
     status, body = await api.call("GET", f"/api/deliveries/{did}")
     assert status == 200
     assert body["status"] == "failed" and body["attempt_count"] == 2
-    assert [a["status_code"] for a in body["attempts"]] == [503, 503]
-    assert body["attempts"][0]["body_prefix"] == "busy"
-    assert body["attempts"][0]["outcome"] == "retry"
-    assert {"started_at", "url", "error", "latency_ms", "reason"} <= set(body["attempts"][0])
+    assert [a["status_code"] for a in body["attempt_log"]] == [503, 503]
+    assert body["attempt_log"][0]["body_prefix"] == "busy"
+    assert body["attempt_log"][0]["outcome"] == "retry"
+    assert {"started_at", "url", "error", "latency_ms", "reason"} <= set(body["attempt_log"][0])
 
 
 async def test_retry_one(api: Api) -> None:
@@ -200,3 +201,38 @@ async def test_retry_of_a_queued_delivery_is_409(api: Api) -> None:
     (did,) = await api.commit("/status/500", 1)
     status, body = await api.call("POST", f"/api/deliveries/{did}/retry")
     assert status == 409 and body["field"] == "id"
+
+
+async def test_one_shape_in_list_and_detail_with_iso_times(api: Api) -> None:
+    (delivery_id,) = await api.commit("/status/503", 1)
+    await api.clock.advance(10)
+    await api.dispatcher.wait_idle()
+    _, listed = await api.call("GET", "/api/deliveries")
+    (item,) = listed["deliveries"]
+    _, detail = await api.call("GET", f"/api/deliveries/{delivery_id}")
+    log = detail.pop("attempt_log")
+    assert detail == item  # the same object; the detail only adds its log
+    assert item["attempts"] == item["attempt_count"] == 2 and len(log) == 2
+    # a dead letter whose retries are spent says so
+    assert (item["status"], item["last_outcome"]) == ("failed", "failed")
+    assert [a["outcome"] for a in log] == ["retry", "retry"]
+    for key in ("created_at", "updated_at"):
+        when = datetime.fromisoformat(item[f"{key}_iso"].replace("Z", "+00:00"))
+        assert when.tzinfo is not None and when.timestamp() == pytest.approx(item[key], abs=0.001)
+    assert item["next_at"] is None and item["next_at_iso"] is None
+    assert datetime.fromisoformat(log[0]["started_at_iso"].replace("Z", "+00:00")).timestamp() == (
+        pytest.approx(log[0]["started_at"], abs=0.001)
+    )
+
+
+async def test_a_paused_host_is_visible(api: Api) -> None:
+    for _ in range(5):  # breaker_failures: five failures open the circuit
+        await api.commit("/status/503", 1)
+    _, hosts = await api.call("GET", "/api/hosts")
+    (host,) = hosts["hosts"]
+    assert host["host"] == "127.0.0.1" and host["circuit"] == "open"
+    _, listed = await api.call("GET", "/api/deliveries?status=queued")
+    assert listed["deliveries"]
+    for item in listed["deliveries"]:
+        assert item["host_paused_until"] == host["paused_until"]
+        assert item["host_paused_until_iso"].endswith("Z")

@@ -272,6 +272,14 @@ async def test_lookups_by_every_key(stack: Stack, net: Net) -> None:
     assert shown["click"]["tokens"]["externalid"] == externalid
     assert sorted(d["rule"] for d in shown["deliveries"]) == ["hand:exo", "hand:ts", "hand:tune"]
     assert all(GOAL not in d["url"] and TS_KEY not in d["url"] for d in shown["deliveries"])
+    assert shown["created_at_iso"].endswith("Z") and shown["click"]["created_at_iso"]
+    # the delivery API's one shape: the same object as the list shows, less attempt_log
+    for d in shown["deliveries"]:
+        status, detail = await _get(stack, f"/api/deliveries/{d['delivery_id']}")
+        assert set(detail) - set(d) == {"attempt_log"}
+        assert {k: detail[k] for k in ("attempt_count", "created_at_iso", "url")} == {
+            k: d[k] for k in ("attempt_count", "created_at_iso", "url")
+        }
 
     status, shown = await _get(stack, f"/api/clicks/{click_id}")
     assert status == 200 and [c["conversion_id"] for c in shown["conversions"]] == [cid]
@@ -335,10 +343,14 @@ async def test_a_paused_host_shows_in_the_api_and_metrics(net: Net, tmp_path: Pa
             await asyncio.sleep(0.025)
         [host] = body["hosts"]
         assert host["host"] == "pb.tracker.example" and host["paused"] is True
-        assert host["why"] == "HTTP 503" and host["failures"] >= 2
-        assert 50 < host["seconds_left"] <= 60 and host["until"] > 0
+        assert host["circuit"] == "open"
+        assert host["reason"] == "HTTP 503" and host["failures"] >= 2
+        assert 50 < host["seconds_left"] <= 60 and host["paused_until"] > 0
+        assert host["paused_until_iso"].endswith("Z")
         text = await stack.metrics()
         assert 'gateway_host_paused{host="pb.tracker.example"} 1.0' in text
+        assert f'gateway_host_failures{{host="pb.tracker.example"}} {host["failures"]}.0' in text
+        assert 'gateway_breaker_hosts{circuit="open"} 1.0' in text
     finally:
         await http.close()
         await dispatcher.stop()

@@ -311,7 +311,7 @@ def scenarios(net: Net) -> list[tuple[str, list[tuple[int, str]], str, str, int]
     out.append(("retried", [(503, "Service Unavailable"), ok], "delivered", "delivered", 2))
     # an error page quoting the request (credentials included): shown redacted
     out.append(("echoed", [(400, "invalid request: {request}")], "failed", "rejected", 1))
-    out.append(("spent", [(502, "Bad Gateway")], "failed", "retry", 3))
+    out.append(("spent", [(502, "Bad Gateway")], "failed", "failed", 3))
     return out
 
 
@@ -354,11 +354,13 @@ async def test_preset_end_to_end(name: str, world: World, client: Client) -> Non
         for hit in hits:
             check_hit(net, hit, externalid, txid)
         echo = redacted(net, hits[0].raw)
-        for attempt, (code, body) in zip(d["attempts"], answers + answers[-1:] * 3, strict=False):
+        for attempt, (code, body) in zip(
+            d["attempt_log"], answers + answers[-1:] * 3, strict=False
+        ):
             body = body.replace("{request}", echo)
             assert (attempt["status_code"], attempt["body_prefix"]) == (code, body), where
             assert attempt["url"] == shown
-        last = d["attempts"][-1]
+        last = d["attempt_log"][-1]
         if scenario == "echoed":
             assert last["reason"] == f"HTTP 400: invalid request: {echo}", where
         elif outcome == "rejected":  # the network's own words are the reason
@@ -371,7 +373,7 @@ async def test_preset_end_to_end(name: str, world: World, client: Client) -> Non
         if scenario == "spent":
             assert last["reason"].endswith("gave up after 3 attempts")
         if scenario == "retried":
-            assert d["attempts"][0]["outcome"] == "retry"
+            assert d["attempt_log"][0]["outcome"] == "retry"
 
     await asyncio.gather(*(play(*s) for s in plays))
     delivered = sum(1 for s in plays if s[2] == "delivered")
@@ -403,7 +405,7 @@ async def test_redirect_to_https_keeps_secrets_hidden(
     assert [h.scheme for h in hops] == [net.scheme, "https"]
     shown = redacted(net, expected_url(net, externalid, "tx-moved"))
     ended = redacted(net, target.split("?", 1)[0])
-    assert d["attempts"][0]["url"] == f"{shown} -> {ended}"
+    assert d["attempt_log"][0]["url"] == f"{shown} -> {ended}"
     assert "***" in ended or name == "exoclick"  # exoclick's secret is in the query
     for value in net.secrets:
         assert value not in json.dumps(d)
@@ -425,8 +427,8 @@ async def test_expired_click_is_not_sent(world: World, client: Client) -> None:
     d = await client.delivery_for("popads-short", conversion["conversion_id"])
     assert (d["status"], d["last_outcome"]) == ("expired", "expired")
     assert d["expires_at"] is not None and d["expires_at"] < time.time()
-    assert [a["outcome"] for a in d["attempts"]] == ["expired"]
-    assert d["attempts"][0]["status_code"] is None
+    assert [a["outcome"] for a in d["attempt_log"]] == ["expired"]
+    assert d["attempt_log"][0]["status_code"] is None
     assert not world.sink.hits_for(externalid)
     line = 'gateway_deliveries_expired_total{traffic_source="popads-short"} 1.0'
     assert line in await client.metrics(line)

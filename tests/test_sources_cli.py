@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +121,79 @@ def test_campaign_without_base_url_is_a_usage_error(capsys: pytest.CaptureFixtur
 def test_classify_human(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sources", "classify", "exoclick", "--status", "200", "--body", "OK"]) == 0
     assert capsys.readouterr().out == "delivered: HTTP 200\n"
+
+
+SOURCE_CONFIG = """
+[[traffic_sources]]
+name = "exo"
+preset = "exoclick"
+params = { goal = "abc" }
+click_id_param = "sub"
+variables = ["zoneid"]
+
+[[traffic_sources]]
+name = "hand"
+postback = "https://pb.example/?c={externalid}"
+
+[[campaigns]]
+id = "exo-1"
+traffic_source = "exo"
+offer_url = "https://o.example/?s={click.id}"
+
+[[campaigns]]
+id = "hand-1"
+traffic_source = "hand"
+offer_url = "https://o.example/?s={click.id}"
+"""
+
+
+def test_show_with_config_uses_the_campaigns_real_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "g.toml"
+    config.write_text(SOURCE_CONFIG)
+    argv = ["sources", "show", "exoclick", "--config", str(config), "--campaign", "exo-1"]
+    assert main([*argv, "--base-url", "https://gw.example", "--json"]) == 0
+    url = json.loads(capsys.readouterr().out)["campaign_url"]
+    # the source's own click id name, and only the variables it keeps
+    assert url == "https://gw.example/click/exo-1?sub={conversions_tracking}&zoneid={zone_id}"
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "http://127.0.0.1:8080/click/exo-1?sub={conversions_tracking}&zoneid={zone_id}" in lines
+
+
+@pytest.mark.parametrize(
+    ("name", "campaign", "says"),
+    [
+        ("exoclick", "exo-2", "no campaign 'exo-2'; did you mean 'exo-1'?"),
+        ("popads", "exo-1", "uses preset 'exoclick', not 'popads'"),
+    ],
+)
+def test_show_with_config_refuses_what_does_not_fit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, campaign: str, says: str
+) -> None:
+    config = tmp_path / "g.toml"
+    config.write_text(SOURCE_CONFIG)
+    assert main(["sources", "show", name, "--config", str(config), "--campaign", campaign]) == 2
+    assert says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("columns", ["40", "60", "200"])
+def test_tables_never_split_a_macro(columns: str) -> None:
+    env = {**os.environ, "COLUMNS": columns}
+    for args in (["sources"], ["sources", "show", "exoclick"], ["sources", "show", "propellerads"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        for line in done.stdout.splitlines():
+            cells = line.replace("┃", "│").split("│")
+            for cell in cells:
+                text = cell.strip()
+                # a macro cut at a cell edge leaves an unclosed { [ or ${ behind
+                assert text.count("{") == text.count("}"), (columns, line)
+                assert text.count("[") == text.count("]"), (columns, line)

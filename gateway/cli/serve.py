@@ -23,8 +23,24 @@ __all__ = ("run",)
 log = logging.getLogger(__name__)
 
 
+def db_refusal(db: str) -> str | None:
+    """Why ``--db`` cannot be used, in one line, or None (a URL is the store's to judge)."""
+    if "://" in db:
+        return None
+    folder = Path(db).expanduser().resolve().parent
+    if not folder.is_dir():
+        return f"--db {db}: the directory {folder} does not exist; create it or pick another path"
+    if Path(db).is_dir():
+        return f"--db {db}: is a directory; give a file path such as {Path(db) / 'gateway.sqlite'}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
-    setup_logging()
+    setup_logging(
+        getattr(args, "log_level", "info"),
+        getattr(args, "log_format", "text"),
+        access_log=getattr(args, "access_log", False),
+    )
     path = Path(args.config) if args.config else default_config_path()
     try:
         config = load(path)
@@ -37,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
         print(refusal, file=sys.stderr)
         return 2
     db = store_url(args.db, os.environ, config.store.url)
+    unusable = db_refusal(db)
+    if unusable is not None:
+        print(unusable, file=sys.stderr)
+        return 2
     try:
         shared = open_store(db, lease=config.store.lease).shared  # checks the URL; opens nothing
     except ValueError as exc:
@@ -72,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
                 db,
                 reuse_port=args.worker_process,
                 share=share,
+                access_log=args.access_log,
             )
         )
     except CannotListen:
@@ -88,4 +109,6 @@ def _supervise(args: argparse.Namespace, path: Path, db: str) -> int:
 
     argv = [sys.executable, "-m", "gateway", "serve", "--config", str(path)]
     argv += ["--host", args.host, "--port", str(args.port), "--worker-process"]
+    argv += ["--log-level", args.log_level, "--log-format", args.log_format]
+    argv += ["--access-log"] if args.access_log else []
     return supervise(args.workers, argv, {**os.environ, constants.DB_ENV: db})

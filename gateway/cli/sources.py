@@ -60,8 +60,12 @@ def _list(args: argparse.Namespace) -> int:
         _print_json([preset_json(p) for p in presets])
         return 0
     table = Table(title=f"Traffic-source presets ({len(presets)})")
+    widest = max((len(p.click_macros.get("externalid", "")) for p in presets), default=0)
     for column in ("name", "network", "click id macro", "params", "answer", "click age"):
-        table.add_column(column, overflow="fold")
+        if column == "click id macro":  # never folded: a split macro cannot be copied
+            table.add_column(column, min_width=widest, no_wrap=True)
+        else:
+            table.add_column(column, overflow="fold")
     for p in presets:
         params = ", ".join(f"{x.name}*" if x.secret else x.name for x in p.params)
         answer = "status + body" if p.rule else "status"
@@ -73,7 +77,7 @@ def _list(args: argparse.Namespace) -> int:
             answer,
             _age(p.max_click_age),
         )
-    console = Console(markup=False, highlight=False)
+    console = _console_for(table)
     console.print(table)
     console.print(
         "* secret: redacted wherever a postback URL is shown. "
@@ -82,35 +86,102 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``--config`` without ``--base-url``: a local gateway, as ``serve`` starts one.
+_LOCAL_BASE = "http://127.0.0.1:8080"
+
+
+def _config_campaign_url(args: argparse.Namespace, preset: catalog.Preset) -> str | int:
+    """The click URL built from the config's campaign and its real source, or an
+    exit code (the reason printed) when the campaign cannot be used."""
+    import difflib  # noqa: PLC0415 - only this path needs them
+
+    from gateway.config import read  # noqa: PLC0415 - keeps the catalog commands light
+
+    config, problems = read(args.config)
+    if config is None:
+        for problem in problems:
+            if problem.level == "error":
+                print(f"{args.config}: {problem}", file=sys.stderr)
+        return 2
+    campaign = config.campaigns.get(args.campaign)
+    if campaign is None:
+        close = difflib.get_close_matches(args.campaign, list(config.campaigns), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        print(f"error: {args.config} has no campaign {args.campaign!r}{hint}", file=sys.stderr)
+        return 2
+    source = campaign.source.spec
+    if source.preset is not None and source.preset != preset.name:
+        print(
+            f"error: campaign {campaign.id!r} is for traffic source {source.name!r}, which "
+            f"uses preset {source.preset!r}, not {preset.name!r}",
+            file=sys.stderr,
+        )
+        return 2
+    return catalog.campaign_url(
+        preset,
+        args.base_url or _LOCAL_BASE,
+        campaign.id,
+        click_id_param=source.click_id_param,
+        variables=source.variables,
+    )
+
+
+def _console_for(table: Table) -> Console:
+    """A console at least as wide as the table's narrowest form: on a narrow
+    terminal the lines wrap there instead of rich cropping a cell (a macro)."""
+    console = Console(markup=False, highlight=False)
+    needed = Console(width=10_000).measure(table).minimum  # uncapped by the terminal
+    if needed > console.width:
+        console = Console(markup=False, highlight=False, width=needed)
+    return console
+
+
+def _macro_width(preset: catalog.Preset) -> int:
+    """The longest macro: the value column is never narrower, so none is split."""
+    return max((len(m) for m in preset.click_macros.values()), default=0)
+
+
 def _show(args: argparse.Namespace) -> int:
     preset = catalog.get(args.name)
-    if (args.campaign is None) != (args.base_url is None):
+    config = getattr(args, "config", None)
+    if config is not None and args.campaign is None:
+        print("sources show: --config needs --campaign ID", file=sys.stderr)
+        return 2
+    if config is None and (args.campaign is None) != (args.base_url is None):
         print("sources show: --campaign and --base-url go together", file=sys.stderr)
         return 2
     data = preset_json(preset)
-    if args.campaign is not None:
+    if config is not None:
+        url = _config_campaign_url(args, preset)
+        if isinstance(url, int):
+            return url
+        data["campaign_url"] = url
+    elif args.campaign is not None:
         data["campaign_url"] = catalog.campaign_url(preset, args.base_url, args.campaign)
     if args.json:
         _print_json(data)
         return 0
     table = Table(title=f"{preset.title} ({preset.name})", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")
-    table.add_row("postback", f"{preset.method} {preset.postback}")
+    table.add_column("field", style="bold", overflow="fold")
+    table.add_column("value", overflow="fold", min_width=_macro_width(preset))
     for p in preset.params:
         secret = " (secret)" if p.secret else ""
         table.add_row(f"param <{p.name}>", f"{p.description}{secret}")
     for name, macro in preset.click_macros.items():
         table.add_row(f"click {name}", macro)
-    if "campaign_url" in data:
-        table.add_row("campaign URL", data["campaign_url"])
     table.add_row("success", preset.success)
     table.add_row("click age", _age(preset.max_click_age))
     for label, text in (("currency", preset.currency), ("notes", preset.notes)):
         if text:
             table.add_row(label, text)
     table.add_row("sources", "\n".join(preset.docs))
-    Console(markup=False, highlight=False).print(table)
+    _console_for(table).print(table)
+    # URLs outside the table, each on a line of its own: copied whole, never folded.
+    print(f"postback ({preset.method}):")
+    print(preset.postback)
+    if "campaign_url" in data:
+        print("campaign URL (paste into the network's panel):")
+        print(data["campaign_url"])
     return 0
 
 

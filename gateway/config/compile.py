@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+from collections.abc import Collection
 from typing import Any, Literal
 
 from _fastrender import Plan, TemplateError, compile_template
@@ -24,6 +25,7 @@ from gateway.config.lint import (
     rule_problems,
     settings_problems,
     template_warnings,
+    unfillable_warnings,
 )
 from gateway.config.schema import (
     INVALID_RULE,
@@ -135,8 +137,19 @@ class Config:
         #: networks whose Forwarded / X-Forwarded-For is believed (intake.client_address)
         self.trusted_proxies = trusted_proxies or TrustedProxies(())
         self.server = spec.server
+        #: Shadow mode (dispatcher): sources, and (source, rule name) pairs, whose
+        #: deliveries are stored as ``dry_run`` instead of sent.
+        self.dry_run_sources = frozenset(s.name for s in sources.values() if s.spec.dry_run)
+        every_rule = [r for s in sources.values() for r in s.rules]
+        every_rule += [r for c in campaigns.values() for r in c.rules]
+        self.dry_run_rules = frozenset((r.traffic_source, r.name) for r in every_rule if r.dry_run)
         #: (config path, rule) for every postback rule, for ``check``'s report
         self.judged: list[tuple[str, CompiledRule]] = []
+
+    @property
+    def dry_run_everything(self) -> bool:
+        """``[delivery] dry_run``: nothing is sent at all."""
+        return self.delivery.dry_run
 
 
 def _rules(
@@ -153,6 +166,7 @@ def _rules(
     source_rule: bool,
     problems: list[Problem],
     judged: list[tuple[str, CompiledRule]],
+    variables: Collection[str] | None = None,
 ) -> list[CompiledRule]:
     compiled: list[CompiledRule] = []
     for i, spec in enumerate(specs):
@@ -193,6 +207,10 @@ def _rules(
         except ValueError as exc:
             problems.append(Problem(f"{path}.url", str(exc)))
             continue
+        if variables is not None:
+            unfillable_warnings(rule.plan.tokens, variables, f"{path}.url", problems)
+            if rule.body_plan is not None:
+                unfillable_warnings(rule.body_plan.tokens, variables, f"{path}.body", problems)
         # Aliases (external_id) resolve to the token name the context uses.
         rule.require = tuple(
             t if t.startswith(("var:", "tName:")) else (lookup(t, spec.dialect) or t)
@@ -277,6 +295,7 @@ def _source(
         hold=spec.on_placeholder == "hold",
         source_rule=True,
         problems=problems,
+        variables=spec.variables,
         judged=judged,
     )
     source = Source(spec, rules, age)
@@ -328,6 +347,7 @@ def _campaign(
         hold=source.spec.on_placeholder == "hold" if source else True,
         source_rule=False,
         problems=problems,
+        variables=source.spec.variables if source else None,
         judged=judged,
     )
     if source is None or offer is None:

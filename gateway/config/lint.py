@@ -9,8 +9,10 @@ specs and templates; building the running objects is ``compile``'s job.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import ssl
+from collections.abc import Collection, Iterable
 from typing import Literal
 
 import msgspec
@@ -18,8 +20,11 @@ import msgspec
 from _fastrender import TemplateError, compile_template
 from _fastrender._catalog import DEPRECATED, lookup
 from gateway.config.schema import ConfigSpec
+from gateway.dispatch.settings import DeliverySettings
+from gateway.dispatch.transport.ssrf import parse_resolve
 from gateway.rules import RuleSpec
 from gateway.sources.macros import find_leftover_macros
+from gateway.tokens import FILLED_BY
 
 __all__ = (
     "Problem",
@@ -30,6 +35,7 @@ __all__ = (
     "rule_problems",
     "settings_problems",
     "template_warnings",
+    "unfillable_warnings",
 )
 
 
@@ -63,6 +69,11 @@ def rule_problems(spec: RuleSpec, path: str, problems: list[Problem]) -> None:
         problems.append(Problem(f"{path}.sample", "must be a percentage, 0 to 100"))
     if spec.delay < 0:
         problems.append(Problem(f"{path}.delay", "must be >= 0"))
+    if spec.max_attempts is not None and spec.max_attempts < 1:
+        problems.append(Problem(f"{path}.max_attempts", "must be >= 1 (the first attempt counts)"))
+    for j, wait in enumerate(spec.schedule or ()):
+        if wait < 0:
+            problems.append(Problem(f"{path}.schedule[{j}]", "must be >= 0 seconds"))
 
 
 def template_warnings(url: str, path: str, source_rule: bool, problems: list[Problem]) -> None:
@@ -98,6 +109,32 @@ def template_warnings(url: str, path: str, source_rule: bool, problems: list[Pro
                 "warning",
             )
         )
+
+
+def unfillable_warnings(
+    tokens: Iterable[str], variables: Collection[str], path: str, problems: list[Problem]
+) -> None:
+    """A token no data of this config can ever fill: it renders empty, every time."""
+    for token in dict.fromkeys(tokens):
+        if token.startswith("var:"):
+            if token[4:] not in variables:
+                problems.append(
+                    Problem(
+                        path,
+                        f"{{{token}}} is never filled: {token[4:]!r} is not one of the traffic "
+                        "source's variables",
+                        "warning",
+                    )
+                )
+        elif token not in FILLED_BY:
+            problems.append(
+                Problem(
+                    path,
+                    f"{{{token}}} is never filled: nothing in a click or a conversion "
+                    "carries it (docs/templates.md: which tokens need which data)",
+                    "warning",
+                )
+            )
 
 
 #: Query names that carry credentials in the networks' own postbacks.
@@ -142,8 +179,80 @@ def offer_url_warnings(url: str, path: str, problems: list[Problem]) -> None:
         )
 
 
+def _resolve_problems(resolve: dict[str, str], problems: list[Problem]) -> None:
+    """Each ``resolve`` entry as the transports read it: ``host[:port]`` -> ``address:port``."""
+    for key, target in resolve.items():
+        path = f"delivery.resolve.{key!r}"
+        try:
+            ((host, port), (address, target_port)), *_ = parse_resolve({key: target}).items()
+        except ValueError as exc:
+            reason = str(exc) if "needs a port" in str(exc) else "a port must be a number"
+            problems.append(Problem(path, f'{reason}: write "host[:port]" = "address:port"'))
+            continue
+        if not host:
+            problems.append(Problem(path, "the host name is empty"))
+        if not address:
+            problems.append(Problem(path, "the target address is empty"))
+        for value in (port, target_port):
+            if value is not None and not 1 <= value <= 65535:
+                problems.append(Problem(path, f"port {value} is out of range (1-65535)"))
+
+
+def _delivery_problems(d: DeliverySettings, problems: list[Problem]) -> None:
+    """``[delivery]`` values no run could use: counts below one, negative times, bad CIDRs."""
+    at_least_one = {
+        "max_connections": d.max_connections,
+        "max_connections_per_host": d.max_connections_per_host,
+        "max_attempts": d.max_attempts,
+        "breaker_failures": d.breaker_failures,
+    }
+    for key, count in at_least_one.items():
+        if count < 1:
+            problems.append(Problem(f"delivery.{key}", "must be >= 1"))
+    positive = {
+        "timeout": d.timeout,
+        "connect_timeout": d.connect_timeout,
+        "idle_timeout": d.idle_timeout,
+        "retention_days": d.retention_days,
+    }
+    if d.first_byte_timeout is not None:
+        positive["first_byte_timeout"] = d.first_byte_timeout
+    for key, seconds in positive.items():
+        if not seconds > 0:
+            problems.append(Problem(f"delivery.{key}", "must be > 0"))
+    not_negative = {
+        "breaker_pause": d.breaker_pause,
+        "max_retry_after": d.max_retry_after,
+        "body_prefix_bytes": d.body_prefix_bytes,
+    }
+    for key, number in not_negative.items():
+        if number < 0:
+            problems.append(Problem(f"delivery.{key}", "must be >= 0"))
+    if d.rate_per_host is not None and not d.rate_per_host > 0:
+        problems.append(Problem("delivery.rate_per_host", "must be > 0 (leave it out: unlimited)"))
+    if not 0 <= d.jitter < 1:
+        problems.append(Problem("delivery.jitter", "must be a fraction, 0 to below 1"))
+    for j, wait in enumerate(d.schedule):
+        if wait < 0:
+            problems.append(Problem(f"delivery.schedule[{j}]", "must be >= 0 seconds"))
+    for j, cidr in enumerate(d.allowed_networks):
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError as exc:
+            problems.append(Problem(f"delivery.allowed_networks[{j}]", str(exc)))
+    _resolve_problems(d.resolve, problems)
+
+
 def settings_problems(spec: ConfigSpec, problems: list[Problem]) -> None:
     """The top-level settings that no value of the rest of the file can fix."""
+    for key in ("api_token", "postback_secret"):
+        value = getattr(spec, key)
+        if value is not None and not value.strip():
+            problems.append(Problem(key, "is blank: set a value or leave the key out"))
+    for key in ("max_query_bytes", "max_body_bytes", "max_value_length", "max_items"):
+        if getattr(spec.limits, key) < 1:
+            problems.append(Problem(f"limits.{key}", "must be >= 1"))
+    _delivery_problems(spec.delivery, problems)
     if spec.delivery.ca_file:
         try:
             ssl.create_default_context().load_verify_locations(cafile=spec.delivery.ca_file)
@@ -151,5 +260,7 @@ def settings_problems(spec: ConfigSpec, problems: list[Problem]) -> None:
             problems.append(Problem("delivery.ca_file", f"cannot load CA certificates: {exc}"))
     if spec.attribution_window <= 0:
         problems.append(Problem("attribution_window", "must be > 0 seconds"))
-    if spec.batch.max_size < 1 or spec.batch.max_wait_ms < 0:
-        problems.append(Problem("batch", "max_size must be >= 1 and max_wait_ms >= 0"))
+    if spec.batch.max_size < 1:
+        problems.append(Problem("batch.max_size", "must be >= 1"))
+    if spec.batch.max_wait_ms < 0:
+        problems.append(Problem("batch.max_wait_ms", "must be >= 0"))

@@ -18,15 +18,20 @@ from typing import Any
 import msgspec
 
 from gateway.config.compile import Config, compile_config
+from gateway.config.decode import decode_struct
 from gateway.config.lint import Problem
 from gateway.config.schema import (
     INVALID_RULE,
+    BatchSettings,
     CampaignSpec,
     ConfigSpec,
+    LimitSettings,
     NetworkSpec,
+    StoreSettings,
     TrafficSourceSpec,
 )
-from gateway.rules import RuleSpec
+from gateway.dispatch.settings import DeliverySettings
+from gateway.rules import PayoutTransform, RuleSpec
 
 __all__ = ("ConfigError", "default_config_path", "load", "read", "validate")
 
@@ -38,6 +43,15 @@ _SECTIONS: tuple[tuple[str, type[Any]], ...] = (
     ("campaigns", CampaignSpec),
     ("networks", NetworkSpec),
 )
+
+#: Sub-tables decoded on their own, so a mistake in one hides nothing in another.
+_TABLES: Mapping[str, Any] = {
+    "batch": BatchSettings,
+    "limits": LimitSettings,
+    "delivery": DeliverySettings,
+    "store": StoreSettings,
+}
+_RULE_TABLES: Mapping[str, Any] = {"payout": PayoutTransform}
 
 
 class ConfigError(ValueError):
@@ -58,26 +72,18 @@ def default_config_path() -> Path:
     return next((path for path in candidates if path.is_file()), candidates[0])
 
 
-def _decode(raw: Any, kind: Any, path: str, problems: list[Problem]) -> Any:
-    try:
-        return msgspec.convert(raw, kind)
-    except msgspec.ValidationError as exc:
-        message, _, where = str(exc).partition(" - at `$")
-        where = where.rstrip("`")
-        problems.append(Problem((path + where) if path else where.lstrip("."), message))
-        return None
-
-
 def _decode_item(raw: Any, kind: Any, path: str, problems: list[Problem]) -> Any:
     """A source or campaign, with each of its postback rules decoded on its own,
     so one bad rule does not hide the problems of the others."""
     if not isinstance(raw, dict) or not isinstance(raw.get("postbacks"), list):
-        return _decode(raw, kind, path, problems)
+        return decode_struct(raw, kind, path, problems)
     rules = [
-        _decode(item, RuleSpec, f"{path}.postbacks[{j}]", problems) or INVALID_RULE
+        decode_struct(item, RuleSpec, f"{path}.postbacks[{j}]", problems, _RULE_TABLES)
+        or INVALID_RULE
         for j, item in enumerate(raw["postbacks"])
     ]
-    item = _decode({k: v for k, v in raw.items() if k != "postbacks"}, kind, path, problems)
+    rest = {k: v for k, v in raw.items() if k != "postbacks"}
+    item = decode_struct(rest, kind, path, problems)
     return None if item is None else msgspec.structs.replace(item, postbacks=rules)
 
 
@@ -85,7 +91,7 @@ def _decode_spec(raw: Mapping[str, Any], problems: list[Problem]) -> ConfigSpec:
     """The document as a spec; what fails to decode is a problem and left out."""
     sections = {k: raw[k] for k, _ in _SECTIONS if k in raw}
     top = {k: v for k, v in raw.items() if k not in sections}
-    spec = _decode(top, ConfigSpec, "", problems) or ConfigSpec()
+    spec = decode_struct(top, ConfigSpec, "", problems, _TABLES) or ConfigSpec()
     lists: dict[str, list[Any]] = {}
     for key, kind in _SECTIONS:
         items = sections.get(key, [])

@@ -48,6 +48,8 @@ class TrafficSourceSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     #: visit token -> the click URL parameter carrying it, e.g. {country = "geo"}
     #: (parameters named like a visit token are read without this; docs/visit.md)
     visit_params: dict[str, str] = msgspec.field(default_factory=dict)
+    #: shadow mode for every delivery to this source: rendered, stored, logged, not sent
+    dry_run: bool = False
     #: a postback that would carry a network's unreplaced macro or an empty click id:
     #: ``hold`` it (status ``held``, never sent) or ``send`` it anyway
     on_placeholder: Literal["hold", "send"] = "hold"
@@ -130,6 +132,8 @@ class ConfigSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     postback_secret: str | None = None
     #: a network must be named (``network=``) on /postback
     require_network: bool = False
+    #: ``/metrics`` needs ``Authorization: Bearer <api_token>`` too
+    metrics_require_token: bool = False
     traffic_sources: list[TrafficSourceSpec] = msgspec.field(default_factory=list)
     campaigns: list[CampaignSpec] = msgspec.field(default_factory=list)
     networks: list[NetworkSpec] = msgspec.field(default_factory=list)

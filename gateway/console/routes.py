@@ -21,7 +21,7 @@ from gateway.console import session as sess
 from gateway.console.pages import e, page_response, see_other, table, when
 from gateway.console.session import Session, Sessions
 from gateway.console.stats import OUTCOMES, WINDOWS, Stats
-from gateway.http.lookups_api import host_rows
+from gateway.http.lookups_api import host_rows, host_views
 from gateway.http.state import STATE
 from gateway.sources import catalog
 
@@ -273,21 +273,23 @@ async def live(request: web.Request, session: Session) -> web.StreamResponse:
 @console_page
 async def hosts_page(request: web.Request, session: Session) -> web.StreamResponse:
     state = request.app[STATE]
-    rows = host_rows(state.sink, state.clock.now())
+    rows = host_rows(host_views(state.sink), state.clock.now())
     cells = [
         (
             f"<code>{e(r['host'])}</code>",
             '<span class="bad">paused</span>' if r["paused"] else '<span class="ok">open</span>',
-            e("probing" if r["probing"] else ""),
-            e(when(r["until"])),
+            e(r["circuit"]),
+            e(when(r["paused_until"])),
             e(r["seconds_left"]),
             e(r["failures"]),
-            e(r["why"]),
+            e(r["reason"]),
         )
         for r in rows
     ]
     body = (
-        table(["host", "breaker", "", "paused until", "seconds left", "failures", "why"], cells)
+        table(
+            ["host", "breaker", "circuit", "paused until", "seconds left", "failures", "why"], cells
+        )
         if cells
         else "<p>No destination has failures on record: every host is open.</p>"
     )

@@ -17,6 +17,7 @@ from gateway.store.base import Attempt, Delivery
 from gateway.verdict import Verdict
 
 __all__ = (
+    "dry_run_attempt",
     "expired_attempt",
     "from_answer",
     "from_error",
@@ -137,4 +138,19 @@ def expired_attempt(d: Delivery, now: float) -> Attempt:
         body_prefix="",
         outcome="expired",
         reason="click older than the destination remembers",
+    )
+
+
+def dry_run_attempt(d: Delivery, now: float) -> Attempt:
+    """The log entry of a delivery shadow mode kept: what would have been sent."""
+    return Attempt(
+        delivery_id=d.delivery_id,
+        started_at=now,
+        url=d.display_url,
+        status_code=None,
+        error=None,
+        latency_ms=0.0,
+        body_prefix="",
+        outcome="dry_run",
+        reason="dry run: stored as rendered, not sent",
     )

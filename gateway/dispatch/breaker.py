@@ -9,10 +9,11 @@ without spending attempts, and other hosts are untouched.
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 import msgspec
 
-__all__ = ("Breaker", "HostState")
+__all__ = ("Breaker", "Circuit", "HostState", "HostView")
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,20 @@ class HostState(msgspec.Struct):
     open_until: float = 0.0
     pause: float = 0.0
     probing: bool = False
+    #: the last failure, in words (``HTTP 503``, ``timeout``)
+    reason: str = ""
+
+
+Circuit = Literal["closed", "open", "half-open"]
+
+
+class HostView(msgspec.Struct, frozen=True):
+    """A host's circuit as ``/metrics`` and ``GET /api/hosts`` show it."""
+
+    host: str
+    circuit: Circuit
+    failures: int  # consecutive, since the last success
+    paused_until: float | None  # Unix seconds; None while closed
     #: the last failure, in words (``HTTP 503``, ``timeout``)
     reason: str = ""
 
@@ -86,9 +101,25 @@ class Breaker:
                 state.pause,
             )
 
-    def snapshot(self) -> dict[str, HostState]:
-        """Every host with failures on record (a copy): the API and /metrics show it."""
-        return {host: msgspec.structs.replace(state) for host, state in self._hosts.items()}
+    def snapshot(self, now: float) -> dict[str, HostView]:
+        """Every host with failures on record, where its circuit stands and why: the one
+        view that ``GET /api/hosts``, the delivery API and ``/metrics`` all read."""
+        out: dict[str, HostView] = {}
+        for host, state in self._hosts.items():
+            if state.open_until == 0.0:
+                circuit: Circuit = "closed"
+            elif state.probing or now >= state.open_until:
+                circuit = "half-open"
+            else:
+                circuit = "open"
+            out[host] = HostView(
+                host=host,
+                circuit=circuit,
+                failures=state.failures,
+                paused_until=state.open_until or None,
+                reason=state.reason,
+            )
+        return out
 
     def is_open(self, host: str) -> bool:
         state = self._hosts.get(host)

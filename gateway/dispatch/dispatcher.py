@@ -20,20 +20,27 @@ from collections.abc import Sequence
 import msgspec
 
 from gateway.clock import Clock, SystemClock
-from gateway.dispatch.attempt import expired_attempt, from_answer, from_error, request_headers
-from gateway.dispatch.breaker import Breaker, HostState
+from gateway.dispatch.attempt import (
+    dry_run_attempt,
+    expired_attempt,
+    from_answer,
+    from_error,
+    request_headers,
+)
+from gateway.dispatch.breaker import Breaker, HostView
 from gateway.dispatch.hostqueue import HostQueues
 from gateway.dispatch.ratelimit import HostRateLimiter
 from gateway.dispatch.recorder import AttemptRecorder
 from gateway.dispatch.refill import REFILL_INTERVAL, Refill
 from gateway.dispatch.retention import purge_forever
-from gateway.dispatch.retry import STORE_ERROR_DELAY, Decision, after_attempt, expired
+from gateway.dispatch.retry import STORE_ERROR_DELAY, Decision, after_attempt, dry_run, expired
 from gateway.dispatch.settings import DeliverySettings
 from gateway.dispatch.tally import Tally, labelled
 from gateway.dispatch.timer import HOST, Timer
 from gateway.dispatch.transport.base import Answer, Transport, TransportError
 from gateway.dispatch.transport.factory import make_transport
 from gateway.dispatch.transport.redirects import REDIRECT_STATUSES, check_fixed_host, follow
+from gateway.logs import DELIVERY_LOG
 from gateway.metrics import Metrics
 from gateway.store.base import Delivery, Store
 from gateway.verdict import Verdict, host_trouble
@@ -89,6 +96,13 @@ class Dispatcher:
         self._loaded = False
         self._next_refill = float("inf")
         self._background: list[asyncio.Task[None]] = []
+        #: Shadow mode: everything (``[delivery] dry_run``), or these traffic
+        #: sources and (source, rule name) pairs; set from the live config
+        #: (``runtime``, again on SIGHUP), read when a delivery comes up to be sent.
+        self._dry_all = settings.dry_run
+        self._dry_sources: frozenset[str] = frozenset()
+        self._dry_rules: frozenset[tuple[str, str]] = frozenset()
+        self._dry_any = self._dry_all  # one attribute read per attempt when off
 
     # -- public API ------------------------------------------------------------
 
@@ -116,6 +130,12 @@ class Dispatcher:
         for host in list(self._hosts.ready):
             self._pump(host)
         self._update_idle()
+
+    def dry_run(self, sources: frozenset[str], rules: frozenset[tuple[str, str]]) -> None:
+        """Shadow these traffic sources and (source, rule name) pairs from now on
+        (the live config's, at start and on SIGHUP); read when a delivery comes up."""
+        self._dry_sources, self._dry_rules = sources, rules
+        self._dry_any = self._dry_all or bool(sources or rules)
 
     def submit(self, deliveries: Sequence[Delivery]) -> None:
         """Take freshly committed (or requeued) deliveries; non-blocking, call on the
@@ -160,6 +180,15 @@ class Dispatcher:
     @property
     def in_flight(self) -> int:
         return self._hosts.inflight
+
+    @property
+    def running(self) -> bool:
+        """Started and not stopped, with its scheduler alive (``/ready``)."""
+        return self._running and all(not t.done() for t in self._background)
+
+    def hosts(self) -> dict[str, HostView]:
+        """Hosts with failures on record: their circuit, failures, pause and last reason."""
+        return self._breaker.snapshot(self._now())
 
     # -- scheduling ------------------------------------------------------------
 
@@ -285,10 +314,6 @@ class Dispatcher:
             self._update_idle()
         return more
 
-    def host_states(self) -> dict[str, HostState]:
-        """The circuit breaker's view of every host in trouble (paused or counting)."""
-        return self._breaker.snapshot()
-
     # -- one attempt -----------------------------------------------------------
 
     async def _attempt(self, d: Delivery) -> None:
@@ -297,6 +322,13 @@ class Dispatcher:
         started = self._now()
         if d.expires_at is not None and d.expires_at < started:
             self._record(d, expired(expired_attempt(d, started)), count=False)
+            return
+        if self._dry_any and (
+            self._dry_all
+            or d.traffic_source in self._dry_sources
+            or (d.traffic_source, d.rule) in self._dry_rules
+        ):
+            self._record(d, dry_run(dry_run_attempt(d, started)), count=False)
             return
         t0 = time.perf_counter()
         answer: Answer | None = None
@@ -395,6 +427,28 @@ class Dispatcher:
             return
         if decision.status == "delivered":
             self._tally.observe(("end_to_end", source), max(0.0, now - d.created_at))
+        elif decision.status == "failed":
+            said = " ".join(a.body_prefix.split())[:200]  # redacted with the attempt
+            DELIVERY_LOG.warning(
+                "dead letter (%s): delivery %d (%s, rule %s) %s %s: %s%s",
+                "rejected" if a.outcome == "rejected" else "retries spent",
+                d.delivery_id,
+                source,
+                d.rule,
+                d.method,
+                a.url,
+                a.reason,
+                f"; answer: {said}" if said and said not in a.reason else "",
+            )
+        elif decision.status == "dry_run":
+            DELIVERY_LOG.info(
+                "dry run: delivery %d (%s, rule %s) not sent: %s %s",
+                d.delivery_id,
+                source,
+                d.rule,
+                d.method,
+                d.display_url,
+            )
         self._queued -= 1
         self._known.pop(d.delivery_id, None)
         self._due_seq.pop(d.delivery_id, None)

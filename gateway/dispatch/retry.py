@@ -34,6 +34,7 @@ __all__ = (
     "STORE_ERROR_DELAY",
     "Decision",
     "after_attempt",
+    "dry_run",
     "expired",
     "jittered",
     "limits",
@@ -62,7 +63,8 @@ class Decision(msgspec.Struct, frozen=True, gc=False):  # never in a cycle: untr
     status: DeliveryStatus
     next_at: float | None
     attempt: Attempt  # as it goes to the log (reason completed)
-    counter: str  # the Metrics counter to bump: delivered | failed | retries | expired
+    #: the Metrics counter to bump: delivered | failed | retries | expired | dry_run
+    counter: str
 
 
 def jittered(delay: float, jitter: float, rng: random.Random | None = None) -> float:
@@ -179,3 +181,8 @@ def after_attempt(
 def expired(attempt: Attempt) -> Decision:
     """The state of a delivery its click outlived: final, and not an attempt spent."""
     return Decision("expired", None, attempt, "expired")
+
+
+def dry_run(attempt: Attempt) -> Decision:
+    """The state of a delivery in shadow mode: final, stored as rendered, never sent."""
+    return Decision("dry_run", None, attempt, "dry_run")

@@ -51,3 +51,6 @@ class DeliverySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     #: client that skips what postbacks never use) or "aiohttp" (one pooled
     #: ClientSession).
     transport: Literal["aiohttp", "lean"] = "lean"
+    #: Shadow mode for everything: each delivery is rendered, stored and logged
+    #: as ``dry_run``; no client is even built, so no request can leave.
+    dry_run: bool = False

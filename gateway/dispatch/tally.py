@@ -58,9 +58,10 @@ class Tally:
         self.counts[key] = self.counts.get(key, 0) + 1
 
     def finished(self, counter: str, source: str, code: int | None) -> None:
-        """One attempt counted by its outcome counter and status class (expired: no class)."""
-        if counter == "expired":
-            key: tuple[str, ...] = ("expired", source)
+        """One attempt counted by its outcome counter and status class (expired and
+        dry_run: no class)."""
+        if counter == "expired" or counter == "dry_run":
+            key: tuple[str, ...] = (counter, source)
         else:
             sclass = "error" if code is None else _CLASSES.get(code // 100) or f"{code // 100}xx"
             key = (counter, source, sclass)

@@ -20,27 +20,23 @@ from gateway.console import routes as console
 from gateway.dispatch import DeliverySink
 from gateway.enrich.base import Enricher
 from gateway.enrich.factory import make_enrichers
-from gateway.http import deliveries_api, intake_routes, lookups_api, postbacks_api, replay_api
-from gateway.http.errors import json_response
+from gateway.http import (
+    deliveries_api,
+    intake_routes,
+    lookups_api,
+    openapi,
+    postbacks_api,
+    probes,
+    replay_api,
+)
 from gateway.http.middleware import guard_middleware
 from gateway.http.state import STATE, AppState
-from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
+from gateway.metrics import Metrics
 from gateway.store.base import Store
 
 __all__ = ("ROUTES", "Route", "create_app")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-async def _health(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
-
-
-async def _metrics(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    state.metrics.set_hosts(lookups_api.host_rows(state.sink, state.clock.now()))
-    body = state.metrics.exposition()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 class Route(NamedTuple):
@@ -54,8 +50,9 @@ class Route(NamedTuple):
 #: Every route the gateway serves.  ``/api/*`` needs the bearer token when the
 #: config sets one (``middleware.guard_middleware``).
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/health", _health),
-    Route("GET", "/metrics", _metrics),
+    Route("GET", "/health", probes.health),
+    Route("GET", "/ready", probes.ready),
+    Route("GET", "/metrics", probes.metrics),
     # no HEAD: a HEAD click would record a visit nobody made
     Route("GET", "/click/{campaign_id}", intake_routes.click_route, head=False),
     Route("GET", "/postback", intake_routes.postback_route, head=False),
@@ -90,6 +87,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/console/catalog", console.catalog_page),
     Route("GET", "/console/config", console.config_page),
     Route("GET", "/console/static/{name}", console.static),
+    Route("GET", "/api/openapi.json", openapi.serve),
 )
 
 

@@ -7,14 +7,17 @@ URL and the rendered body stay in the store.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from gateway.clock import iso
+from gateway.dispatch.breaker import HostView
 from gateway.http.errors import bad_input_response, error_response, json_response
 from gateway.http.reading import decode_json
-from gateway.http.state import STATE
+from gateway.http.state import STATE, AppState
 from gateway.refusal import BadInput, Reject
 from gateway.store.base import (
     DELIVERY_STATUSES,
@@ -29,6 +32,7 @@ __all__ = (
     "attempt_json",
     "delivery_json",
     "filters_from",
+    "paused_hosts",
     "ids_from",
     "list_deliveries",
     "replay",
@@ -44,9 +48,25 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
 
-def delivery_json(d: Delivery) -> dict[str, Any]:
-    """A delivery as the API shows it: display URL only, no body (it may hold secrets)."""
-    return {
+#: Times shown twice: Unix seconds (``X``) and ISO 8601 in UTC (``X_iso``).
+_TIMES = ("next_at", "created_at", "updated_at", "expires_at")
+
+
+def _last_outcome(d: Delivery) -> str | None:
+    """A dead letter whose retries are spent says ``failed``, not ``retry`` (no retry
+    is coming); a refused one keeps ``rejected``, the network's verdict."""
+    if d.status == "failed" and d.last_outcome == "retry":
+        return "failed"
+    return d.last_outcome
+
+
+def delivery_json(d: Delivery, paused: Mapping[str, HostView] | None = None) -> dict[str, Any]:
+    """A delivery as the API shows it, one shape in the list and in the detail: the
+    display URL only, no body (it may hold secrets); ``attempt_count`` is the
+    count (``attempts`` is kept for it too); the detail adds ``attempt_log``."""
+    view = (paused or {}).get(d.host)
+    paused_until = view.paused_until if view is not None and view.circuit != "closed" else None
+    body: dict[str, Any] = {
         "delivery_id": d.delivery_id,
         "status": d.status,
         "conversion_id": d.conversion_id,
@@ -57,6 +77,7 @@ def delivery_json(d: Delivery) -> dict[str, Any]:
         "url": d.display_url,
         "display_url": d.display_url,
         "host": d.host,
+        "attempt_count": d.attempts,
         "attempts": d.attempts,
         "max_attempts": d.max_attempts,
         "next_at": d.next_at,
@@ -64,14 +85,19 @@ def delivery_json(d: Delivery) -> dict[str, Any]:
         "updated_at": d.updated_at,
         "expires_at": d.expires_at,
         "answer_rule": d.answer_rule,
-        "last_outcome": d.last_outcome,
+        "last_outcome": _last_outcome(d),
         "last_reason": d.last_reason,
+        "host_paused_until": paused_until if d.status == "queued" else None,
     }
+    for key in (*_TIMES, "host_paused_until"):
+        body[f"{key}_iso"] = iso(body[key])
+    return body
 
 
 def attempt_json(a: Attempt) -> dict[str, Any]:
     return {
         "started_at": a.started_at,
+        "started_at_iso": iso(a.started_at),
         "url": a.url,
         "status_code": a.status_code,
         "error": a.error,
@@ -80,6 +106,13 @@ def attempt_json(a: Attempt) -> dict[str, Any]:
         "outcome": a.outcome,
         "reason": a.reason,
     }
+
+
+def paused_hosts(state: AppState) -> Mapping[str, HostView]:
+    """Hosts whose circuit is open or probing (their queued deliveries wait)."""
+    hosts = getattr(state.sink, "hosts", None)
+    views: Mapping[str, HostView] = hosts() if hosts is not None else {}
+    return {h: v for h, v in views.items() if v.circuit != "closed"}
 
 
 def time_from(field: str, raw: Any) -> float:
@@ -176,8 +209,9 @@ async def list_deliveries(request: web.Request) -> web.Response:
         return bad_input_response(exc)
     rows = await store.list_deliveries(filters, after_id=cursor, limit=limit)
     next_cursor = rows[-1].delivery_id if len(rows) == limit else None
+    paused = paused_hosts(request.app[STATE])
     return json_response(
-        {"deliveries": [delivery_json(d) for d in rows], "next_cursor": next_cursor}
+        {"deliveries": [delivery_json(d, paused) for d in rows], "next_cursor": next_cursor}
     )
 
 
@@ -190,10 +224,8 @@ async def show(request: web.Request) -> web.Response:
     d = await _find(store, delivery_id)
     if d is None:
         return error_response(404, f"no delivery {delivery_id}", "id")
-    # The detail view's ``attempts`` is the log itself; the count moves aside.
-    body = delivery_json(d)
-    body["attempt_count"] = d.attempts
-    body["attempts"] = [attempt_json(a) for a in await store.list_attempts(delivery_id)]
+    body = delivery_json(d, paused_hosts(request.app[STATE]))
+    body["attempt_log"] = [attempt_json(a) for a in await store.list_attempts(delivery_id)]
     return json_response(body)
 
 

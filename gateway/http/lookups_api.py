@@ -5,24 +5,31 @@ host's circuit breaker.
 record and every delivery it produced; ``GET /api/conversions?externalid=``
 (or ``click_id``, ``transaction_id``) finds conversions by the keys networks
 and trackers quote; ``GET /api/hosts`` shows which destinations the breaker
-has paused, until when and why.  Delivery URLs are display URLs only.
+has paused, until when and why.  Deliveries have the delivery API's one shape
+(display URLs only); the breaker's one snapshot also feeds ``/metrics``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
-from gateway.http.deliveries_api import delivery_json
+from gateway.clock import iso
+from gateway.dispatch.breaker import HostView
+from gateway.http.deliveries_api import delivery_json, paused_hosts
 from gateway.http.errors import error_response, json_response
-from gateway.http.state import STATE
+from gateway.http.state import STATE, AppState
 from gateway.store.base import Click, Conversion, ConversionFilter, DeliveryFilter, DeliveryLog
 
 __all__ = (
+    "LOOKUP_KEYS",
     "click_json",
     "conversion_json",
     "find_conversions",
+    "host_rows",
+    "host_views",
     "hosts",
     "show_click",
     "show_conversion",
@@ -30,7 +37,8 @@ __all__ = (
 
 #: Deliveries shown with one record (a conversion fires a few rules).
 _DELIVERIES = 1000
-_KEYS = ("click_id", "externalid", "transaction_id")
+#: The keys networks and trackers quote, as ``GET /api/conversions?NAME=`` takes them.
+LOOKUP_KEYS = ("click_id", "externalid", "transaction_id")
 _MAX_KEY = 1024
 
 
@@ -40,6 +48,7 @@ def conversion_json(c: Conversion) -> dict[str, Any]:
         "click_id": c.click_id,
         "status": c.status,
         "created_at": c.created_at,
+        "created_at_iso": iso(c.created_at),
         "tokens": c.tokens,
     }
 
@@ -50,17 +59,22 @@ def click_json(c: Click) -> dict[str, Any]:
         "campaign_id": c.campaign_id,
         "traffic_source": c.traffic_source,
         "created_at": c.created_at,
+        "created_at_iso": iso(c.created_at),
         "tokens": c.tokens,
     }
 
 
-async def _deliveries(store: DeliveryLog, filters: DeliveryFilter) -> list[dict[str, Any]]:
+async def _deliveries(state: AppState, filters: DeliveryFilter) -> list[dict[str, Any]]:
+    """In the delivery API's one shape (``deliveries_api.delivery_json``)."""
+    store: DeliveryLog = state.store
     rows = await store.list_deliveries(filters, after_id=None, limit=_DELIVERIES)
-    return [delivery_json(d) for d in rows]
+    paused = paused_hosts(state)
+    return [delivery_json(d, paused) for d in rows]
 
 
 async def show_conversion(request: web.Request) -> web.Response:
-    store = request.app[STATE].store
+    state = request.app[STATE]
+    store = state.store
     conversion_id = request.match_info["id"]
     conv = await store.get_conversion(conversion_id)
     if conv is None:
@@ -70,13 +84,14 @@ async def show_conversion(request: web.Request) -> web.Response:
         {
             **conversion_json(conv),
             "click": click_json(click) if click is not None else None,
-            "deliveries": await _deliveries(store, DeliveryFilter(conversion_id=conversion_id)),
+            "deliveries": await _deliveries(state, DeliveryFilter(conversion_id=conversion_id)),
         }
     )
 
 
 async def show_click(request: web.Request) -> web.Response:
-    store = request.app[STATE].store
+    state = request.app[STATE]
+    store = state.store
     click_id = request.match_info["id"]
     click = await store.get_click(click_id)
     if click is None:
@@ -86,21 +101,23 @@ async def show_click(request: web.Request) -> web.Response:
         {
             **click_json(click),
             "conversions": [conversion_json(c) for c in convs],
-            "deliveries": await _deliveries(store, DeliveryFilter(click_id=click_id)),
+            "deliveries": await _deliveries(state, DeliveryFilter(click_id=click_id)),
         }
     )
 
 
 async def find_conversions(request: web.Request) -> web.Response:
     """``GET /api/conversions?externalid=|click_id=|transaction_id=``, each with its deliveries."""
-    store = request.app[STATE].store
+    state = request.app[STATE]
+    store = state.store
     q = request.rel_url.query
-    unknown = sorted(set(q) - {*_KEYS, "limit"})
+    unknown = sorted(set(q) - {*LOOKUP_KEYS, "limit"})
     if unknown:
-        return error_response(400, f"unknown filter (expected {', '.join(_KEYS)})", unknown[0])
-    keys = {k: q[k] for k in _KEYS if q.get(k)}
+        expected = ", ".join(LOOKUP_KEYS)
+        return error_response(400, f"unknown filter (expected {expected})", unknown[0])
+    keys = {k: q[k] for k in LOOKUP_KEYS if q.get(k)}
     if not keys:
-        return error_response(400, f"name one of {', '.join(_KEYS)}", "externalid")
+        return error_response(400, f"name one of {', '.join(LOOKUP_KEYS)}", "externalid")
     for name, value in keys.items():
         if len(value) > _MAX_KEY:
             return error_response(400, f"too long (max {_MAX_KEY})", name)
@@ -119,7 +136,7 @@ async def find_conversions(request: web.Request) -> web.Response:
     for conv in convs:
         shown = conversion_json(conv)
         shown["deliveries"] = await _deliveries(
-            store, DeliveryFilter(conversion_id=conv.conversion_id)
+            state, DeliveryFilter(conversion_id=conv.conversion_id)
         )
         out.append(shown)
     return json_response({"conversions": out})
@@ -128,26 +145,31 @@ async def find_conversions(request: web.Request) -> web.Response:
 async def hosts(request: web.Request) -> web.Response:
     """``GET /api/hosts``: every destination the breaker has failures on record for."""
     state = request.app[STATE]
-    return json_response({"hosts": host_rows(state.sink, state.clock.now())})
+    return json_response({"hosts": host_rows(host_views(state.sink), state.clock.now())})
 
 
-def host_rows(sink: object, now: float) -> list[dict[str, Any]]:
-    """The breaker's hosts as the API and /metrics show them (none without a dispatcher)."""
-    view = getattr(sink, "host_states", None)
-    if view is None:
-        return []
+def host_views(sink: object) -> Mapping[str, HostView]:
+    """The breaker's snapshot (none without a dispatcher: a bare ``DeliverySink``)."""
+    view: Callable[[], Mapping[str, HostView]] | None = getattr(sink, "hosts", None)
+    return {} if view is None else view()
+
+
+def host_rows(views: Mapping[str, HostView], now: float) -> list[dict[str, Any]]:
+    """The breaker's hosts as ``GET /api/hosts`` shows them: the circuit, whether it
+    holds the host's deliveries, until when (Unix seconds and ISO) and why."""
     rows = []
-    for host, st in sorted(view().items()):
-        paused = st.open_until != 0.0
+    for host, v in sorted(views.items()):
+        until = v.paused_until
         rows.append(
             {
                 "host": host,
-                "paused": paused,
-                "probing": st.probing,
-                "until": st.open_until if paused else None,
-                "seconds_left": max(0.0, round(st.open_until - now, 3)) if paused else None,
-                "failures": st.failures,
-                "why": st.reason,
+                "circuit": v.circuit,
+                "paused": until is not None,
+                "paused_until": until,
+                "paused_until_iso": iso(until),
+                "seconds_left": None if until is None else max(0.0, round(until - now, 3)),
+                "failures": v.failures,
+                "reason": v.reason,
             }
         )
     return rows

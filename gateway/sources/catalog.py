@@ -17,7 +17,7 @@ import difflib
 import functools
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Literal
 from urllib.parse import quote
@@ -126,18 +126,32 @@ def placeholders(template: str) -> list[str]:
     return list(dict.fromkeys(_PARAM_RE.findall(template)))
 
 
-def campaign_url(preset: Preset, base_url: str, campaign: str) -> str:
+def campaign_url(
+    preset: Preset,
+    base_url: str,
+    campaign: str,
+    *,
+    click_id_param: str = "externalid",
+    variables: Sequence[str] | None = None,
+) -> str:
     """The click URL to paste into the network's panel.
 
-    Query names are the gateway's (``var:zoneid`` arrives as ``zoneid``);
-    the network's macros stay as they are, unencoded, because the network
-    must find and substitute them.
+    Query names are the gateway's: the click id goes in ``click_id_param``
+    (a traffic source's own name for it), ``var:zoneid`` arrives as
+    ``zoneid``; with ``variables`` (the source's), only the macros the source
+    keeps are asked for.  The network's macros stay as they are, unencoded,
+    because the network must find and substitute them.
     """
-    query = "&".join(
-        f"{name.removeprefix('var:')}={macro}" for name, macro in preset.click_macros.items()
-    )
+    pairs = []
+    for name, macro in preset.click_macros.items():
+        if name == "externalid":
+            pairs.append(f"{click_id_param}={macro}")
+            continue
+        plain = name.removeprefix("var:")
+        if variables is None or plain in variables:
+            pairs.append(f"{plain}={macro}")
     url = f"{base_url.rstrip('/')}/click/{quote(campaign, safe='')}"
-    return f"{url}?{query}" if query else url
+    return f"{url}?{'&'.join(pairs)}" if pairs else url
 
 
 def secret_query_names(preset: Preset) -> list[str]:

@@ -12,7 +12,7 @@ seam without copies or dict juggling.  Timestamps are Unix seconds (float).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 
@@ -34,6 +34,7 @@ __all__ = (
     "Found",
     "IntakeStore",
     "NewDelivery",
+    "QueueAge",
     "Rewrite",
     "Store",
     "Wanted",
@@ -43,9 +44,18 @@ __all__ = (
 
 T = TypeVar("T")
 
-DeliveryStatus = Literal["queued", "delivered", "failed", "expired", "held"]
+#: ``held``: a placeholder left in it, never sent; ``dry_run``: shadow mode stored
+#: it as rendered and sent nothing.  Both final.
+DeliveryStatus = Literal["queued", "delivered", "failed", "expired", "held", "dry_run"]
 #: Every delivery status, in the order the docs list them.
-DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("queued", "delivered", "failed", "expired", "held")
+DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = (
+    "queued",
+    "delivered",
+    "failed",
+    "expired",
+    "held",
+    "dry_run",
+)
 ConversionStatus = Literal["pending", "approved", "rejected"]
 
 
@@ -136,7 +146,7 @@ class Attempt(msgspec.Struct, kw_only=True, gc=False):
     error: str | None
     latency_ms: float
     body_prefix: str
-    outcome: str  # delivered | rejected | retry | expired | paused
+    outcome: str  # delivered | rejected | retry | expired | paused | dry_run
     reason: str
 
 
@@ -250,6 +260,19 @@ class IntakeStore(Protocol):
         it between awaited queries.  If it raises, nothing is written.  Groups
         commit one after another: each one's lookups see every earlier commit.
         """
+        ...
+
+
+@runtime_checkable
+class QueueAge(Protocol):
+    """Optional: when the oldest queued delivery was created (``/metrics``).
+
+    Apart from ``DeliveryQueue`` so a backend without it still is a Store;
+    the metric is left out for it.
+    """
+
+    async def oldest_queued_at(self) -> float | None:
+        """``created_at`` of the oldest ``queued`` delivery; None when none waits."""
         ...
 
 

@@ -144,6 +144,13 @@ class PostgresStore:
                 await conn.fetchval("SELECT count(*) FROM deliveries WHERE status = 'queued'")
             )
 
+    async def oldest_queued_at(self) -> float | None:
+        async with self.pool.acquire() as conn:
+            value = await conn.fetchval(
+                "SELECT min(created_at) FROM deliveries WHERE status = 'queued'"
+            )
+        return None if value is None else float(value)
+
     async def record_attempts(self, items: Sequence[AttemptRecord]) -> None:
         if items:
             async with self.pool.acquire() as conn:

@@ -191,6 +191,15 @@ class SQLiteStore:
         query = "SELECT COUNT(*) FROM deliveries WHERE status = 'queued'"
         return int(self._conn.execute(query).fetchone()[0])
 
+    async def oldest_queued_at(self) -> float | None:
+        return await self._call(self._oldest_queued_at)
+
+    def _oldest_queued_at(self) -> float | None:
+        # the queued range of deliveries_due, read once per scrape
+        query = "SELECT MIN(created_at) FROM deliveries WHERE status = 'queued'"
+        value = self._conn.execute(query).fetchone()[0]
+        return None if value is None else float(value)
+
     async def record_attempts(self, items: Sequence[AttemptRecord]) -> None:
         if items:
             await self._call(self._record_attempts, list(items))
