@@ -246,7 +246,7 @@ async def test_the_console_end_to_end(
     await b.shot("test-postback")
     # -- the other pages -------------------------------------------------------
     for path, name, expected in (
-        ("/console/hosts", "hosts", "every host is open"),
+        ("/console/hosts", "hosts", "success (1 h)"),
         ("/console/catalog", "catalog", "exoclick"),
         (
             "/console/catalog?preset=exoclick&campaign=spring&base_url=https://gw.example",

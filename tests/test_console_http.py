@@ -8,10 +8,12 @@ file, a real sink for the test postback.  The browser tests are
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from aiohttp import ClientSession, CookieJar
 from aiohttp.test_utils import TestClient
@@ -25,6 +27,7 @@ from gateway.store.base import DeliveryFilter
 from gateway.store.sqlite import SQLiteStore
 from tests.intake_helpers import GatewayTestServer, RecordingSink
 from tests.sinks import Sink
+from tests.store_helpers import attempt, new_delivery, record, write_rows
 
 TOKEN = "console-api-token-0123456789"
 KEY = "KEYsecret-abcdef0123456789"
@@ -315,3 +318,26 @@ async def test_bulk_replay_counts_before_it_acts(console: Console) -> None:
         "/console/deliveries/replay", data={"csrf": token, "since": "yesterday"}
     )
     assert resp.status == 400 and "since" in await resp.text()
+
+
+async def test_hosts_page_shows_each_hosts_success_rate_and_p99(console: Console) -> None:
+    """Read from the delivery log: 3 of 4 recent attempts delivered, the slowest at
+    p99; an attempt older than the page's hour is left out."""
+    now = time.time()
+    fresh = msgspec.structs.replace(new_delivery(), host="pb.example", created_at=now)
+    [d] = await write_rows(console.store, deliveries=[fresh])
+    for i, (outcome, ms) in enumerate(
+        [("delivered", 10.0), ("retry", 250.0), ("delivered", 20.0), ("delivered", 30.0)]
+    ):
+        a = msgspec.structs.replace(
+            attempt(d.delivery_id, outcome, started=now - 60 + i), latency_ms=ms
+        )
+        await record(console.store, a, status="queued", next_at=now + 60)
+    stale = attempt(d.delivery_id, "retry", started=now - 2 * 3600)
+    await record(console.store, stale, status="queued", next_at=now + 60)
+    assert await console.login() == 303
+    status, text = await console.page("/console/hosts")
+    assert status == 200
+    row = text[text.index("<code>pb.example</code>") :].split("</tr>")[0]
+    cells = re.findall(r"<td>(.*?)</td>", row)
+    assert cells[:3] == ["75.0%", "4", "250.0"], cells  # success, attempts, p99 ms

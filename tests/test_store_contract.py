@@ -377,6 +377,24 @@ async def test_add_missing_writes_each_rule_once_per_conversion(store: Store) ->
     assert aside.status == "held" and await store.queued_count() == 3
 
 
+async def test_recent_host_attempts_newest_first_with_their_host(store: Store) -> None:
+    other = msgspec.structs.replace(new_delivery(), host="other.example")
+    a, b = (d.delivery_id for d in await write_rows(store, deliveries=[new_delivery(), other]))
+    await record(store, attempt(a, "retry", started=NOW + 1), status="queued", next_at=NOW + 9)
+    await record(store, attempt(b, "delivered", started=NOW + 2), status="delivered", next_at=None)
+    await record(store, attempt(a, "delivered", started=NOW + 3), status="delivered", next_at=None)
+    seen = await store.recent_host_attempts(since=NOW, limit=10)
+    assert [(h.host, h.outcome, h.latency_ms) for h in seen] == [
+        ("h.example", "delivered", 12.5),
+        ("other.example", "delivered", 12.5),
+        ("h.example", "retry", 12.5),
+    ]
+    assert len(await store.recent_host_attempts(since=NOW, limit=2)) == 2
+    assert [h.outcome for h in await store.recent_host_attempts(since=NOW + 2.5, limit=10)] == [
+        "delivered"
+    ]
+
+
 async def test_purge_removes_finished_only(store: Store) -> None:
     a, b = (d.delivery_id for d in await write_rows(store, deliveries=[new_delivery()] * 2))
     await record(store, attempt(a, "delivered"), status="delivered", next_at=None)

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from gateway.config import Config, read
 from gateway.console import session as sess
+from gateway.console.health import MAX_ATTEMPTS, WINDOW_S, host_health
 from gateway.console.pages import e, page_response, see_other, table, when
 from gateway.console.session import Session, Sessions
 from gateway.console.stats import OUTCOMES, WINDOWS, Stats
@@ -272,26 +273,38 @@ async def live(request: web.Request, session: Session) -> web.StreamResponse:
 
 @console_page
 async def hosts_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """Every destination seen in the last hour or held by the breaker: its success
+    rate and p99 from the delivery log, beside where its circuit stands."""
     state = request.app[STATE]
-    rows = host_rows(host_views(state.sink), state.clock.now())
-    cells = [
-        (
-            f"<code>{e(r['host'])}</code>",
-            '<span class="bad">paused</span>' if r["paused"] else '<span class="ok">open</span>',
-            e(r["circuit"]),
-            e(when(r["paused_until"])),
-            e(r["seconds_left"]),
-            e(r["failures"]),
-            e(r["reason"]),
+    now = state.clock.now()
+    breaker = {r["host"]: r for r in host_rows(host_views(state.sink), now)}
+    recent = await state.store.recent_host_attempts(since=now - WINDOW_S, limit=MAX_ATTEMPTS)
+    health = host_health(recent)
+    cells = []
+    for host in sorted(breaker.keys() | health.keys()):
+        r = breaker.get(host)
+        h = health.get(host)
+        paused = r is not None and r["paused"]
+        cells.append(
+            (
+                f"<code>{e(host)}</code>",
+                e(f"{h.success_rate:.1%}") if h else "",
+                e(h.attempts) if h else "0",
+                e(f"{h.p99_ms:.1f}") if h else "",
+                '<span class="bad">paused</span>' if paused else '<span class="ok">open</span>',
+                e(r["circuit"]) if r else "closed",
+                e(when(r["paused_until"])) if r else "",
+                e(r["seconds_left"]) if r else "",
+                e(r["failures"]) if r else "0",
+                e(r["reason"]) if r else "",
+            )
         )
-        for r in rows
-    ]
+    head = ["host", "success (1 h)", "attempts", "p99 ms", "breaker", "circuit"]
+    head += ["paused until", "seconds left", "failures", "why"]
     body = (
-        table(
-            ["host", "breaker", "circuit", "paused until", "seconds left", "failures", "why"], cells
-        )
+        table(head, cells)
         if cells
-        else "<p>No destination has failures on record: every host is open.</p>"
+        else "<p>No attempt in the last hour and no failure on record.</p>"
     )
     return page_response("Hosts", body, session)
 

@@ -32,6 +32,7 @@ __all__ = (
     "DeliveryQueue",
     "DeliveryStatus",
     "Found",
+    "HostAttempt",
     "IntakeStore",
     "NewDelivery",
     "QueueAge",
@@ -148,6 +149,14 @@ class Attempt(msgspec.Struct, kw_only=True, gc=False):
     body_prefix: str
     outcome: str  # delivered | rejected | retry | expired | paused | dry_run
     reason: str
+
+
+class HostAttempt(msgspec.Struct, frozen=True, gc=False):
+    """One recent attempt as a host's health sees it (console hosts page)."""
+
+    host: str
+    outcome: str
+    latency_ms: float
 
 
 #: One attempt for the log with the state its delivery moves to:
@@ -338,6 +347,11 @@ class DeliveryLog(Protocol):
 
     async def list_attempts(self, delivery_id: int) -> list[Attempt]:
         """A delivery's attempts, oldest first."""
+        ...
+
+    async def recent_host_attempts(self, *, since: float, limit: int) -> list[HostAttempt]:
+        """The newest attempts started at or after ``since``, newest first, at most
+        ``limit``, each with its delivery's host: what a host's health is read from."""
         ...
 
     async def requeue(

@@ -16,6 +16,7 @@ from gateway.store.base import (
     ConversionFilter,
     Delivery,
     DeliveryFilter,
+    HostAttempt,
     NewDelivery,
     Rewrite,
 )
@@ -23,6 +24,7 @@ from gateway.store.postgres.rows import Conn, click, conversion, delivery
 from gateway.store.postgres.schema import DELIVERY_COLUMNS
 
 __all__ = (
+    "recent_host_attempts",
     "MAX_NAMED",
     "conversion_ids",
     "find_conversions_by",
@@ -155,3 +157,15 @@ async def missing(conn: Conn, news: Sequence[NewDelivery]) -> list[NewDelivery]:
         if found is None:
             kept.append(d)
     return kept
+
+
+async def recent_host_attempts(conn: Conn, since: float, limit: int) -> list[HostAttempt]:
+    """Newest first by attempt id (the primary key), so the read stops at ``limit``."""
+    rows = await conn.fetch(
+        "SELECT d.host, a.outcome, a.latency_ms FROM attempts a"
+        " JOIN deliveries d ON d.delivery_id = a.delivery_id"
+        " WHERE a.started_at >= $1 ORDER BY a.attempt_id DESC LIMIT $2",
+        since,
+        limit,
+    )
+    return [HostAttempt(r[0], r[1], r[2]) for r in rows]

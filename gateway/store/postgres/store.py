@@ -30,6 +30,7 @@ from gateway.store.base import (
     Delivery,
     DeliveryFilter,
     Found,
+    HostAttempt,
     NewDelivery,
     Rewrite,
     Wanted,
@@ -185,6 +186,10 @@ class PostgresStore:
     async def get_click(self, click_id: str) -> Click | None:
         async with self.pool.acquire() as conn:
             return await lookups.get_click(conn, click_id)
+
+    async def recent_host_attempts(self, *, since: float, limit: int) -> list[HostAttempt]:
+        async with self.pool.acquire() as conn:
+            return await lookups.recent_host_attempts(conn, since, max(0, limit))
 
     async def get_conversion(self, conversion_id: str) -> Conversion | None:
         async with self.pool.acquire() as conn:

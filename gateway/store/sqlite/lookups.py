@@ -11,10 +11,16 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from gateway.store.base import Click, Conversion, ConversionFilter, DeliveryFilter
+from gateway.store.base import Click, Conversion, ConversionFilter, DeliveryFilter, HostAttempt
 from gateway.store.sqlite.rows import decode_tokens, encode
 
-__all__ = ("conversion_ids", "find_conversions_by", "get_click", "get_conversion")
+__all__ = (
+    "conversion_ids",
+    "find_conversions_by",
+    "get_click",
+    "get_conversion",
+    "recent_host_attempts",
+)
 
 _CONVERSION = (
     "SELECT conversion_id, click_id, dedup_key, status, created_at, tokens FROM conversions"
@@ -128,3 +134,14 @@ def conversion_ids(db: sqlite3.Connection, filters: DeliveryFilter) -> list[str]
     if filters.conversion_id is not None:
         ids = [i for i in ids if i == filters.conversion_id]
     return ids
+
+
+def recent_host_attempts(db: sqlite3.Connection, since: float, limit: int) -> list[HostAttempt]:
+    """Newest first by attempt id (the primary key), so the read stops at ``limit``."""
+    rows = db.execute(
+        "SELECT d.host, a.outcome, a.latency_ms FROM attempts a"
+        " JOIN deliveries d ON d.delivery_id = a.delivery_id"
+        " WHERE a.started_at >= ? ORDER BY a.attempt_id DESC LIMIT ?",
+        (since, limit),
+    )
+    return [HostAttempt(host, outcome, latency) for host, outcome, latency in rows]

@@ -29,6 +29,7 @@ from gateway.store.base import (
     DeliveryFilter,
     DeliveryStatus,
     Found,
+    HostAttempt,
     NewDelivery,
     Rewrite,
     Wanted,
@@ -327,6 +328,10 @@ class SQLiteStore:
 
     async def get_click(self, click_id: str) -> Click | None:
         return await self._call(lambda: lookups.get_click(self._conn, click_id))
+
+    async def recent_host_attempts(self, *, since: float, limit: int) -> list[HostAttempt]:
+        n = max(0, limit)
+        return await self._call(lambda: lookups.recent_host_attempts(self._conn, since, n))
 
     async def get_conversion(self, conversion_id: str) -> Conversion | None:
         return await self._call(lambda: lookups.get_conversion(self._conn, conversion_id))
