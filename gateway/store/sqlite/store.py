@@ -202,7 +202,11 @@ class SQLiteStore:
         return None if value is None else float(value)
 
     async def record_attempts(self, items: Sequence[AttemptRecord]) -> None:
-        if items:
+        if not items:
+            return
+        if len(items) <= INLINE_MAX:
+            await self._call_inline(self._record_attempts, list(items))
+        else:
             await self._call(self._record_attempts, list(items))
 
     def _record_attempts(self, items: list[AttemptRecord]) -> None:
