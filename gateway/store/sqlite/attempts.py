@@ -113,14 +113,14 @@ def group_work(flat: list[tuple[Any, ...]], *, json: bool) -> Callable[[sqlite3.
     """The transaction's work for ``flatten``'s tuples, built before the
     transaction starts (the encoding then holds no lock).
 
-    The log is written on the store's thread while the event loop keeps
-    sending, and they share the GIL: what counts is how long this thread
-    holds it.  One JSON text (msgspec, in C) read by both statements through
-    json_each keeps the thread's Python work to building one tuple per
-    attempt; SQLite unpacks the JSON with the GIL released.  It costs SQLite
-    more CPU than binding the same values to multi-row statements, but the
-    loop gets the GIL back sooner.  ``json=False``: this SQLite has no JSON
-    functions.
+    ``json=True`` is for the store's thread, which shares the GIL with the
+    event loop while it keeps sending: what counts there is how long the
+    thread holds it.  One JSON text (msgspec, in C) read by both statements
+    through json_each keeps the thread's Python work to building one tuple
+    per attempt; SQLite unpacks the JSON with the GIL released.  It costs
+    SQLite more CPU than binding the same values to multi-row statements,
+    so a group written on the loop itself (``Writer.call_inline``), or on a
+    SQLite without JSON functions, binds rows (``json=False``).
     """
     # A group naming one delivery twice (UPDATE ... FROM would pick one row)
     # goes row by row.
