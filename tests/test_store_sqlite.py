@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.store.base import DeliveryFilter, Found, NewDelivery, Wanted, Writes
-from gateway.store.sqlite import INLINE_MAX, SQLiteStore
+from gateway.store.base import ConversionFilter, DeliveryFilter, Found, NewDelivery, Wanted, Writes
+from gateway.store.sqlite import INLINE_MAX, SQLiteStore, lookups
 from gateway.store.sqlite import writer as sqlite_writer
 from gateway.store.sqlite.writer import BUSY_TIMEOUT_MS
 from tests.store_helpers import NOW, click, conversion, new_delivery
@@ -352,3 +352,35 @@ def test_grouped_delivery_insert_stores_every_field(
             await s.close()
 
     asyncio.run(run())
+
+
+async def test_a_clicks_conversions_are_found_through_the_dedup_key(tmp_path: Path) -> None:
+    """No index of its own on ``conversions.click_id`` (every conversion would write
+    a random leaf of it); the lookup is a range of the dedup key's index."""
+    path = tmp_path / "old.sqlite"
+    store = SQLiteStore(path)
+    await store.open()
+    await store.close()
+    old = sqlite3.connect(path)  # as a file from before: with the click index
+    old.execute("CREATE INDEX conversions_click ON conversions (click_id)")
+    old.close()
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        await store.commit_batch([], [_conv(1), _conv(10), _conv(2)], [])
+        found = await store.find_conversions_by(ConversionFilter(click_id="c1"), limit=10)
+        assert [c.conversion_id for c in found] == ["v1"]  # not c10's, whose key shares "c1"
+        db = sqlite3.connect(path)
+        indexes = {n for (n,) in db.execute("SELECT name FROM sqlite_schema WHERE type='index'")}
+        assert "conversions_click" not in indexes
+        plan = " ".join(
+            row[-1]
+            for row in db.execute(
+                "EXPLAIN QUERY PLAN SELECT * FROM conversions WHERE " + lookups._OF_CLICK,
+                lookups._of_click_args("c1"),
+            )
+        )
+        db.close()
+        assert "USING INDEX sqlite_autoindex_conversions_1" in plan, plan
+    finally:
+        await store.close()

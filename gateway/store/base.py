@@ -79,6 +79,8 @@ class Click(msgspec.Struct, kw_only=True, gc=False):
 class Conversion(msgspec.Struct, kw_only=True, gc=False):
     conversion_id: str
     click_id: str | None
+    #: Begins with ``click_id`` when there is one (``intake.decide.dedup_key``):
+    #: the SQLite store finds a click's conversions through this key's index.
     dedup_key: str
     status: ConversionStatus
     created_at: float

@@ -87,14 +87,16 @@ SPANS_DDL = (
     "CREATE INDEX IF NOT EXISTS delivery_spans_campaign ON delivery_spans (campaign_id)",
 )
 SCHEMA += "".join(f"{ddl};\n" for ddl in SPANS_DDL)
-#: "What happened to conversion X / click Y": one index entry per conversion and
-#: per delivery.  Older files get them at open (IF NOT EXISTS), once.
+#: "What happened to conversion X": one index entry per conversion and per
+#: delivery.  Older files get them at open (IF NOT EXISTS), once.  A click's
+#: conversions are found through the dedup key (``lookups._OF_CLICK``), so the
+#: index on ``click_id`` that older files have goes.
 LOOKUP_INDEXES = (
     "CREATE INDEX IF NOT EXISTS conversions_id ON conversions (conversion_id)",
-    "CREATE INDEX IF NOT EXISTS conversions_click ON conversions (click_id)",
     "CREATE INDEX IF NOT EXISTS deliveries_conversion ON deliveries (conversion_id)",
 )
 SCHEMA += "".join(f"{ddl};\n" for ddl in LOOKUP_INDEXES)
+SCHEMA += "DROP INDEX IF EXISTS conversions_click;\n"
 #: Files from before the spans: one span per existing delivery, then the
 #: per-delivery indexes go (one transaction, at open).
 _BACKFILL_SPANS = (
