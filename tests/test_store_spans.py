@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -97,6 +98,7 @@ filters = st.builds(
     failing=st.integers(2, 4),
     span_page=st.sampled_from([2, 512]),
     few=st.sampled_from([1, 5000]),
+    held=st.sampled_from([1, 5, 4096]),
 )
 def test_filters_and_pages_match_a_scan_of_every_row(
     tmp_path: Path,
@@ -108,8 +110,10 @@ def test_filters_and_pages_match_a_scan_of_every_row(
     failing: int,
     span_page: int,
     few: int,
+    held: int,
 ) -> None:
     monkeypatch.setattr(sqlite_spans, "SPAN_PAGE", span_page)  # 2: many keyset pages
+    monkeypatch.setattr(sqlite_spans, "SPAN_BUFFER_ROWS", held)  # 1: written with each group
     monkeypatch.setattr(sqlite_spans, "FEW", few)  # 1: statuses walk spans too
 
     async def run() -> None:
@@ -208,3 +212,69 @@ def test_a_file_from_before_the_spans_keeps_answering_filters(tmp_path: Path) ->
         spans = db.execute("SELECT COUNT(*) FROM delivery_spans").fetchone()[0]
     assert not names & {"deliveries_source", "deliveries_campaign", "deliveries_created"}
     assert spans == 4  # one per old delivery, one for the new write
+
+
+def _span_rows(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT COUNT(*) FROM delivery_spans").fetchone()[0])
+
+
+def test_spans_are_held_back_and_written_before_a_walk(tmp_path: Path) -> None:
+    """Groups commit without their spans (each pair would dirty a leaf of both
+    span indexes); a filter writes them first, so it still finds every delivery."""
+    path = tmp_path / "held.sqlite"
+
+    async def run() -> None:
+        store = SQLiteStore(path)
+        await store.open()
+        try:
+            for t in range(3):
+                await store.commit_batch(
+                    [], [], [_delivery("a", "k1", NOW + t), _delivery("b", "k2", NOW + t)]
+                )
+            assert _span_rows(path) == 0  # committed deliveries, spans still held
+            found = await store.list_deliveries(
+                DeliveryFilter(traffic_source="a"), after_id=None, limit=10
+            )
+            assert len(found) == 3
+            assert _span_rows(path) == 6
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def test_held_spans_lost_to_a_crash_are_rebuilt_at_open(tmp_path: Path) -> None:
+    """The files as ``kill -9`` leaves them (copied while the store is open and
+    idle): the open gives the deliveries past the last written span a span each."""
+    live, crashed = tmp_path / "live", tmp_path / "crashed"
+    live.mkdir()
+
+    async def write() -> None:
+        store = SQLiteStore(live / "g.sqlite")
+        await store.open()
+        try:
+            await store.commit_batch([], [], [_delivery("a", "k1", NOW)])
+            await store.list_deliveries(DeliveryFilter(traffic_source="a"), after_id=None, limit=1)
+            await store.commit_batch([], [], [_delivery("a", "k2", NOW), _delivery("b", "k1", NOW)])
+            shutil.copytree(live, crashed)  # the second group's spans only in memory
+        finally:
+            await store.close()
+
+    async def reopen() -> None:
+        store = SQLiteStore(crashed / "g.sqlite")
+        await store.open()
+        try:
+            assert _span_rows(crashed / "g.sqlite") == 3
+            by_campaign = await store.list_deliveries(
+                DeliveryFilter(campaign_id="k1"), after_id=None, limit=10
+            )
+            assert [(d.traffic_source, d.campaign_id) for d in by_campaign] == [
+                ("a", "k1"),
+                ("b", "k1"),
+            ]
+        finally:
+            await store.close()
+
+    asyncio.run(write())
+    asyncio.run(reopen())

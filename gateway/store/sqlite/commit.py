@@ -12,7 +12,6 @@ from typing import Any
 
 from gateway.store.base import Click, Conversion, Delivery, NewDelivery, held_record
 from gateway.store.sqlite.rows import decode_tokens, encode
-from gateway.store.sqlite.spans import INSERT_SPANS, SPAN_VALUES
 from gateway.store.sqlite.statements import execute_rows, insert_deliveries
 
 __all__ = ("find_clicks", "find_conversions", "write_batch")
@@ -84,10 +83,12 @@ def write_batch(
     clicks: Sequence[Click],
     conversions: Sequence[Conversion],
     deliveries: Sequence[NewDelivery],
+    spans_out: list[tuple[Any, ...]],
 ) -> list[Delivery]:
     """The rows, written in the open transaction; returns the deliveries, in the
     order given, numbered from ``first_id`` group by group: each
-    (traffic_source, campaign_id) gets a run of consecutive ids, one span.
+    (traffic_source, campaign_id) gets a run of consecutive ids, one span,
+    added to ``spans_out`` for the caller to write (``spans.SpanBuffer``).
 
     A conversion whose dedup key exists is an update (status, tokens); a click
     whose id exists is left as it is."""
@@ -182,7 +183,7 @@ def write_batch(
         )
     if groups:
         insert_deliveries(db, groups)
-        execute_rows(db, INSERT_SPANS, SPAN_VALUES, "", spans)
+        spans_out.extend(spans)
         held = [(d.held, ids[i]) for i, d in enumerate(deliveries) if d.held is not None]
         if held:  # rare: written as queued with the rest, then moved aside
             db.executemany(_HOLD, held)

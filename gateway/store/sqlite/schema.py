@@ -78,7 +78,8 @@ CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id);
 #: its deliveries grouped by (traffic_source, campaign_id), so a span is a run
 #: of consecutive ids with one source and one campaign, and spans never overlap.
 #: Three index entries per delivery were the largest cost in the intake's
-#: transaction after the rows themselves; a span is one row per write.
+#: transaction after the rows themselves; a span is one row per write, held
+#: back and written in bulk (``spans.SpanBuffer``).
 SPANS_DDL = (
     "CREATE TABLE IF NOT EXISTS delivery_spans ("
     " first_id INTEGER PRIMARY KEY, last_id INTEGER NOT NULL,"

@@ -38,7 +38,7 @@ from gateway.store.base import (
 from gateway.store.sqlite import attempts, commit, lookups, replays
 from gateway.store.sqlite.rows import delivery
 from gateway.store.sqlite.schema import ATTEMPT_COLUMNS, DELIVERY_COLUMNS, SCHEMA, add_spans
-from gateway.store.sqlite.spans import TRIM_SPANS, matching, where
+from gateway.store.sqlite.spans import TRIM_SPANS, SpanBuffer, cover_the_tail, matching, where
 from gateway.store.sqlite.writer import Writer
 
 __all__ = ("INLINE_MAX", "SQLiteStore")
@@ -81,6 +81,7 @@ class SQLiteStore:
         self._call_inline = self._writer.call_inline
         self._transaction = self._writer.transaction
         self._next_delivery_id = 1
+        self._spans = SpanBuffer()
         #: SQLite has json_each/json_extract (3.38+, or a JSON1 build): the
         #: attempt log takes its one-parameter path (``attempts.group_work``).
         self._json = False
@@ -95,6 +96,8 @@ class SQLiteStore:
     def _setup(self, db: sqlite3.Connection) -> None:
         add_spans(db)
         db.executescript(SCHEMA)
+        if covered := cover_the_tail(db):
+            log.info("spans for %d deliveries written after an unclean stop", covered)
         (seq,) = db.execute(
             "SELECT MAX(v) FROM (SELECT MAX(delivery_id) AS v FROM deliveries"
             " UNION ALL SELECT seq FROM sqlite_sequence WHERE name = 'deliveries')"
@@ -110,7 +113,12 @@ class SQLiteStore:
             )
 
     async def close(self) -> None:
+        if self._writer.is_open:
+            await self._call(self._write_spans)
         await self._writer.close()
+
+    def _write_spans(self) -> None:
+        self._spans.write_now(self._conn)
 
     # -- IntakeStore ------------------------------------------------------------
 
@@ -136,7 +144,9 @@ class SQLiteStore:
         # Inside the write transaction the lookups see exactly what the writes
         # build on, and they share its start (outside one, each statement opens
         # a read transaction of its own: WAL read marks, shm locks).
-        def work(db: sqlite3.Connection) -> tuple[list[Delivery], T]:
+        spans: list[tuple[Any, ...]] = []
+
+        def work(db: sqlite3.Connection) -> tuple[tuple[list[Delivery], T], bool]:
             found = Found(
                 clicks=commit.find_clicks(db, wanted.click_ids) if wanted.click_ids else {},
                 conversions=(
@@ -145,11 +155,17 @@ class SQLiteStore:
             )
             writes, extra = decide(found)
             stored = commit.write_batch(
-                db, self._next_delivery_id, writes.clicks, writes.conversions, writes.deliveries
+                db,
+                self._next_delivery_id,
+                writes.clicks,
+                writes.conversions,
+                writes.deliveries,
+                spans,
             )
-            return stored, extra
+            return (stored, extra), self._spans.stage(db, spans)
 
-        stored, extra = self._transaction(work)
+        (stored, extra), spans_written = self._transaction(work)
+        self._spans.committed(spans, spans_written)
         self._next_delivery_id += len(stored)  # once committed
         return CommitResult(deliveries=stored), extra
 
@@ -239,6 +255,7 @@ class SQLiteStore:
         return await self._call(self._list, filters, after_id, limit)
 
     def _list(self, filters: DeliveryFilter, after_id: int | None, limit: int) -> list[Delivery]:
+        self._write_spans()  # the walk sees every committed delivery
         found = _where(self._conn, filters)
         if found is None:
             return []
@@ -298,6 +315,7 @@ class SQLiteStore:
     ) -> list[Delivery]:
         if ids is None and filters.status is None:
             filters = msgspec.structs.replace(filters, status="failed")  # the default
+        self._write_spans()  # the walk sees every committed delivery
         found = _where(self._conn, filters)
         if found is None:
             return []
@@ -357,11 +375,21 @@ class SQLiteStore:
         if not news:
             return []
 
-        def work(db: sqlite3.Connection) -> list[Delivery]:
-            kept = replays.missing(db, news)
-            return commit.write_batch(db, self._next_delivery_id, (), (), kept) if kept else []
+        spans: list[tuple[Any, ...]] = []
 
-        stored = await self._call(lambda: self._transaction(work))
+        def work(db: sqlite3.Connection) -> tuple[list[Delivery], bool]:
+            kept = replays.missing(db, news)
+            if not kept:
+                return [], False
+            stored = commit.write_batch(db, self._next_delivery_id, (), (), kept, spans)
+            return stored, self._spans.stage(db, spans)
+
+        def job() -> list[Delivery]:
+            stored, written = self._transaction(work)
+            self._spans.committed(spans, written)
+            return stored
+
+        stored = await self._call(job)
         self._next_delivery_id += len(stored)  # once committed
         return stored
 

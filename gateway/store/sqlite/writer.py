@@ -122,6 +122,10 @@ class Writer:
         return await self.call(fn, *args)  # rolled back (transaction): nothing was written
 
     @property
+    def is_open(self) -> bool:
+        return self._executor is not None and self._db is not None
+
+    @property
     def conn(self) -> sqlite3.Connection:
         """The connection; only for code running as the current job."""
         assert self._db is not None
