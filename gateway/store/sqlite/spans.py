@@ -196,7 +196,7 @@ class SpanBuffer:
 
     Nothing is lost to a crash: the deliveries themselves are committed, and
     at open ``cover_the_tail`` gives those past the last written span a span
-    each.  Every walk of the spans writes the buffer first (``write_now``), so
+    each.  Every walk of the spans writes the buffer first (``write``), so
     a filter sees every committed delivery.
     """
 
@@ -227,18 +227,10 @@ class SpanBuffer:
         else:
             self._held.extend(new)
 
-    def write_now(self, db: sqlite3.Connection) -> None:
-        """Write what is held, in a transaction of its own (before a walk)."""
-        if not self._held:
-            return
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            execute_rows(db, INSERT_SPANS, SPAN_VALUES, "", self._held)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        self._held = []
+    def write(self, db: sqlite3.Connection) -> None:
+        """In the caller's transaction (before a walk): write what is held;
+        ``committed([], True)`` once it commits."""
+        execute_rows(db, INSERT_SPANS, SPAN_VALUES, "", self._held)
 
 
 def cover_the_tail(db: sqlite3.Connection) -> int:

@@ -118,7 +118,10 @@ class SQLiteStore:
         await self._writer.close()
 
     def _write_spans(self) -> None:
-        self._spans.write_now(self._conn)
+        """Write the held spans in a transaction of their own (before a walk)."""
+        if self._spans:
+            self._transaction(self._spans.write)
+            self._spans.committed([], True)
 
     # -- IntakeStore ------------------------------------------------------------
 
