@@ -22,6 +22,7 @@ from urllib.parse import quote
 from gateway.dispatch.settings import DeliverySettings
 from gateway.dispatch.transport.base import USER_AGENT, Answer, TransportError
 from gateway.dispatch.transport.body import decompressed
+from gateway.dispatch.transport.deadlines import Deadlines
 from gateway.dispatch.transport.pool import Key, Pool
 from gateway.dispatch.transport.redirects import check_hop
 from gateway.dispatch.transport.ssrf import AddressPolicy
@@ -43,6 +44,7 @@ class LeanTransport:
         self.pool = Pool(settings, self.policy)
         self._cap = settings.body_prefix_bytes
         self._prefixes: dict[tuple[str, str], tuple[Key, str, bytes]] = {}
+        self._deadlines = Deadlines()  # the whole-request timeouts
 
     async def close(self) -> None:
         self.pool.close()
@@ -60,8 +62,17 @@ class LeanTransport:
     ) -> Answer:
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(timeout):
+            task = asyncio.current_task()
+            assert task is not None, "exchange() runs in a task"
+            deadlines = self._deadlines
+            deadlines.begin(task, asyncio.get_running_loop().time() + timeout)
+            try:
                 status, head, prefix = await self._exchange(method, url, body, headers, timeout)
+            except BaseException as exc:
+                if deadlines.end(task) and isinstance(exc, asyncio.CancelledError):
+                    raise TimeoutError from None  # the deadline's own cancellation
+                raise
+            deadlines.end(task)
             return Answer(
                 status=status,
                 headers=head,
