@@ -62,10 +62,11 @@ class LeanTransport:
     ) -> Answer:
         started = time.perf_counter()
         try:
-            task = asyncio.current_task()
+            loop = asyncio.get_running_loop()
+            task = asyncio.current_task(loop)  # with its loop: no second getpid()
             assert task is not None, "exchange() runs in a task"
             deadlines = self._deadlines
-            deadlines.begin(task, asyncio.get_running_loop().time() + timeout)
+            deadlines.begin(task, loop.time() + timeout)
             try:
                 status, head, prefix = await self._exchange(method, url, body, headers, timeout)
             except BaseException as exc:

@@ -84,7 +84,8 @@ class Pool:
 
     def release(self, conn: Conn) -> None:
         """``conn`` answered cleanly and may carry another request."""
-        loop = asyncio.get_running_loop()
+        loop = conn.loop
+        assert loop is not None
         conn.idle_since = loop.time()
         self._idle.setdefault(conn.key, []).append(conn)
         if self._sweep is None:

@@ -43,6 +43,7 @@ class Conn(asyncio.Protocol):
     __slots__ = (
         "_waiter",
         "buf",
+        "loop",
         "eof",
         "error",
         "got",
@@ -57,6 +58,8 @@ class Conn(asyncio.Protocol):
     def __init__(self, key: tuple[str, str, int]) -> None:
         self.key = key
         self.transport: asyncio.Transport | None = None
+        #: Its loop, kept: asking for the running loop costs a getpid() system call.
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.buf = bytearray()
         self.eof = False
         self.error: BaseException | None = None
@@ -70,6 +73,7 @@ class Conn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -107,7 +111,8 @@ class Conn(asyncio.Protocol):
         """
         if self.eof:
             raise Closed(str(self.error or "connection closed by peer"))
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        assert self.loop is not None
+        waiter = self._waiter = self.loop.create_future()
         return waiter
 
     def send(self, data: bytes) -> None:
