@@ -3,9 +3,9 @@
 Each sends N GETs with the same concurrency to the same minimal sink (another
 process, a bare protocol that only answers), in one run: the bare client loop,
 the dispatcher on its default aiohttp transport, and the dispatcher on the
-lean transport.  The
-ratios show what the dispatcher's bookkeeping (queues, the durable attempt
-log, metrics) costs over the raw client, and what the client itself costs.
+lean transport.  The ratios show what the dispatcher's bookkeeping (queues,
+the durable attempt log, metrics) costs over the raw client, and what the
+client itself costs.
 ``python -m bench.fanout [-n 10000] [-c 32] [--rounds 7] [--json] [--tls]``;
 with ``--tls`` every client sends HTTPS to a TLS sink whose throw-away CA it
 trusts (``ca_file``), as real postbacks are HTTPS.

@@ -117,6 +117,22 @@ class SQLiteStore:
             await self._call(self._write_spans)
         await self._writer.close()
 
+    def _write_deliveries(
+        self, work: Callable[[sqlite3.Connection, list[tuple[Any, ...]]], T]
+    ) -> T:
+        """``work(db, spans)`` in one transaction; the spans it adds for the
+        deliveries it writes go to the buffer, and are written in that same
+        transaction when the buffer is due (``SpanBuffer.stage``)."""
+        spans: list[tuple[Any, ...]] = []
+
+        def run(db: sqlite3.Connection) -> tuple[T, bool]:
+            result = work(db, spans)
+            return result, self._spans.stage(db, spans)
+
+        result, written = self._transaction(run)
+        self._spans.committed(spans, written)
+        return result
+
     def _write_spans(self) -> None:
         """Write the held spans in a transaction of their own (before a walk)."""
         if self._spans:
@@ -147,9 +163,7 @@ class SQLiteStore:
         # Inside the write transaction the lookups see exactly what the writes
         # build on, and they share its start (outside one, each statement opens
         # a read transaction of its own: WAL read marks, shm locks).
-        spans: list[tuple[Any, ...]] = []
-
-        def work(db: sqlite3.Connection) -> tuple[tuple[list[Delivery], T], bool]:
+        def work(db: sqlite3.Connection, spans: list[tuple[Any, ...]]) -> tuple[list[Delivery], T]:
             found = Found(
                 clicks=commit.find_clicks(db, wanted.click_ids) if wanted.click_ids else {},
                 conversions=(
@@ -165,10 +179,9 @@ class SQLiteStore:
                 writes.deliveries,
                 spans,
             )
-            return (stored, extra), self._spans.stage(db, spans)
+            return stored, extra
 
-        (stored, extra), spans_written = self._transaction(work)
-        self._spans.committed(spans, spans_written)
+        stored, extra = self._write_deliveries(work)
         self._next_delivery_id += len(stored)  # once committed
         return CommitResult(deliveries=stored), extra
 
@@ -378,21 +391,13 @@ class SQLiteStore:
         if not news:
             return []
 
-        spans: list[tuple[Any, ...]] = []
-
-        def work(db: sqlite3.Connection) -> tuple[list[Delivery], bool]:
+        def work(db: sqlite3.Connection, spans: list[tuple[Any, ...]]) -> list[Delivery]:
             kept = replays.missing(db, news)
-            if not kept:
-                return [], False
-            stored = commit.write_batch(db, self._next_delivery_id, (), (), kept, spans)
-            return stored, self._spans.stage(db, spans)
+            return (
+                commit.write_batch(db, self._next_delivery_id, (), (), kept, spans) if kept else []
+            )
 
-        def job() -> list[Delivery]:
-            stored, written = self._transaction(work)
-            self._spans.committed(spans, written)
-            return stored
-
-        stored = await self._call(job)
+        stored: list[Delivery] = await self._call(self._write_deliveries, work)
         self._next_delivery_id += len(stored)  # once committed
         return stored
 
