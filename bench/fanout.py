@@ -2,7 +2,7 @@
 
 Each sends N GETs with the same concurrency to the same minimal sink (another
 process, a bare protocol that only answers), in one run: the bare client loop,
-the dispatcher on its default aiohttp transport, and the dispatcher on the
+the dispatcher on aiohttp's client, and the dispatcher on its default, the
 lean transport.  The ratios show what the dispatcher's bookkeeping (queues,
 the durable attempt log, metrics) costs over the raw client, and what the
 client itself costs.
