@@ -78,6 +78,7 @@ class Writer:
         # the thread is idle and only the loop can give it work.
         self._submitted = 0
         self._finished = 0
+        self._busy_ms = BUSY_TIMEOUT_MS  # the connection's busy timeout now (_connect's)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on the writer thread, after the jobs handed over before it."""
@@ -89,6 +90,8 @@ class Writer:
 
     def _job(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         try:
+            if self._db is not None:  # the thread may wait for another connection's lock
+                self._busy_timeout(BUSY_TIMEOUT_MS)
             return fn(*args)
         finally:
             self._finished += 1  # last touch: the connection is free from here
@@ -110,16 +113,21 @@ class Writer:
             raise RuntimeError("store is not open")
         if self._submitted != self._finished:
             return await self.call(fn, *args)
-        db = self.conn
-        db.execute("PRAGMA busy_timeout=0")
+        self._busy_timeout(0)
         try:
             return fn(*args)
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF not in _BUSY or db.in_transaction:
+            if exc.sqlite_errorcode & 0xFF not in _BUSY or self.conn.in_transaction:
                 raise
-        finally:
-            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         return await self.call(fn, *args)  # rolled back (transaction): nothing was written
+
+    def _busy_timeout(self, ms: int) -> None:
+        """Give the connection this busy timeout: 0 for jobs on the loop, which
+        must not wait, BUSY_TIMEOUT_MS on the thread.  A PRAGMA only when it
+        changes, not two per job: under load nearly every job runs inline."""
+        if self._busy_ms != ms:
+            self.conn.execute(f"PRAGMA busy_timeout={ms}")
+            self._busy_ms = ms
 
     @property
     def is_open(self) -> bool:
@@ -161,7 +169,7 @@ class Writer:
     def _open(self, setup: Callable[[sqlite3.Connection], None]) -> None:
         db = _connect(self.path)
         setup(db)
-        self._db = db
+        self._db, self._busy_ms = db, BUSY_TIMEOUT_MS
 
     def _checkpoint_loop(self) -> None:
         """Checkpoint every CHECKPOINT_INTERVAL s, so the WAL starts over instead of growing.
