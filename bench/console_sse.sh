@@ -13,44 +13,11 @@
 # DURATION_S x 2 x ROUNDS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
 DURATION=${1:-8}
 ROUNDS=${2:-5}
 CONNS=${3:-64}
 PORT=${PORT:-18093}
-command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)"; exit 2; }
-WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-
-cat > "$WORK/gateway.toml" <<'EOF'
-[batch]
-max_wait_ms = 2.0
-max_size = 2000
-
-[delivery]
-allow_private_targets = true
-
-[[traffic_sources]]
-name = "bench"
-
-[[traffic_sources.postbacks]]
-name = "bench:pb"
-url = "http://127.0.0.1:9/pb?c={externalid}&p={payout}&tx={txid}"
-delay = 600
-
-[[campaigns]]
-id = "bench"
-traffic_source = "bench"
-offer_url = "https://offer.example/?s={click.id}"
-EOF
-
-wait_up() {
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "server on :$1 did not start"; exit 1
-}
-rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-cpu_per_req() { awk -v t="$2" '/requests in/ {printf "%.1f", t * 10000 / $1}' "$1"; }
+source bench/wrk_common.sh
 
 $PY -m gateway serve --config "$WORK/gateway.toml" --db "$WORK/g.sqlite" --port "$PORT" 2>"$WORK/gw.log" & GW=$!
 wait_up "$PORT"
