@@ -96,6 +96,7 @@ async def serve(
     # the parser's line limits follow the config's limits (GatewayRunner)
     runner = GatewayRunner(
         app,
+        hot_lane=not access_log,  # the hot lane writes no access log
         access_log=logging.getLogger("aiohttp.access") if access_log else None,
         access_log_format=ACCESS_LOG_FORMAT,
         shutdown_timeout=10.0,

@@ -314,9 +314,9 @@ async def test_a_postback_rendered_over_the_limit_is_never_stored(tmp_path: Path
 async def test_a_slowloris_connection_is_closed(
     gw: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gateway.http import front  # noqa: PLC0415
+    from gateway.http import wire  # noqa: PLC0415
 
-    monkeypatch.setattr(front, "HEAD_TIMEOUT", 0.3)
+    monkeypatch.setattr(wire, "HEAD_TIMEOUT", 0.3)
     port = gw.client.server.port
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -332,9 +332,9 @@ async def test_a_slowloris_connection_is_closed(
 async def test_a_slow_second_head_on_a_kept_alive_connection_is_closed(
     gw: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gateway.http import front  # noqa: PLC0415
+    from gateway.http import wire  # noqa: PLC0415
 
-    monkeypatch.setattr(front, "HEAD_TIMEOUT", 0.5)
+    monkeypatch.setattr(wire, "HEAD_TIMEOUT", 0.5)
     port = gw.client.server.port
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -351,9 +351,9 @@ async def test_a_slow_second_head_on_a_kept_alive_connection_is_closed(
 
 
 async def test_a_slow_body_is_not_a_slow_head(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway.http import front  # noqa: PLC0415
+    from gateway.http import wire  # noqa: PLC0415
 
-    monkeypatch.setattr(front, "HEAD_TIMEOUT", 0.3)
+    monkeypatch.setattr(wire, "HEAD_TIMEOUT", 0.3)
     port = gw.client.server.port
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:

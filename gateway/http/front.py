@@ -25,51 +25,50 @@ it here too; ``tests/test_front_parity.py`` compares the two paths.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import hdrs, web, web_protocol
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
+from gateway.http import wire
 from gateway.http.errors import error_response
+from gateway.http.head import hot_route
+from gateway.http.hotconn import HotAnswer, HotConnection
 from gateway.http.intake_routes import click, postback
 from gateway.http.middleware import failure, over_limits
+from gateway.http.request import IntakeRequest, plain_query_pairs
 from gateway.http.state import STATE, AppState
 
-__all__ = ("HEAD_TIMEOUT", "MAX_HEADER_FIELD", "GatewayRunner", "front", "plain_query_pairs")
+__all__ = ("GatewayRunner", "answer_hot", "front", "plain_query_pairs")
 
 log = logging.getLogger(__name__)
 
-#: Seconds a new connection has to send a complete request head (slowloris).
-HEAD_TIMEOUT: Final = 15.0
-#: The longest header line the parser reads (aiohttp's default); the request line's
-#: limit comes from the config and is always longer, so the two errors are told apart.
-MAX_HEADER_FIELD: Final = 8190
-
 RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
-_CLICK = "/click/"
 _EXPECT = hdrs.EXPECT
-#: A click path with any of these is left to the router: "%" needs decoding,
-#: and "/", "{", "}" are outside what ``{campaign_id}`` matches there.
-_PLAIN_SEGMENT = frozenset("%/{}")
 
 
-def plain_query_pairs(query: str) -> list[tuple[str, str]] | None:
-    """A query's (name, value) pairs when nothing in it is percent-encoded,
-    read as yarl reads it ('+' is a space, blank values kept, empty pairs
-    skipped); None when it needs decoding (or has a fragment): then the
-    request's own ``query`` is used.  Saves building a multidict per postback.
-    """
-    if "%" in query or "#" in query:
-        return None
-    pairs = []
-    for pair in query.replace("+", " ").split("&"):
-        if pair:
-            name, _, value = pair.partition("=")
-            pairs.append((name, value))
-    return pairs
+async def answer_hot(
+    state: AppState,
+    request: IntakeRequest,
+    campaign_id: str | None,
+    query: list[tuple[str, str]] | None,
+) -> web.Response:
+    """A hot route's answer, whichever server read the request: the limits, then
+    the click (``campaign_id``) or the postback (None), every failure as JSON.
+    ``query``: a GET's pairs when they needed no decoding."""
+    try:
+        refused = over_limits(state, request)
+        if refused is not None:
+            return refused
+        if campaign_id is None:
+            return await postback(state, request, query)
+        return await click(state, request, campaign_id)
+    except Exception as exc:
+        return failure(request, exc)
 
 
 def front(state: AppState, fallback: RequestHandler) -> RequestHandler:
@@ -77,33 +76,17 @@ def front(state: AppState, fallback: RequestHandler) -> RequestHandler:
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         target = request.raw_path  # origin-form: "/path?query", still percent-encoded
-        end = target.find("?")
-        path = target if end < 0 else target[:end]
         method = request.method
-        if path == "/postback":
-            if method != "GET" and method != "POST":
-                return await fallback(request)  # the router's 405, with Allow
-            campaign_id = None
-        elif path.startswith(_CLICK) and method == "GET":
-            campaign_id = path[len(_CLICK) :]
-            if not campaign_id or not _PLAIN_SEGMENT.isdisjoint(campaign_id):
-                return await fallback(request)  # the router decodes and matches these
-        else:
+        route = hot_route(method, target)
+        if route is None:
             return await fallback(request)
         if _EXPECT in request.headers:  # 100-continue (curl, for bodies over 1 KiB) or 417:
             return await fallback(request)  # the Application's expect handler answers it
-        try:
-            refused = over_limits(state, request)
-            if refused is not None:
-                return refused
-            if campaign_id is None:
-                query = None  # POST reads its query and body the usual way
-                if method == "GET":
-                    query = plain_query_pairs(target[end + 1 :]) if end >= 0 else []
-                return await postback(state, request, query)
-            return await click(state, request, campaign_id)
-        except Exception as exc:
-            return failure(request, exc)
+        _, campaign_id, end = route
+        query = None  # POST reads its query and body the usual way
+        if method == "GET":
+            query = plain_query_pairs(target[end + 1 :]) if end >= 0 else []
+        return await answer_hot(state, request, campaign_id, query)
 
     return handle
 
@@ -115,7 +98,8 @@ def parse_error_answer(exc: HttpProcessingError, line_limit: int) -> web.Respons
     if isinstance(exc, LineTooLong):
         if str(exc.args[1]) == str(line_limit):
             return error_response(414, f"request line too long (max {line_limit} bytes)", "query")
-        return error_response(431, f"header too long (max {MAX_HEADER_FIELD} bytes)", "headers")
+        limit = wire.MAX_HEADER_FIELD
+        return error_response(431, f"header too long (max {limit} bytes)", "headers")
     if "too many headers" in str(exc.message).lower():
         return error_response(431, "too many headers", "headers")
     return error_response(400, "malformed HTTP request", None)
@@ -154,7 +138,9 @@ class _Handler(web_protocol.RequestHandler):
 
     def _arm_head_timer(self) -> None:
         loop = asyncio.get_running_loop()
-        self._head_timer = loop.call_later(HEAD_TIMEOUT, self._head_too_slow, self._request_count)
+        self._head_timer = loop.call_later(
+            wire.HEAD_TIMEOUT, self._head_too_slow, self._request_count
+        )
 
     def _stop_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -165,7 +151,7 @@ class _Handler(web_protocol.RequestHandler):
         self._head_timer = None
         waiting = self._request_count == count and not self._request_in_progress
         if waiting and not self._messages and self.transport is not None:
-            log.info("closed a connection whose request head took over %g s", HEAD_TIMEOUT)
+            log.info("closed a connection whose request head took over %g s", wire.HEAD_TIMEOUT)
             self.transport.close()
 
     def handle_error(
@@ -186,33 +172,50 @@ class _Handler(web_protocol.RequestHandler):
 
 
 class _Server(web.Server):
-    """``web.Server`` whose connections are :class:`_Handler`s."""
+    """``web.Server`` whose connections start in the hot lane (a
+    ``hotconn.HotConnection``, which becomes a :class:`_Handler` at its first
+    other request), or are :class:`_Handler`s from the start when
+    ``hot_answer`` is None."""
 
-    __slots__ = ()
+    hot_answer: HotAnswer | None = None
+    line_limit: int = 16384
 
-    def __call__(self) -> web_protocol.RequestHandler:
+    def __call__(self) -> asyncio.Protocol:  # type: ignore[override]
+        if self.hot_answer is None:
+            return self.handler()
+        return HotConnection(self, self.hot_answer, self.handler, self.line_limit)
+
+    def handler(self) -> web_protocol.RequestHandler:
         return _Handler(self, loop=self._loop, **self._kwargs)
 
 
 class GatewayRunner(web.AppRunner):
-    """``web.AppRunner`` with :func:`front` ahead of the Application.
+    """``web.AppRunner`` with the hot lane and :func:`front` ahead of the Application.
 
     ``_make_server`` is aiohttp's hook for building the low-level server; the
-    Application's own handler becomes the fallback, and each connection gets
-    :class:`_Handler`.  The request line's limit follows the config's
-    ``max_query_bytes``; a header line's is ``MAX_HEADER_FIELD``.
+    Application's own handler becomes the fallback, and each connection starts
+    in the hot lane (``hot_lane=False``: as a :class:`_Handler`; ``serve``
+    turns it off when access logs are on, which only aiohttp writes).  The
+    request line's limit follows the config's ``max_query_bytes``; a header
+    line's is ``wire.MAX_HEADER_FIELD``.
     """
 
-    __slots__ = ()
+    __slots__ = ("_hot_lane",)
 
-    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+    def __init__(self, app: web.Application, *, hot_lane: bool = True, **kwargs: Any) -> None:
         limits = app[STATE].config.limits
         kwargs["max_line_size"] = max(16384, limits.max_query_bytes * 2 + 1024)
-        kwargs["max_field_size"] = MAX_HEADER_FIELD
+        kwargs["max_field_size"] = wire.MAX_HEADER_FIELD
         super().__init__(app, **kwargs)
+        self._hot_lane = hot_lane
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
-        server.request_handler = front(self.app[STATE], server.request_handler)
-        server.__class__ = _Server  # each connection gets a _Handler
+        state = self.app[STATE]
+        server.request_handler = front(state, server.request_handler)
+        server.__class__ = _Server
+        assert isinstance(server, _Server)
+        server.line_limit = self._kwargs["max_line_size"]
+        if self._hot_lane:
+            server.hot_answer = functools.partial(answer_hot, state)
         return server

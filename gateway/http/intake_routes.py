@@ -15,6 +15,7 @@ from gateway import clickid
 from gateway.http.answer import Redirect
 from gateway.http.errors import OUTCOME_STATUS, json_response, reject_response
 from gateway.http.reading import decode_json, read_form
+from gateway.http.request import IntakeRequest
 from gateway.http.state import STATE, AppState
 from gateway.intake.client_address import TrustedProxies, client_address
 from gateway.intake.decide import Result
@@ -46,7 +47,7 @@ def _reject(state: AppState, reject: Reject) -> web.Response:
     return reject_response(reject)
 
 
-def _refusal(state: AppState, conv: ConversionInput, request: web.BaseRequest) -> Reject | None:
+def _refusal(state: AppState, conv: ConversionInput, request: IntakeRequest) -> Reject | None:
     config = state.config  # the sender's address is looked up here only
     peer = client_address(request.remote or "", request.headers, config.trusted_proxies)
     return conversion_refusal(config, conv, peer)
@@ -111,7 +112,7 @@ def _flag_click(state: AppState, click: Click, endpoint: str) -> str | None:
     return flaw
 
 
-async def click(state: AppState, request: web.BaseRequest, campaign_id: str) -> web.Response:
+async def click(state: AppState, request: IntakeRequest, campaign_id: str) -> web.Response:
     """GET /click/{campaign_id}: record the click, then 302 to the offer."""
     started = time.perf_counter()
     visit = request_visit(request.remote or "", request.headers, state.config.trusted_proxies)
@@ -224,14 +225,15 @@ async def api_clicks(request: web.Request) -> web.Response:
 
 
 async def postback(
-    state: AppState, request: web.BaseRequest, query: list[tuple[str, str]] | None = None
+    state: AppState, request: IntakeRequest, query: list[tuple[str, str]] | None = None
 ) -> web.Response:
     """GET|POST /postback: one conversion, answered after its group commit.
 
-    ``query``: the query's pairs when the caller has them already (gateway.http.front)."""
+    ``query``: the query's pairs when the caller has them already (gateway.http.front).
+    Only aiohttp's requests carry a body (the hot lane reads GETs)."""
     started = time.perf_counter()
     params: Any = request.query if query is None else query
-    if request.method == "POST":
+    if isinstance(request, web.BaseRequest) and request.method == "POST":
         merged = dict(request.query)
         if request.content_type == "application/json" or await _looks_like_json(request):
             # a JSON object sent as a form (a common misconfiguration) is read as JSON:

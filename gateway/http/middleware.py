@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.http.errors import error_response
+from gateway.http.request import IntakeRequest
 from gateway.http.state import AppState
 from gateway.intake.batcher import Closed
 from gateway.intake.guard import api_token_ok
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def over_limits(state: AppState, request: web.BaseRequest) -> web.Response | None:
+def over_limits(state: AppState, request: IntakeRequest) -> web.Response | None:
     """413 for a query or declared body over the configured limits, else None."""
     limits = state.config.limits
     if len(request.raw_path) > limits.max_query_bytes + 256:
@@ -35,7 +36,7 @@ def over_limits(state: AppState, request: web.BaseRequest) -> web.Response | Non
     return None
 
 
-def failure(request: web.BaseRequest, exc: Exception) -> web.Response:
+def failure(request: IntakeRequest, exc: Exception) -> web.Response:
     """The JSON answer for an exception out of a handler (never a traceback)."""
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
