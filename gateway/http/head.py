@@ -9,8 +9,8 @@ tokens followed straight by a colon, no folded lines, no body (neither
 and at most one ``Connection`` header saying ``close`` or ``keep-alive``.
 Everything else, hostile or merely unusual, is *not plain* and goes to
 aiohttp's parser, which answers it as it always has.  So this parser can be
-strict without ever being the one that refuses a request;
-``tests/test_head.py`` holds it to aiohttp's reading of every head it accepts.
+strict without ever being the one that refuses a request
+(``tests/test_hotconn.py`` lists heads it must leave to aiohttp).
 """
 
 from __future__ import annotations
