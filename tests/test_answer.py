@@ -18,6 +18,7 @@ from aiohttp import web
 
 from gateway.http import answer
 from gateway.http.answer import JSONResponse, Redirect
+from gateway.http.hotconn import answer_bytes
 
 BODY = b'{"status":"accepted","conversion_id":"AaJ","postbacks":1}'
 OFFER = "https://offer.example/lp?sub1=AaJNKHnJQBTf17petA3-nEZP&zone=1"
@@ -163,3 +164,44 @@ async def test_the_shortcut_is_taken(port: int, monkeypatch: pytest.MonkeyPatch)
     await _exchange(port, request.replace(b"{path}", b"/plain"))
     assert calls == ["Response"]
     assert answer._FAST_PATH
+
+
+LANE_HEADS = [  # (request head, its HTTP minor, whether the connection stays open)
+    (b"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n", 1, True),
+    (b"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 1, False),
+    (b"GET {path} HTTP/1.0\r\n\r\n", 0, False),
+    (b"GET {path} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 0, True),
+]
+
+
+def _unprepared(raw: bytes) -> bytes:
+    """Without the hook's header: the hot lane's routes are not routed."""
+    return re.sub(rb"\r\nX-Prepared: [^\r]*", b"", _undated(raw))
+
+
+@pytest.mark.parametrize(("template", "minor", "keep_alive"), LANE_HEADS)
+@pytest.mark.parametrize("status", [200, 202, 409])
+async def test_the_hot_lanes_bytes_are_aiohttps(
+    port: int, template: bytes, minor: int, keep_alive: bool, status: int
+) -> None:
+    plain, plain_closed = await _exchange(
+        port, template.replace(b"{path}", f"/plain?status={status}".encode())
+    )
+    lane = answer_bytes(JSONResponse(BODY, status), minor, keep_alive)
+    assert _undated(lane) == _unprepared(plain)
+    assert plain_closed is not keep_alive
+
+
+@pytest.mark.parametrize(("template", "minor", "keep_alive"), LANE_HEADS)
+async def test_the_hot_lanes_redirect_is_aiohttps(
+    port: int, template: bytes, minor: int, keep_alive: bool
+) -> None:
+    plain, _ = await _exchange(port, template.replace(b"{path}", b"/plain-redirect"))
+    assert _undated(answer_bytes(Redirect(OFFER), minor, keep_alive)) == _unprepared(plain)
+
+
+def test_the_hot_lane_never_writes_a_header_with_a_line_break() -> None:
+    response = JSONResponse(BODY)
+    response.headers["X-Id"] = "a\r\nSet-Cookie: x=1"
+    with pytest.raises(ValueError):
+        answer_bytes(response, 1, True)

@@ -13,8 +13,9 @@ per click.
 
 The bytes on the wire are aiohttp's: the same headers in the same order, the
 same keep-alive rules, ``on_response_prepare`` for routed requests;
-``tests/test_answer.py`` holds the two paths to the same bytes for HTTP/1.0
-and 1.1, keep-alive and close, and HEAD.
+``tests/test_answer.py`` holds the two paths, and the hot lane's
+``answer_bytes``, to the same bytes for HTTP/1.0 and 1.1, keep-alive and
+close, and HEAD.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.helpers import rfc822_formatted_time
-from aiohttp.http import SERVER_SOFTWARE, HttpVersion10, HttpVersion11
+from aiohttp.http import SERVER_SOFTWARE
 from multidict import CIMultiDict
 
-__all__ = ("JSONResponse", "Redirect")
+__all__ = ("JSONResponse", "Redirect", "finish_headers")
 
 _JSON_HEADERS: CIMultiDict[str] = CIMultiDict({hdrs.CONTENT_TYPE: "application/json"})
 _CONTENT_LENGTH = hdrs.CONTENT_LENGTH
@@ -48,6 +49,30 @@ _FAST_PATH = all(
         "_req",
     )
 ) and hasattr(web.Request, "_match_info")
+
+
+def finish_headers(
+    headers: CIMultiDict[str], size: int | None, minor: int, keep_alive: bool
+) -> None:
+    """Add what aiohttp adds to an HTTP/1.``minor`` answer's own headers, in its
+    order: Content-Length and Content-Type for a body of ``size`` bytes (None:
+    an answer that has no body, 1xx, 204 or 304), then Date, Server and
+    Connection.  One place for the rule, shared by ``_Direct`` and the hot
+    lane (``gateway.http.hotconn``), which must write the same bytes."""
+    if size is not None:
+        headers[_CONTENT_LENGTH] = str(size)
+        if size and _CONTENT_TYPE not in headers:
+            headers[_CONTENT_TYPE] = "application/octet-stream"
+    if _DATE not in headers:
+        headers[_DATE] = rfc822_formatted_time()
+    if _SERVER not in headers:
+        headers[_SERVER] = SERVER_SOFTWARE
+    if _CONNECTION not in headers:
+        if keep_alive:
+            if not minor:
+                headers[_CONNECTION] = "keep-alive"
+        elif minor:
+            headers[_CONNECTION] = "close"
 
 
 class _Direct(web.Response):
@@ -75,21 +100,9 @@ class _Direct(web.Response):
         if keep_alive is None:
             keep_alive = self._keep_alive = request.keep_alive
         size = len(body) if body is not None else 0
-        headers[_CONTENT_LENGTH] = str(size)
         writer.length = size
-        if size and _CONTENT_TYPE not in headers:
-            headers[_CONTENT_TYPE] = "application/octet-stream"
-        if _DATE not in headers:
-            headers[_DATE] = rfc822_formatted_time()
-        if _SERVER not in headers:
-            headers[_SERVER] = SERVER_SOFTWARE
         version = request.version
-        if _CONNECTION not in headers:
-            if keep_alive:
-                if version == HttpVersion10:
-                    headers[_CONNECTION] = "keep-alive"
-            elif version == HttpVersion11:
-                headers[_CONNECTION] = "close"
+        finish_headers(headers, size, version[1], keep_alive)
         if getattr(request, "_match_info", None) is not None:
             # on_response_prepare signals: aiohttp sends them only for routed
             # requests (gateway.http.front's hot routes are not routed)

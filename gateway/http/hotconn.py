@@ -27,12 +27,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast
 
-from aiohttp import hdrs, web, web_protocol
-from aiohttp.helpers import rfc822_formatted_time
-from aiohttp.http import SERVER_SOFTWARE
+from aiohttp import web, web_protocol
+from aiohttp.http_writer import _serialize_headers
 from aiohttp.tcp_helpers import tcp_nodelay
 
 from gateway.http import wire
+from gateway.http.answer import finish_headers
 from gateway.http.errors import error_response
 from gateway.http.head import PlainHead, hot_route, read_plain_head
 from gateway.http.request import HotRequest, plain_query_pairs
@@ -48,14 +48,12 @@ HotAnswer = Callable[[HotRequest, "str | None", "list[tuple[str, str]] | None"],
 #: Pipelined bytes held while a request is answered before reading pauses.
 _BACKLOG: Final = 256 * 1024
 _CRLF2: Final = b"\r\n\r\n"
-_CONTENT_LENGTH: Final = hdrs.CONTENT_LENGTH
-_CONTENT_TYPE: Final = hdrs.CONTENT_TYPE
 _EMPTY_BODY: Final = frozenset((204, 304))
 
 
 def answer_bytes(response: web.Response, minor: int, keep_alive: bool) -> bytes:
-    """The bytes aiohttp writes for ``response`` (``answer._Direct``'s order):
-    its own headers, then Content-Length, Date, Server and Connection.
+    """The bytes aiohttp writes for ``response``: its own headers, then the ones
+    ``answer.finish_headers`` adds, serialized by aiohttp's own writer.
 
     Raises ValueError for a CR or LF in the status line or a header, as
     aiohttp does: such a response is never written.
@@ -64,29 +62,14 @@ def answer_bytes(response: web.Response, minor: int, keep_alive: bool) -> bytes:
     body = response.body
     if body is not None and body.__class__ is not bytes:
         raise TypeError("the hot lane writes bytes bodies only")
-    lines = [f"HTTP/1.{minor} {status} {response.reason}"]
-    headers = response.headers
-    lines.extend(f"{name}: {value}" for name, value in headers.items())
     if status in _EMPTY_BODY or status < 200:
         body = None
+        size = None
     else:
         size = len(body) if body is not None else 0
-        if _CONTENT_LENGTH not in headers:
-            lines.append(f"Content-Length: {size}")
-        if size and _CONTENT_TYPE not in headers:
-            lines.append("Content-Type: application/octet-stream")
-    lines.append(f"Date: {rfc822_formatted_time()}")
-    lines.append(f"Server: {SERVER_SOFTWARE}")
-    if keep_alive:
-        if not minor:
-            lines.append("Connection: keep-alive")
-    elif minor:
-        lines.append("Connection: close")
-    text = "\r\n".join(lines)
-    bare = text.replace("\r\n", "")
-    if "\r" in bare or "\n" in bare:
-        raise ValueError("CR or LF in a response header")
-    head = (text + "\r\n\r\n").encode("utf-8")
+    headers = response.headers
+    finish_headers(headers, size, minor, keep_alive)
+    head = _serialize_headers(f"HTTP/1.{minor} {status} {response.reason}", headers)
     return head + body if body else head
 
 
@@ -98,6 +81,7 @@ class HotConnection(asyncio.Protocol):
         "_buffer",
         "_closing",
         "_line_limit",
+        "_loop",
         "_make_handler",
         "_max_head",
         "_reading_paused",
@@ -122,6 +106,8 @@ class HotConnection(asyncio.Protocol):
         self._line_limit = line_limit
         #: a head still without its blank line past this is aiohttp's to refuse
         self._max_head = line_limit + 2 * wire.MAX_HEADER_FIELD
+        #: one lookup per connection: on Python 3.11 each get_running_loop() is a getpid()
+        self._loop = asyncio.get_running_loop()
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
         self._remote: str | None = None
@@ -212,7 +198,7 @@ class HotConnection(asyncio.Protocol):
             return
         del buffer[: end + 4]
         self._disarm()  # the head is complete: its deadline is met
-        self._task = asyncio.get_running_loop().create_task(self._serve(head, route))
+        self._task = self._loop.create_task(self._serve(head, route))
 
     async def _serve(self, head: PlainHead, route: tuple[str, str | None, int]) -> None:
         path, campaign_id, query_start = route
@@ -283,7 +269,7 @@ class HotConnection(asyncio.Protocol):
 
     def _arm(self, delay: float, callback: Callable[[], None]) -> None:
         self._disarm()
-        self._timer = asyncio.get_running_loop().call_later(delay, callback)
+        self._timer = self._loop.call_later(delay, callback)
 
     def _disarm(self) -> None:
         if self._timer is not None:
