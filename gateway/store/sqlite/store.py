@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +37,7 @@ from gateway.store.base import (
     Writes,
 )
 from gateway.store.sqlite import attempts, commit, lookups, replays
+from gateway.store.sqlite.rides import Ride, Rides, write_each
 from gateway.store.sqlite.rows import delivery
 from gateway.store.sqlite.schema import ATTEMPT_COLUMNS, DELIVERY_COLUMNS, SCHEMA, add_spans
 from gateway.store.sqlite.spans import TRIM_SPANS, SpanBuffer, cover_the_tail, matching, where
@@ -85,12 +87,16 @@ class SQLiteStore:
         #: SQLite has json_each/json_extract (3.38+, or a JSON1 build): the
         #: attempt log takes its one-parameter path (``attempts.group_work``).
         self._json = False
+        #: attempt groups waiting to be written inside the next intake commit
+        self._rides = Rides(self._write_rides_alone)
+        self._loop_thread: int | None = None  # the event loop's (set at open)
 
     @property
     def _conn(self) -> sqlite3.Connection:
         return self._writer.conn
 
     async def open(self) -> None:
+        self._loop_thread = threading.get_ident()
         await self._writer.open(self._setup)
 
     def _setup(self, db: sqlite3.Connection) -> None:
@@ -114,6 +120,7 @@ class SQLiteStore:
 
     async def close(self) -> None:
         if self._writer.is_open:
+            await self._rides.flush()
             await self._call(self._write_spans)
         await self._writer.close()
 
@@ -153,6 +160,7 @@ class SQLiteStore:
         (``Writer.call_inline``): for them, blocking the loop for the commit
         costs less than the hop to the thread and back.
         """
+        self._rides.intake_committing()
         if wanted.size <= INLINE_MAX:
             return await self._call_inline(self._commit_group, wanted, decide)
         return await self._call(self._commit_group, wanted, decide)
@@ -160,10 +168,17 @@ class SQLiteStore:
     def _commit_group(
         self, wanted: Wanted, decide: Callable[[Found], tuple[Writes, T]]
     ) -> tuple[CommitResult, T]:
+        # Waiting attempt groups ride along when this runs on the event loop,
+        # which owns them (rides.py); on the writer thread they wait on.
+        rides = self._rides.take() if threading.get_ident() == self._loop_thread else []
+
         # Inside the write transaction the lookups see exactly what the writes
         # build on, and they share its start (outside one, each statement opens
         # a read transaction of its own: WAL read marks, shm locks).
-        def work(db: sqlite3.Connection, spans: list[tuple[Any, ...]]) -> tuple[list[Delivery], T]:
+        def work(
+            db: sqlite3.Connection, spans: list[tuple[Any, ...]]
+        ) -> tuple[list[Delivery], T, list[BaseException | None]]:
+            ridden = write_each(db, rides) if rides else []
             found = Found(
                 clicks=commit.find_clicks(db, wanted.click_ids) if wanted.click_ids else {},
                 conversions=(
@@ -179,10 +194,15 @@ class SQLiteStore:
                 writes.deliveries,
                 spans,
             )
-            return stored, extra
+            return stored, extra, ridden
 
-        stored, extra = self._write_deliveries(work)
+        try:
+            stored, extra, ridden = self._write_deliveries(work)
+        except BaseException:
+            self._rides.put_back(rides)  # rolled back with the group: written alone
+            raise
         self._next_delivery_id += len(stored)  # once committed
+        self._rides.settle(rides, ridden)
         return CommitResult(deliveries=stored), extra
 
     # -- DeliveryQueue ----------------------------------------------------------
@@ -239,12 +259,19 @@ class SQLiteStore:
         if len(items) <= INLINE_MAX:
             # On the loop (the writer thread is idle): binding rows costs SQLite
             # less than the JSON text, which only pays off on the thread.
+            if self._rides.worth_waiting():  # inside the next intake commit
+                await self._rides.board(attempts.group_work(attempts.flatten(items), json=False))
+                return
             await self._call_inline(self._record_attempts, list(items), False)
         else:
             await self._call(self._record_attempts, list(items), self._json)
 
     def _record_attempts(self, items: list[AttemptRecord], json: bool) -> None:
         self._transaction(attempts.group_work(attempts.flatten(items), json=json))
+
+    async def _write_rides_alone(self, rides: list[Ride]) -> list[BaseException | None]:
+        """Groups that found no intake commit to ride: one transaction of their own."""
+        return await self._call_inline(self._transaction, lambda db: write_each(db, rides))
 
     async def purge(self, older_than: float) -> int:
         return await self._call(self._purge, older_than)
