@@ -25,8 +25,19 @@ import pytest
 import uvloop
 
 from gateway import clickid
-from gateway.store.base import Click, Conversion, Found, NewDelivery, Wanted, Writes
+from gateway.store.base import (
+    Attempt,
+    AttemptRecord,
+    Click,
+    Conversion,
+    Delivery,
+    Found,
+    NewDelivery,
+    Wanted,
+    Writes,
+)
 from gateway.store.sqlite import SQLiteStore
+from gateway.store.sqlite import rides as sqlite_rides
 
 NOW = 1_800_000_000.0
 CLICKS = 1000
@@ -75,6 +86,9 @@ class _Groups:
         self._numbers: Iterator[int] = itertools.count()
 
     async def commit(self) -> int:
+        return len(await self.commit_returning())
+
+    async def commit_returning(self) -> list[Delivery]:
         numbers = [next(self._numbers) for _ in range(self.size)]
         clicks = [f"click-{n % CLICKS:06d}" for n in numbers]
         keys = [f"ts|txid-{n * 7919 % 1_000_003}" for n in numbers]
@@ -102,7 +116,7 @@ class _Groups:
 
         committed, count = await self.store.commit_group(wanted, decide)
         assert len(committed.deliveries) == count == self.size
-        return count
+        return committed.deliveries
 
     async def commit_many(self, groups: int) -> int:
         return sum([await self.commit() for _ in range(groups)])
@@ -140,3 +154,61 @@ def test_group_commit(
     assert written == size * GROUPS
     benchmark.extra_info["groups_per_round"] = GROUPS
     benchmark.extra_info["conversions_per_round"] = size * GROUPS
+
+
+def _attempts(deliveries: list[int]) -> list[AttemptRecord]:
+    return [
+        (
+            Attempt(
+                delivery_id=delivery_id,
+                started_at=NOW,
+                url="https://s.example/tag.php?goal=G&tag=***",
+                status_code=200,
+                error=None,
+                latency_ms=3.0,
+                body_prefix="OK",
+                outcome="delivered",
+                reason="HTTP 200",
+            ),
+            "delivered",
+            None,
+            True,
+        )
+        for delivery_id in deliveries
+    ]
+
+
+async def _commits_and_log(groups: _Groups, rounds: int) -> int:
+    """Each group commit while the last group's attempts are logged, as under
+    load: with rides, the log's group goes inside the next intake commit."""
+    logged = 0
+    previous: list[int] = []
+    for _ in range(rounds):
+        log = asyncio.ensure_future(groups.store.record_attempts(_attempts(previous)))
+        await asyncio.sleep(0)  # the log's group is handed in first
+        committed = await groups.commit_returning()
+        await log
+        logged += len(previous)
+        previous = [d.delivery_id for d in committed]
+    return logged
+
+
+@pytest.mark.benchmark(group="group commit and the delivery log")
+@pytest.mark.parametrize("rides", [True, False], ids=["ride", "alone"])
+def test_group_commit_with_the_log(
+    benchmark: Any,
+    loop: asyncio.AbstractEventLoop,
+    store: SQLiteStore,
+    rides: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Groups of 16 and their attempts' log: riding the next intake commit
+    (``store.sqlite.rides``) against a transaction of the log's own."""
+    if not rides:
+        monkeypatch.setattr(sqlite_rides, "INTAKE_QUIET", 0.0)
+    groups = _Groups(store, 16)
+    logged = benchmark.pedantic(
+        lambda: loop.run_until_complete(_commits_and_log(groups, GROUPS)), **ROUNDS
+    )
+    assert logged == 16 * (GROUPS - 1)
+    benchmark.extra_info["groups_per_round"] = GROUPS

@@ -61,3 +61,31 @@ def test_heads_that_are_not_plain_are_left_to_aiohttp() -> None:
         b"GET /postback HTTP/1.1\r\nHost: \xc3\xa9",
     ):
         assert read_plain_head(head, 16384, 8190) is None, head
+
+
+async def _answer(reader: asyncio.StreamReader) -> bytes:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+    length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+    return head + await reader.readexactly(length)
+
+
+async def test_the_lanes_idle_deadline_moves_on_with_each_answer(tmp_path: Path) -> None:
+    gw = await start_gateway(tmp_path, write_config(tmp_path))
+    server = gw.client.server.runner.server
+    server._kwargs["keepalive_timeout"] = 0.4  # what web.Server(keepalive_timeout=...) sets
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.client.server.port)
+        try:
+            pb = b"GET /postback?cid=nope&txid=t1 HTTP/1.1\r\nHost: x\r\n\r\n"
+            for _ in range(5):  # 1 s in all, each gap well inside the deadline
+                writer.write(pb)
+                assert (await _answer(reader)).startswith(b"HTTP/1.1 20")
+                await asyncio.sleep(0.2)
+            assert _lane_connections(gw) == 1  # still open, still the lane's
+            # then idle: closed once the deadline passes
+            assert await asyncio.wait_for(reader.read(1), 5.0) == b""
+            assert _lane_connections(gw) == 0
+        finally:
+            writer.close()
+    finally:
+        await stop_gateway(gw)

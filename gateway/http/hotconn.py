@@ -88,7 +88,9 @@ class HotConnection(asyncio.Protocol):
         "_remote",
         "_server",
         "_task",
-        "_timer",
+        "_head_timer",
+        "_idle_timer",
+        "_idle_until",
         "_transport",
         "_writing_paused",
     )
@@ -112,7 +114,9 @@ class HotConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._remote: str | None = None
         self._task: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_until = 0.0  # loop time past which an idle connection closes
         self._closing = False
         self._reading_paused = False
         self._writing_paused = False
@@ -126,7 +130,7 @@ class HotConnection(asyncio.Protocol):
         self._remote = str(peer[0]) if isinstance(peer, tuple | list) and peer else None
         # the server's drain (pre_shutdown, shutdown) walks this table
         self._server._connections[self] = transport  # type: ignore[index]
-        self._arm(wire.HEAD_TIMEOUT, self._head_too_slow)
+        self._expect_head()
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
@@ -138,14 +142,14 @@ class HotConnection(asyncio.Protocol):
                 self._reading_paused = True
             return
         if idle:  # the first bytes of a head between requests: its clock starts
-            self._arm(wire.HEAD_TIMEOUT, self._head_too_slow)
+            self._expect_head()
         self._next()
 
     def eof_received(self) -> None:
         return None  # the transport closes, as aiohttp's handler lets it
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._disarm()
+        self._stop_timers()
         self._server._connections.pop(self, None)  # type: ignore[call-overload]
         self._transport = None
         self._buffer.clear()
@@ -197,7 +201,7 @@ class HotConnection(asyncio.Protocol):
             self._hand_over()
             return
         del buffer[: end + 4]
-        self._disarm()  # the head is complete: its deadline is met
+        self._head_met()
         self._task = self._loop.create_task(self._serve(head, route))
 
     async def _serve(self, head: PlainHead, route: tuple[str, str | None, int]) -> None:
@@ -237,16 +241,16 @@ class HotConnection(asyncio.Protocol):
             self._reading_paused = False
             transport.resume_reading()
         if self._buffer:
-            self._arm(wire.HEAD_TIMEOUT, self._head_too_slow)
+            self._expect_head()
             self._next()
         else:
-            self._arm(self._keepalive_timeout(), self._idle_too_long)
+            self._wait_idle()
 
     def _hand_over(self) -> None:
         """From the buffer's first byte on, this connection is aiohttp's."""
         transport = self._transport
         assert transport is not None
-        self._disarm()
+        self._stop_timers()
         if self._closing:
             transport.close()
             return
@@ -267,22 +271,41 @@ class HotConnection(asyncio.Protocol):
     def _keepalive_timeout(self) -> float:
         return float(self._server._kwargs.get("keepalive_timeout", wire.KEEPALIVE_TIMEOUT))
 
-    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
-        self._disarm()
-        self._timer = self._loop.call_later(delay, callback)
+    def _expect_head(self) -> None:
+        """A head is due: its deadline runs unless the whole head is already
+        here (the common case, which then costs no timer)."""
+        if self._head_timer is None and self._buffer.find(_CRLF2) < 0:
+            self._head_timer = self._loop.call_later(wire.HEAD_TIMEOUT, self._head_too_slow)
 
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _head_met(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _stop_timers(self) -> None:
+        self._head_met()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _wait_idle(self) -> None:
+        """The idle deadline moves on after each answer; its one timer, when it
+        fires early, sleeps again until the deadline (no timer per request)."""
+        self._idle_until = self._loop.time() + self._keepalive_timeout()
+        if self._idle_timer is None:
+            self._idle_timer = self._loop.call_at(self._idle_until, self._idle_check)
 
     def _head_too_slow(self) -> None:
-        self._timer = None
+        self._head_timer = None
         if self._task is None and self._transport is not None:
             log.info("closed a connection whose request head took over %g s", wire.HEAD_TIMEOUT)
             self._transport.close()
 
-    def _idle_too_long(self) -> None:
-        self._timer = None
-        if self._task is None and not self._buffer and self._transport is not None:
+    def _idle_check(self) -> None:
+        self._idle_timer = None
+        if self._task is not None or self._buffer or self._transport is None:
+            return  # busy: the answer's end waits for idleness again
+        if self._loop.time() < self._idle_until:
+            self._idle_timer = self._loop.call_at(self._idle_until, self._idle_check)
+        else:
             self._transport.close()
