@@ -6,11 +6,14 @@ the heads nobody could read two ways: ASCII, ``CRLF`` line ends, a
 ``GET`` of an origin-form target in HTTP/1.0 or 1.1, header names that are
 tokens followed straight by a colon, no folded lines, no body (neither
 ``Content-Length`` nor ``Transfer-Encoding``), no ``Expect`` or ``Upgrade``,
-and at most one ``Connection`` header saying ``close`` or ``keep-alive``.
+at most one ``Connection`` header saying ``close`` or ``keep-alive``, a
+``Host`` in HTTP/1.1, none of aiohttp's once-only headers twice, and no
+two header names in a row longer together than a header line may be.
 Everything else, hostile or merely unusual, is *not plain* and goes to
 aiohttp's parser, which answers it as it always has.  So this parser can be
 strict without ever being the one that refuses a request
-(``tests/test_hotconn.py`` lists heads it must leave to aiohttp).
+(``tests/test_hotconn.py`` lists heads it must leave to aiohttp;
+``tests/test_head_parity.py`` checks each plain head against aiohttp's parser).
 """
 
 from __future__ import annotations
@@ -28,8 +31,31 @@ MAX_HEADERS: Final = 64
 _TARGET = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*")
 #: Header lines, each a token, a colon straight after it, visible ASCII, space or tab.
 _FIELDS = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e]*\r\n)*")
-#: Headers that mean a body, a protocol switch or a 100-continue: aiohttp's job.
-_NOT_PLAIN: Final = frozenset(("content-length", "transfer-encoding", "expect", "upgrade"))
+#: Headers that mean a body, a protocol switch or a 100-continue: aiohttp's job.  Also
+#: Proxy-Connection, which llhttp reads as Connection, and the old WebSocket key aiohttp refuses.
+_NOT_PLAIN: Final = frozenset(
+    (
+        "content-length",
+        "transfer-encoding",
+        "expect",
+        "upgrade",
+        "proxy-connection",
+        "sec-websocket-key1",
+    )
+)
+#: aiohttp's SINGLETON_HEADERS (those above aside): it refuses a request with one twice.
+_ONCE: Final = frozenset(
+    (
+        "host",
+        "content-location",
+        "content-range",
+        "content-type",
+        "etag",
+        "max-forwards",
+        "server",
+        "user-agent",
+    )
+)
 _VERSIONS: Final = {"HTTP/1.1": 1, "HTTP/1.0": 0}
 _CLICK: Final = "/click/"
 #: A click path with any of these is the router's: "%" needs decoding, and
@@ -73,6 +99,8 @@ def read_plain_head(head: bytes, line_limit: int, field_limit: int) -> PlainHead
         return None
     headers: list[tuple[str, str]] = []
     connection = None
+    once: set[str] = set()
+    last = 0  # the previous header name's length
     if fields:
         fields += "\r\n"
         if _FIELDS.fullmatch(fields) is None:
@@ -81,9 +109,16 @@ def read_plain_head(head: bytes, line_limit: int, field_limit: int) -> PlainHead
             if len(line) >= field_limit:
                 return None
             name, _, value = line.partition(":")
+            if len(name) + last >= field_limit:
+                return None  # aiohttp counts a name with the one before it: its 431
+            last = len(name)
             lowered = name.lower()
             if lowered in _NOT_PLAIN:
                 return None
+            if lowered in _ONCE:
+                if lowered in once:
+                    return None  # aiohttp's 400: a duplicate
+                once.add(lowered)
             value = value.strip(" \t")
             if lowered == "connection":
                 if connection is not None:
@@ -92,6 +127,8 @@ def read_plain_head(head: bytes, line_limit: int, field_limit: int) -> PlainHead
                 if connection != "close" and connection != "keep-alive":
                     return None
             headers.append((name, value))
+    if minor and "host" not in once:
+        return None  # aiohttp's 400: HTTP/1.1 needs a Host
     if minor:
         keep_alive = connection != "close"
     else:
