@@ -9,14 +9,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from gateway.logs import IsoFormatter, JsonFormatter
-from tests.gateway_proc import ROOT, GatewayProcess
+from tests.gateway_proc import ROOT, GatewayProcess, wait_for
 
 CONFIG = """
 [[traffic_sources]]
@@ -47,15 +46,6 @@ def test_json_lines() -> None:
     assert entry["logger"] == "gateway.x" and ISO.match(entry["time"] + " ")
 
 
-def _wait_for(predicate: object, timeout: float = 8.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.mark.slow
 def test_json_access_log_and_reload_warnings(tmp_path: Path) -> None:
     config = tmp_path / "gateway.toml"
@@ -72,7 +62,7 @@ def test_json_access_log_and_reload_warnings(tmp_path: Path) -> None:
         # a config that runs but deserves a look: a postback without {externalid}
         config.write_text(CONFIG.replace("?c={externalid}", "?c=fixed"))
         gw.signal(signal.SIGHUP)
-        assert _wait_for(lambda: "reloaded" in gw.log())
+        assert wait_for(lambda: "reloaded" in gw.log(), timeout=8.0)
     finally:
         gw.stop()
     entries = [json.loads(line) for line in gw.log_path.read_text().splitlines() if line]

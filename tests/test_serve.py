@@ -9,14 +9,13 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.gateway_proc import ROOT, GatewayProcess
+from tests.gateway_proc import ROOT, GatewayProcess, wait_for
 
 BASE = """
 [[traffic_sources]]
@@ -49,15 +48,6 @@ def _status(url: str) -> int:
         return int(exc.code)
 
 
-def _wait_for(predicate: object, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.mark.slow
 def test_sighup_reload_good_then_bad(tmp_path: Path) -> None:
     config = tmp_path / "gateway.toml"
@@ -69,10 +59,10 @@ def test_sighup_reload_good_then_bad(tmp_path: Path) -> None:
         assert _status(gw.url + "/click/two") == 404
         config.write_text(BASE + SECOND)
         gw.signal(signal.SIGHUP)
-        assert _wait_for(lambda: _status(gw.url + "/click/two") == 302)
+        assert wait_for(lambda: _status(gw.url + "/click/two") == 302)
         config.write_text(BASE + SECOND.replace("{click.id}", "{clik.id}"))
         gw.signal(signal.SIGHUP)
-        assert _wait_for(lambda: "reload refused" in gw.log())
+        assert wait_for(lambda: "reload refused" in gw.log())
         assert "campaigns[1].offer_url" in gw.log()
         assert _status(gw.url + "/click/two") == 302  # the old config stays
     finally:
